@@ -1,0 +1,1 @@
+"""Archives: MAP-Elites grid, CVT, deep grid, GA population, best-of-N."""

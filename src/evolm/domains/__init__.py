@@ -1,0 +1,1 @@
+"""Domains (environments): seeds, prompt context, evaluation, descriptor space."""

@@ -1,0 +1,111 @@
+"""The domain protocol: what a task must provide to be evolved.
+
+A domain gives seed programs, the context an LLM needs to write programs for it, an
+``evaluate(code, seed)`` that runs **inside an evaluation worker** (never in the engine's
+process), and its descriptor space. Domains are built by name from the registry with keyword
+parameters, so a worker process can rebuild the same domain from ``(name, params)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from evolm.types import DescriptorSpace, Evaluation
+
+__all__ = ["Domain", "DomainContext", "get_domain", "register_domain", "registered_domains"]
+
+
+@dataclass(frozen=True)
+class DomainContext:
+    """What prompts include about a domain.
+
+    Attributes:
+        description: one paragraph on the task, for instruction-following models.
+        function_name: the entry point a program must define (e.g. ``"draw"``).
+        api: helper code or API text shown before the program (may be empty).
+        language: language tag for fenced code blocks.
+        file_name: file name used by diff-style prompts.
+    """
+
+    description: str
+    function_name: str
+    api: str = ""
+    language: str = "python"
+    file_name: str = "program.py"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Domain(ABC):
+    """Base class of every domain.
+
+    Subclasses set ``name`` and implement :meth:`seeds`, :meth:`context`, :meth:`evaluate` and
+    :attr:`descriptor_space`. ``eval_timeout`` (seconds) and ``qd_offset`` (at or below the lowest
+    fitness the domain can produce) have domain-specific defaults.
+    """
+
+    name: str = "domain"
+    eval_timeout: float = 5.0
+    qd_offset: float = 0.0
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    @property
+    @abstractmethod
+    def descriptor_space(self) -> DescriptorSpace:
+        """Names and bounds of the behaviour descriptors."""
+
+    @abstractmethod
+    def seeds(self) -> list[str]:
+        """Seed programs (source text), each valid for :meth:`evaluate`."""
+
+    @abstractmethod
+    def context(self) -> DomainContext:
+        """Prompt context for operators."""
+
+    @abstractmethod
+    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
+        """Run ``code`` and score it. Runs in a worker process; must not raise for bad code."""
+
+
+_REGISTRY: dict[str, Callable[..., Domain]] = {}
+
+
+def register_domain(name: str) -> Callable[[Callable[..., Domain]], Callable[..., Domain]]:
+    """Class decorator adding a domain factory to the registry under ``name``."""
+
+    def deco(factory: Callable[..., Domain]) -> Callable[..., Domain]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtin() -> None:
+    from evolm.domains import image  # noqa: F401
+
+
+def registered_domains() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_domain(name: str, params: dict[str, Any] | None = None) -> Domain:
+    """Build a registered domain.
+
+    Raises:
+        ValueError: no domain has that name (the message lists the known ones), or the
+            parameters are wrong for it.
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown domain {name!r}; known domains: {', '.join(sorted(_REGISTRY))}"
+        )
+    try:
+        return _REGISTRY[name](**(params or {}))
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for domain {name!r}: {exc}") from exc

@@ -1,0 +1,143 @@
+"""The LLM backend protocol.
+
+A backend implements one coroutine, :meth:`LLMBackend._generate_one`; the base class runs a batch
+of requests concurrently under the backend's concurrency limit and never raises for a failed
+request: failures come back as a :class:`Completion` with ``error`` set, so the run goes on.
+The engine, not the backend, writes every call to the run database's ``llm_calls`` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Completion", "LLMBackend", "LLMError", "Message", "Request"]
+
+Message = dict[str, str]
+
+
+class LLMError(RuntimeError):
+    """A backend could not be set up, or a request failed in a way the caller must see."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request.
+
+    ``kind`` is ``"chat"`` (``messages`` is used) or ``"completion"`` (``prompt`` is used).
+    ``seed`` is a per-request sampling seed; backends that support seeding must honour it.
+    """
+
+    kind: Literal["chat", "completion"] = "chat"
+    messages: tuple[Message, ...] = ()
+    prompt: str = ""
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The parts that determine the answer, minus the seed (the replay key's content)."""
+        d = asdict(self)
+        d.pop("seed")
+        d["messages"] = [dict(m) for m in self.messages]
+        d["stop"] = list(self.stop)
+        return d
+
+    def key(self) -> str:
+        """sha256 of :meth:`payload` as canonical JSON: equal prompts give equal keys."""
+        blob = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def to_json(self) -> str:
+        d = self.payload()
+        d["seed"] = self.seed
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Request:
+        d = json.loads(text)
+        return cls(
+            kind=d["kind"],
+            messages=tuple(dict(m) for m in d.get("messages", ())),
+            prompt=d.get("prompt", ""),
+            max_tokens=int(d["max_tokens"]),
+            temperature=float(d["temperature"]),
+            top_p=float(d["top_p"]),
+            stop=tuple(d.get("stop", ())),
+            seed=d.get("seed"),
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A backend's answer to one request. ``error`` is set (and ``text`` empty) on failure."""
+
+    text: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency: float = 0.0
+    error: str | None = None
+    finish_reason: str | None = None
+    cost: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class LLMBackend(ABC):
+    """Base class of every backend.
+
+    Args:
+        model: the model name recorded with each completion.
+        concurrency: the most requests this backend runs at once.
+    """
+
+    name: str = "base"
+
+    def __init__(self, model: str, concurrency: int = 4) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.model = model
+        self.concurrency = concurrency
+        self._sem: asyncio.Semaphore | None = None
+
+    @abstractmethod
+    async def _generate_one(self, request: Request) -> Completion:
+        """Answer one request. May raise; the base class turns exceptions into errors."""
+
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer a batch of requests, in order, at most ``concurrency`` at a time."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        sem = self._sem
+
+        async def one(req: Request) -> Completion:
+            async with sem:
+                t0 = time.perf_counter()
+                try:
+                    return await self._generate_one(req)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a failed request is a value, not a crash
+                    return Completion(
+                        text="",
+                        model=self.model,
+                        latency=time.perf_counter() - t0,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release resources (HTTP clients, model handles)."""

@@ -1,0 +1,1 @@
+"""Operators: parents in, LLM requests out, candidate programs back."""

@@ -1,0 +1,64 @@
+"""The operator protocol (pyribs would say emitter): parents in, LLM requests out, code back.
+
+An operator works in two steps so the engine can batch LLM calls and record everything:
+:meth:`Operator.propose` turns parents into a :class:`Proposal` holding an LLM request (or, for
+LLM-free operators, the finished code), and :meth:`Operator.finish` turns the completion text into
+program code or a recorded failure reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evolm.domains.base import DomainContext
+from evolm.llm.base import Request
+from evolm.types import Individual
+
+__all__ = ["Operator", "Proposal", "Result"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What an operator wants generated. ``request`` is None for LLM-free operators, whose
+    ``code`` is already final."""
+
+    parent_ids: tuple[int, ...]
+    request: Request | None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """Code extracted from a completion, or the reason there is none (``code`` empty)."""
+
+    code: str
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Operator(ABC):
+    """Base class. ``num_parents`` is how many parents :meth:`propose` wants."""
+
+    name: str = "operator"
+    num_parents: int = 1
+
+    def __init__(self, context: DomainContext, mode: str = "chat") -> None:
+        if mode not in ("chat", "completion"):
+            raise ValueError(f"operator mode must be 'chat' or 'completion', got {mode!r}")
+        self.context = context
+        self.mode = mode
+
+    @abstractmethod
+    def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
+        """Build a proposal from ``parents`` (len == ``num_parents``)."""
+
+    @abstractmethod
+    def finish(self, proposal: Proposal, completion: str) -> Result:
+        """Extract the program from a completion text."""

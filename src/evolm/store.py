@@ -1,0 +1,458 @@
+"""The SQLite run database: the single source of truth of a run.
+
+One file per run, in WAL mode. It holds the resolved configuration, every candidate ever produced
+(evaluated or not) with its lineage, every evaluation, every LLM call (the replay cassette) and
+events (archive insertions, stats per step, checkpoints). The engine writes each told batch in one
+transaction, so a crash at any moment leaves the database at a batch boundary plus, at most,
+programs of batches still in flight.
+
+The schema is versioned by named migrations recorded in ``schema_migrations``; opening a database
+applies the ones it lacks, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from evolm.llm.base import Completion, Request
+from evolm.types import Evaluation, Individual, Program, Status
+
+__all__ = ["MIGRATIONS", "RunStore", "StoreError"]
+
+
+class StoreError(RuntimeError):
+    """The run database is missing, not an evolm database, or from a newer evolm."""
+
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_initial",
+        """
+        CREATE TABLE runs (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          created_at REAL NOT NULL,
+          updated_at REAL NOT NULL,
+          status TEXT NOT NULL,
+          seed INTEGER NOT NULL,
+          domain TEXT NOT NULL,
+          config_json TEXT NOT NULL,
+          versions_json TEXT NOT NULL
+        );
+        CREATE TABLE programs (
+          id INTEGER PRIMARY KEY,
+          batch INTEGER NOT NULL,
+          code TEXT NOT NULL,
+          parent_ids TEXT NOT NULL,
+          operator TEXT NOT NULL,
+          model TEXT,
+          prompt_hash TEXT,
+          generation INTEGER NOT NULL,
+          llm_call_id INTEGER REFERENCES llm_calls(id),
+          seed INTEGER NOT NULL,
+          created_at REAL NOT NULL
+        );
+        CREATE INDEX programs_batch ON programs(batch);
+        CREATE TABLE evaluations (
+          program_id INTEGER PRIMARY KEY REFERENCES programs(id),
+          status TEXT NOT NULL,
+          fitness REAL,
+          descriptors TEXT,
+          extras TEXT NOT NULL,
+          wall_time REAL NOT NULL,
+          cpu_time REAL NOT NULL,
+          error TEXT,
+          add_status INTEGER,
+          evaluated_at REAL NOT NULL
+        );
+        CREATE TABLE llm_calls (
+          id INTEGER PRIMARY KEY,
+          batch INTEGER,
+          request_key TEXT NOT NULL,
+          request_json TEXT NOT NULL,
+          seed INTEGER,
+          response TEXT,
+          model TEXT,
+          tokens_in INTEGER NOT NULL DEFAULT 0,
+          tokens_out INTEGER NOT NULL DEFAULT 0,
+          latency REAL NOT NULL DEFAULT 0,
+          cost REAL NOT NULL DEFAULT 0,
+          error TEXT,
+          finish_reason TEXT,
+          created_at REAL NOT NULL
+        );
+        CREATE INDEX llm_calls_key ON llm_calls(request_key);
+        CREATE TABLE events (
+          id INTEGER PRIMARY KEY,
+          batch INTEGER,
+          kind TEXT NOT NULL,
+          payload TEXT NOT NULL,
+          created_at REAL NOT NULL
+        );
+        CREATE INDEX events_kind ON events(kind, batch);
+        """,
+    ),
+)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class RunStore:
+    """A run database file.
+
+    Args:
+        path: the database file; created (with the schema) when missing unless ``create`` is
+            False.
+        create: allow creating a new file.
+        readonly: open read-only (reports, export, replay).
+
+    Raises:
+        StoreError: the file is missing (with ``create=False``), not SQLite, or has migrations
+            this version of evolm does not know.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.exists() and (readonly or not create):
+            raise StoreError(f"run database {self.path} does not exist")
+        if readonly:
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        try:
+            self.conn.execute("PRAGMA busy_timeout = 10000")
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+                self.conn.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+            else:
+                self._check_known_schema()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{self.path} is not an evolm run database: {exc}") from exc
+        self._in_tx = False
+
+    # -- schema ---------------------------------------------------------------------------
+    def _applied(self) -> list[str]:
+        exists = self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+        ).fetchone()
+        if not exists:
+            return []
+        return [r[0] for r in self.conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+
+    def _check_known_schema(self) -> None:
+        known = {name for name, _ in MIGRATIONS}
+        applied = self._applied()
+        if not applied:
+            raise StoreError(f"{self.path} is not an evolm run database (no schema_migrations)")
+        unknown = [m for m in applied if m not in known]
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer evolm (unknown migrations {unknown}); "
+                "upgrade evolm to open it"
+            )
+
+    def _migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+        )
+        applied = self._applied()
+        known = [name for name, _ in MIGRATIONS]
+        unknown = [m for m in applied if m not in known]
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer evolm (unknown migrations {unknown}); "
+                "upgrade evolm to open it"
+            )
+        for name, sql in MIGRATIONS:
+            if name in applied:
+                continue
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                self.conn.execute(
+                    "INSERT INTO schema_migrations(name, applied_at) VALUES (?, ?)",
+                    (name, time.time()),
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def migrations(self) -> list[str]:
+        return self._applied()
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one atomic transaction (nested uses join the outer one)."""
+        if self._in_tx:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(
+        self, *, seed: int, domain: str, config: dict[str, Any], versions: dict[str, str]
+    ) -> None:
+        if self.conn.execute("SELECT 1 FROM runs").fetchone():
+            raise StoreError(
+                f"{self.path} already holds a run; use `evolm resume {self.path}` to continue it "
+                "or choose another --out file"
+            )
+        now = time.time()
+        self.conn.execute(
+            "INSERT INTO runs VALUES (1, ?, ?, 'running', ?, ?, ?, ?)",
+            (now, now, seed, domain, _json(config), _json(versions)),
+        )
+
+    def run_info(self) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = 1").fetchone()
+        if row is None:
+            raise StoreError(f"{self.path} holds no run (was it created by `evolm run`?)")
+        d = dict(row)
+        d["config"] = json.loads(d.pop("config_json"))
+        d["versions"] = json.loads(d.pop("versions_json"))
+        return d
+
+    def set_status(self, status: str) -> None:
+        self.conn.execute(
+            "UPDATE runs SET status = ?, updated_at = ? WHERE id = 1", (status, time.time())
+        )
+
+    # -- programs and evaluations --------------------------------------------------------
+    def max_program_id(self) -> int:
+        row = self.conn.execute("SELECT MAX(id) FROM programs").fetchone()
+        return int(row[0]) if row[0] is not None else -1
+
+    def add_programs(self, programs: Sequence[Program]) -> None:
+        self.conn.executemany(
+            "INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p.id,
+                    p.batch,
+                    p.code,
+                    _json(list(p.parent_ids)),
+                    p.operator,
+                    p.model,
+                    p.prompt_hash,
+                    p.generation,
+                    p.llm_call_id,
+                    p.seed,
+                    p.created_at,
+                )
+                for p in programs
+            ],
+        )
+
+    def add_evaluations(
+        self, items: Sequence[tuple[int, Evaluation, int | None]]
+    ) -> None:
+        """Store ``(program_id, evaluation, add_status or None)`` rows."""
+        now = time.time()
+        rows = []
+        for pid, ev, add_status in items:
+            rows.append(
+                (
+                    pid,
+                    ev.status.value,
+                    ev.fitness,
+                    None if ev.descriptors is None else _json(list(ev.descriptors)),
+                    _json(ev.extras),
+                    ev.wall_time,
+                    ev.cpu_time,
+                    ev.error,
+                    add_status,
+                    now,
+                )
+            )
+        self.conn.executemany("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    @staticmethod
+    def _program(row: sqlite3.Row) -> Program:
+        return Program(
+            id=row["id"],
+            code=row["code"],
+            parent_ids=tuple(json.loads(row["parent_ids"])),
+            operator=row["operator"],
+            model=row["model"],
+            prompt_hash=row["prompt_hash"],
+            generation=row["generation"],
+            created_at=row["created_at"],
+            batch=row["batch"],
+            llm_call_id=row["llm_call_id"],
+            seed=row["seed"],
+        )
+
+    @staticmethod
+    def _evaluation(row: sqlite3.Row) -> Evaluation:
+        desc = row["descriptors"]
+        return Evaluation(
+            status=Status(row["status"]),
+            fitness=row["fitness"],
+            descriptors=None if desc is None else tuple(json.loads(desc)),
+            extras=json.loads(row["extras"]),
+            wall_time=row["wall_time"],
+            cpu_time=row["cpu_time"],
+            error=row["error"],
+        )
+
+    def evaluated(self, max_batch: int | None = None) -> Iterator[Individual]:
+        """Every evaluated program, in (batch, id) order: the order the archive saw them."""
+        sql = (
+            "SELECT p.*, e.status, e.fitness, e.descriptors, e.extras, e.wall_time, e.cpu_time,"
+            " e.error FROM programs p JOIN evaluations e ON e.program_id = p.id"
+        )
+        args: tuple[Any, ...] = ()
+        if max_batch is not None:
+            sql += " WHERE p.batch <= ?"
+            args = (max_batch,)
+        sql += " ORDER BY p.batch, p.id"
+        for row in self.conn.execute(sql, args):
+            yield Individual(self._program(row), self._evaluation(row))
+
+    def program(self, pid: int) -> Individual | Program:
+        row = self.conn.execute(
+            "SELECT p.*, e.status, e.fitness, e.descriptors, e.extras, e.wall_time, e.cpu_time,"
+            " e.error FROM programs p LEFT JOIN evaluations e ON e.program_id = p.id"
+            " WHERE p.id = ?",
+            (pid,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no program with id {pid} in {self.path}")
+        prog = self._program(row)
+        return prog if row["status"] is None else Individual(prog, self._evaluation(row))
+
+    def export_rows(self) -> Iterator[dict[str, Any]]:
+        """Every program, evaluated or not, with lineage and scores, as plain dicts."""
+        sql = (
+            "SELECT p.*, e.status, e.fitness, e.descriptors, e.error, e.add_status, e.wall_time"
+            " FROM programs p LEFT JOIN evaluations e ON e.program_id = p.id ORDER BY p.id"
+        )
+        for row in self.conn.execute(sql):
+            d = dict(row)
+            d["parent_ids"] = json.loads(d["parent_ids"])
+            if d["descriptors"] is not None:
+                d["descriptors"] = json.loads(d["descriptors"])
+            yield d
+
+    def counts(self) -> dict[str, int]:
+        """Program counts by evaluation status (``pending`` for unevaluated)."""
+        out: dict[str, int] = {}
+        for status, n in self.conn.execute(
+            "SELECT COALESCE(e.status, 'pending'), COUNT(*) FROM programs p"
+            " LEFT JOIN evaluations e ON e.program_id = p.id GROUP BY 1"
+        ):
+            out[status] = n
+        return out
+
+    def delete_unevaluated_after(self, batch: int) -> int:
+        """Drop programs of batches after ``batch`` (in flight at a crash); returns how many."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "DELETE FROM programs WHERE batch > ? AND id NOT IN"
+                " (SELECT program_id FROM evaluations)",
+                (batch,),
+            )
+        return cur.rowcount
+
+    # -- llm calls ------------------------------------------------------------------------
+    def add_llm_call(self, batch: int, request: Request, completion: Completion) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO llm_calls(batch, request_key, request_json, seed, response, model,"
+            " tokens_in, tokens_out, latency, cost, error, finish_reason, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                batch,
+                request.key(),
+                request.to_json(),
+                request.seed,
+                completion.text,
+                completion.model,
+                completion.tokens_in,
+                completion.tokens_out,
+                completion.latency,
+                completion.cost,
+                completion.error,
+                completion.finish_reason,
+                time.time(),
+            ),
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def llm_totals(self) -> dict[str, float]:
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0),"
+            " COALESCE(SUM(cost),0), COALESCE(SUM(error IS NOT NULL),0) FROM llm_calls"
+        ).fetchone()
+        return {
+            "calls": row[0],
+            "tokens_in": row[1],
+            "tokens_out": row[2],
+            "cost": row[3],
+            "errors": row[4],
+        }
+
+    # -- events ---------------------------------------------------------------------------
+    def add_event(self, kind: str, payload: dict[str, Any], batch: int | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO events(batch, kind, payload, created_at) VALUES (?,?,?,?)",
+            (batch, kind, _json(payload), time.time()),
+        )
+
+    def events(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
+        sql = "SELECT * FROM events"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            args = (kind,)
+        for row in self.conn.execute(sql + " ORDER BY id", args):
+            d = dict(row)
+            d["payload"] = json.loads(d["payload"])
+            yield d
+
+    def last_event(self, kind: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT * FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+        ).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["payload"] = json.loads(d["payload"])
+        return d

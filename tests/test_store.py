@@ -1,0 +1,134 @@
+"""The run database: schema, migrations, round trips, read-only use, bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from evolm.llm.base import Completion, Request
+from evolm.store import MIGRATIONS, RunStore, StoreError
+from evolm.types import Evaluation, Individual, Program, Status
+
+
+def _store(tmp_path) -> RunStore:
+    s = RunStore(tmp_path / "run.db")
+    s.create_run(seed=3, domain="image", config={"seed": 3}, versions={"evolm": "x"})
+    return s
+
+
+def test_new_database_has_schema_wal_and_migrations(tmp_path):
+    s = _store(tmp_path)
+    assert s.migrations == [name for name, _ in MIGRATIONS]
+    mode = s.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    tables = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "programs", "evaluations", "llm_calls", "events"} <= tables
+    info = s.run_info()
+    assert info["seed"] == 3 and info["config"] == {"seed": 3} and info["status"] == "running"
+
+
+def test_reopen_does_not_reapply_migrations(tmp_path):
+    _store(tmp_path).close()
+    s = RunStore(tmp_path / "run.db")
+    assert len(s.migrations) == len(MIGRATIONS)
+    assert s.run_info()["domain"] == "image"
+
+
+def test_second_run_in_same_file_is_refused(tmp_path):
+    s = _store(tmp_path)
+    with pytest.raises(StoreError, match="already holds a run"):
+        s.create_run(seed=1, domain="image", config={}, versions={})
+
+
+def test_programs_evaluations_and_llm_calls_round_trip(tmp_path):
+    s = _store(tmp_path)
+    req = Request(messages=({"role": "user", "content": "hi"},), seed=7)
+    comp = Completion(text="```python\nx=1\n```", model="m", tokens_in=3, tokens_out=5, cost=0.5)
+    with s.transaction():
+        call = s.add_llm_call(1, req, comp)
+        s.add_programs(
+            [
+                Program(id=0, code="seed", batch=0),
+                Program(id=1, code="x=1", parent_ids=(0,), operator="op", batch=1,
+                        generation=1, llm_call_id=call, seed=11),
+                Program(id=2, code="", parent_ids=(0,), operator="op", batch=1),
+            ]
+        )
+        s.add_evaluations(
+            [
+                (0, Evaluation(Status.OK, 1.0, (0.1, 0.2), {"k": [1, 2]}), 2),
+                (1, Evaluation.failure(Status.TIMEOUT, "too slow"), 0),
+            ]
+        )
+    inds = list(s.evaluated())
+    assert [i.program.id for i in inds] == [0, 1]
+    assert inds[0].evaluation.descriptors == (0.1, 0.2)
+    assert inds[0].evaluation.extras == {"k": [1, 2]}
+    assert inds[1].program.parent_ids == (0,) and inds[1].program.seed == 11
+    assert inds[1].evaluation.status is Status.TIMEOUT
+    assert isinstance(s.program(2), Program)  # unevaluated programs are kept
+    assert isinstance(s.program(0), Individual)
+    assert s.counts() == {"ok": 1, "timeout": 1, "pending": 1}
+    totals = s.llm_totals()
+    assert totals["calls"] == 1 and totals["tokens_out"] == 5 and totals["cost"] == 0.5
+    row = s.conn.execute("SELECT request_key, seed FROM llm_calls").fetchone()
+    assert row[0] == req.key() and row[1] == 7
+
+
+def test_transaction_rolls_back_everything_on_error(tmp_path):
+    s = _store(tmp_path)
+    with pytest.raises(sqlite3.IntegrityError), s.transaction():
+        s.add_programs([Program(id=5, code="a")])
+        s.add_programs([Program(id=5, code="b")])  # duplicate id
+    assert s.max_program_id() == -1
+
+
+def test_non_finite_values_are_refused_not_stored(tmp_path):
+    s = _store(tmp_path)
+    s.add_programs([Program(id=0, code="a")])
+    with pytest.raises(ValueError):
+        s.add_evaluations([(0, Evaluation(Status.OK, 1.0, (1.0,), {"x": float("nan")}), 0)])
+    assert s.counts() == {"pending": 1}
+
+
+def test_delete_unevaluated_after_drops_only_in_flight(tmp_path):
+    s = _store(tmp_path)
+    s.add_programs([Program(id=i, code="c", batch=i // 2) for i in range(6)])
+    s.add_evaluations([(i, Evaluation(Status.OK, 0.0, (0.0,)), 2) for i in range(3)])
+    assert s.delete_unevaluated_after(1) == 2  # ids 4, 5 (batch 2); id 3 (batch 1) kept
+    assert s.max_program_id() == 3
+
+
+def test_events_round_trip(tmp_path):
+    s = _store(tmp_path)
+    s.add_event("step", {"qd": 1.5}, batch=0)
+    s.add_event("step", {"qd": 2.5}, batch=1)
+    assert [e["payload"]["qd"] for e in s.events("step")] == [1.5, 2.5]
+    assert s.last_event("step")["batch"] == 1
+    assert s.last_event("nothing") is None
+
+
+def test_readonly_and_bad_files(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        RunStore(tmp_path / "missing.db", readonly=True)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not an evolm run database"):
+        RunStore(bad)
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).execute("CREATE TABLE t(x)").connection.commit()
+    with pytest.raises(StoreError, match="not an evolm run database"):
+        RunStore(empty, readonly=True)
+    _store(tmp_path).close()
+    ro = RunStore(tmp_path / "run.db", readonly=True)
+    with pytest.raises(sqlite3.OperationalError):
+        ro.add_event("x", {})
+
+
+def test_database_from_newer_evolm_is_refused(tmp_path):
+    s = _store(tmp_path)
+    s.conn.execute("INSERT INTO schema_migrations VALUES ('9999_future', 0)")
+    s.close()
+    with pytest.raises(StoreError, match="newer evolm"):
+        RunStore(tmp_path / "run.db")

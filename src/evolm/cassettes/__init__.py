@@ -1,0 +1,1 @@
+"""Run-database cassettes shipped with evolm, for the replay backend."""

@@ -1,0 +1,213 @@
+"""Typed run configuration.
+
+A run is configured by a :class:`RunConfig`, built from a preset (TOML shipped in
+``evolm/presets``), an optional user TOML file, and CLI overrides, merged in that order. Unknown
+keys are errors and every value is validated before the run starts, with messages that name the
+key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ArchiveConfig",
+    "BudgetConfig",
+    "ConfigError",
+    "EngineConfig",
+    "LLMConfig",
+    "OperatorConfig",
+    "RunConfig",
+    "format_validation_error",
+    "list_presets",
+    "load_config",
+    "load_preset",
+]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DomainConfig(_Strict):
+    name: str = Field("image", description="registered domain name (see `evolm run --help`)")
+    params: dict[str, Any] = Field(default_factory=dict, description="domain parameters")
+
+
+class ArchiveConfig(_Strict):
+    kind: Literal["grid", "cvt", "deep_grid", "population", "best_of_n"] = Field(
+        "grid", description="archive type"
+    )
+    bins: int | list[int] = Field(10, description="grid bins: one count, or one per descriptor")
+    cells: int = Field(100, ge=1, description="CVT cells")
+    per_cell: int = Field(4, ge=1, description="deep grid: elites kept per cell")
+    size: int = Field(64, ge=1, description="GA population size")
+    tournament_size: int = Field(3, ge=1, description="GA tournament size")
+    selection: Literal["uniform", "fitness", "curiosity"] = Field(
+        "uniform", description="parent selection strategy"
+    )
+    qd_offset: float | None = Field(
+        None, description="QD-score offset; default: the domain's lowest fitness"
+    )
+
+    @field_validator("bins")
+    @classmethod
+    def _bins_positive(cls, v: int | list[int]) -> int | list[int]:
+        values = [v] if isinstance(v, int) else v
+        if not values or any(b < 1 for b in values):
+            raise ValueError("every bin count must be an integer >= 1")
+        return v
+
+
+class LLMConfig(_Strict):
+    backend: Literal["fake", "replay", "openai"] = Field("fake", description="LLM backend")
+    model: str = Field("fake", description="model name sent to the backend")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL")
+    api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
+    cassette: str | None = Field(
+        None, description="replay: run database to answer from ('package:NAME' for shipped ones)"
+    )
+    mode: Literal["chat", "completion"] = Field("chat", description="prompt style")
+    concurrency: int = Field(4, ge=1, le=1024, description="LLM requests in flight at once")
+    max_tokens: int = Field(512, ge=1, description="completion length limit")
+    temperature: float = Field(0.8, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    timeout: float = Field(120.0, gt=0.0, description="seconds per request attempt")
+    max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
+    prices: tuple[float, float] | None = Field(
+        None, description="USD per million input and output tokens"
+    )
+    latency: float = Field(0.0, ge=0.0, description="fake: simulated seconds per request")
+
+
+class OperatorConfig(_Strict):
+    kind: str = Field("prompt_mutation", description="operator name")
+    params: dict[str, Any] = Field(default_factory=dict, description="operator parameters")
+
+
+class EngineConfig(_Strict):
+    batch_size: int = Field(8, ge=1, description="candidates asked per batch")
+    pipeline_depth: int = Field(
+        2, ge=1, le=64, description="batches in flight (overlaps LLM sampling and evaluation)"
+    )
+    workers: int = Field(0, ge=0, description="evaluation workers (0: one per core)")
+    eval_timeout: float | None = Field(
+        None, gt=0.0, description="seconds per evaluation (default: the domain's)"
+    )
+    memory_mb: int | None = Field(1024, ge=64, description="address-space limit per worker")
+    init_batches: int = Field(
+        2, ge=0, description="batches whose parents are drawn from the seeds (ELM's init phase)"
+    )
+    llm_deadline: float = Field(
+        600.0, gt=0.0, description="seconds the engine waits for any LLM batch"
+    )
+
+
+class BudgetConfig(_Strict):
+    llm_calls: int | None = Field(None, ge=0, description="stop after this many LLM calls")
+    tokens: int | None = Field(None, ge=0, description="stop after this many tokens (in + out)")
+    evaluations: int | None = Field(None, ge=0, description="stop after this many evaluations")
+    wall_time: float | None = Field(None, gt=0, description="stop after this many seconds")
+    cost: float | None = Field(None, ge=0, description="stop after this many USD")
+    target_fitness: float | None = Field(None, description="stop once max fitness reaches it")
+
+    def unlimited(self) -> bool:
+        return all(
+            v is None
+            for v in (self.llm_calls, self.tokens, self.evaluations, self.wall_time, self.cost)
+        ) and self.target_fitness is None
+
+
+class RunConfig(_Strict):
+    seed: int = Field(0, ge=0, description="master seed of the run")
+    domain: DomainConfig = Field(default_factory=DomainConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    operator: OperatorConfig = Field(default_factory=OperatorConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted key, what was given and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        given = err.get("input")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; `evolm run --help` lists the options)"
+        lines.append(f"  {key}: {msg} (given: {given!r})")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "params":
+            out[k] = _merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def list_presets() -> list[str]:
+    root = resources.files("evolm.presets")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw table of a shipped preset.
+
+    Raises:
+        ConfigError: no preset of that name (the message lists the shipped ones).
+    """
+    res = resources.files("evolm.presets").joinpath(f"{name}.toml")
+    if not res.is_file():
+        raise ConfigError(f"unknown preset {name!r}; shipped presets: {', '.join(list_presets())}")
+    return tomllib.loads(res.read_text())
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+
+
+def load_config(
+    *,
+    preset: str | None = None,
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Merge preset, file and overrides (later wins) and validate.
+
+    Raises:
+        ConfigError: unknown preset, unreadable file, or invalid values (every problem listed).
+    """
+    data: dict[str, Any] = {}
+    if preset:
+        data = _merge(data, load_preset(preset))
+    if file:
+        data = _merge(data, _read_toml(file))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc

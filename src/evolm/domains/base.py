@@ -8,6 +8,7 @@ parameters, so a worker process can rebuild the same domain from ``(name, params
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,13 +94,30 @@ def registered_domains() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _import_domain(spec: str, params: dict[str, Any] | None) -> Domain:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"cannot load domain {spec!r} ({exc}); use 'package.module:ClassName' with the "
+            "module importable from the run's working directory"
+        ) from exc
+    dom = factory(**(params or {}))
+    if not isinstance(dom, Domain):
+        raise ValueError(f"{spec!r} built a {type(dom).__name__}, not an evolm Domain")
+    return dom
+
+
 def get_domain(name: str, params: dict[str, Any] | None = None) -> Domain:
-    """Build a registered domain.
+    """Build a registered domain, or one named ``package.module:ClassName``.
 
     Raises:
         ValueError: no domain has that name (the message lists the known ones), or the
             parameters are wrong for it.
     """
+    if ":" in name:
+        return _import_domain(name, params)
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(

@@ -1,0 +1,244 @@
+"""A backend for any server that speaks the OpenAI chat / completions HTTP API.
+
+OpenAI itself, vLLM, llama.cpp's server, Ollama, SGLang, LM Studio and most hosted gateways
+speak it. The ``openai`` SDK is imported when a backend is built, not when this module is.
+The SDK's own retries are off; this backend retries rate limits (429), server errors (5xx),
+timeouts and connection failures with seeded, fully jittered exponential backoff, and honours
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import math
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from evolm.llm.base import Completion, LLMBackend, LLMError, Request
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["OpenAICompatLLM"]
+
+NO_KEY_PLACEHOLDER = "sk-no-key-required"
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if any."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _status_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else body
+    return f"HTTP {exc.status_code}: {str(message or exc.message)[:300]}"
+
+
+class OpenAICompatLLM(LLMBackend):
+    """A backend for an OpenAI-compatible HTTP server.
+
+    Args:
+        model: the model name sent to the server and recorded with each completion.
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``; ``None`` uses OpenAI's.
+        api_key_env: the environment variable holding the API key. A loopback ``base_url``
+            needs no key (a placeholder is sent).
+        concurrency: the most requests in flight at once.
+        timeout: seconds allowed for connecting and for each read or write of one attempt.
+        max_retries: retries after the first attempt, for 429, 408, 5xx, timeouts and
+            connection errors. Other HTTP errors are not retried.
+        backoff_base: seconds before the first retry; doubles each retry, capped at
+            ``backoff_max``, with full jitter. A ``Retry-After`` header replaces it (capped
+            at ``backoff_max``).
+        backoff_max: the longest wait between attempts, in seconds.
+        prices: USD per million (input, output) tokens; ``None`` records cost 0.
+        seed: seeds the jitter generator.
+
+    ``request.kind == "chat"`` calls ``chat.completions.create``, ``"completion"`` calls
+    ``completions.create``. Failures come back as completions with ``error`` set, never as
+    exceptions. The key is read once and handed to the SDK client; it is not kept on the
+    backend or written into errors.
+
+    Raises:
+        LLMError: at construction, when the key variable is unset and the server is not on
+            loopback.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        prices: tuple[float, float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, concurrency)
+        if not model:
+            raise ValueError("model must be a non-empty model name")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if backoff_base < 0 or backoff_max < 0:
+            raise ValueError(
+                f"backoff_base and backoff_max must be >= 0, got {backoff_base}, {backoff_max}"
+            )
+        if prices is not None and (len(prices) != 2 or min(prices) < 0):
+            raise ValueError(f"prices must be (input, output) USD per 1M tokens >= 0, got {prices}")
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.prices = prices
+        self._rng = random.Random(seed)
+
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            if base_url is None or not _is_loopback(base_url):
+                where = base_url or "the default OpenAI API"
+                raise LLMError(
+                    f"no API key for {where}: environment variable {api_key_env} is not set. "
+                    f"Set it (export {api_key_env}=...) or point llm.api_key_env at the "
+                    "variable that holds the key."
+                )
+            api_key = NO_KEY_PLACEHOLDER
+
+        import openai
+
+        self._sdk = openai
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatLLM(model={self.model!r}, base_url={self.base_url!r})"
+
+    def _backoff(self, attempt: int) -> float:
+        return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    async def _call(self, request: Request) -> Any:
+        omit = self._sdk.omit
+        common: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stop": list(request.stop) if request.stop else omit,
+            "seed": request.seed if request.seed is not None else omit,
+        }
+        if request.kind == "chat":
+            messages: Any = [dict(m) for m in request.messages]
+            return await self._client.chat.completions.create(messages=messages, **common)
+        return await self._client.completions.create(prompt=request.prompt, **common)
+
+    async def _generate_one(self, request: Request) -> Completion:
+        sdk = self._sdk
+        t0 = time.perf_counter()
+        attempts = self.max_retries + 1
+        last_error = ""
+        for attempt in range(attempts):
+            retry_after: float | None = None
+            try:
+                response = await self._call(request)
+            except sdk.APIStatusError as exc:
+                last_error = _status_text(exc)
+                status = exc.status_code
+                if not (status in (408, 429) or status >= 500):
+                    return self._failure(t0, attempt + 1, last_error)
+                retry_after = _retry_after(exc.response.headers)
+            except sdk.APITimeoutError:
+                last_error = f"timed out after {self.timeout:g} s"
+            except sdk.APIConnectionError as exc:
+                last_error = f"cannot connect to {self._client.base_url}: {exc.__cause__ or exc}"
+            else:
+                return self._success(request, response, t0, attempt + 1)
+            if attempt + 1 < attempts:
+                if retry_after is not None:
+                    delay = min(self.backoff_max, retry_after)
+                else:
+                    delay = self._backoff(attempt)
+                await asyncio.sleep(delay)
+        return self._failure(
+            t0, attempts, f"gave up after {attempts} attempts; last error: {last_error}"
+        )
+
+    def _failure(self, t0: float, attempts: int, error: str) -> Completion:
+        return Completion(
+            text="",
+            model=self.model,
+            latency=time.perf_counter() - t0,
+            error=error,
+            extras={"attempts": attempts},
+        )
+
+    def _success(self, request: Request, response: Any, t0: float, attempts: int) -> Completion:
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise LLMError(f"server answered without choices: {response!r:.200}")
+        choice = choices[0]
+        if request.kind == "chat":
+            message = getattr(choice, "message", None)
+            text = getattr(message, "content", None) or ""
+        else:
+            text = getattr(choice, "text", None) or ""
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = 0.0
+        if self.prices is not None:
+            cost = (tokens_in * self.prices[0] + tokens_out * self.prices[1]) / 1e6
+        return Completion(
+            text=text,
+            model=getattr(response, "model", None) or self.model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency=time.perf_counter() - t0,
+            finish_reason=getattr(choice, "finish_reason", None),
+            cost=cost,
+            extras={"attempts": attempts},
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()

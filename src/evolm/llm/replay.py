@@ -1,0 +1,136 @@
+"""Replay the LLM calls recorded in an earlier run's database (a "cassette").
+
+A run writes every call to its database's ``llm_calls`` table. :class:`ReplayLLM` reads that
+table and answers each request with a recorded answer to the same prompt, so a run can be
+repeated offline and for free. A prompt the cassette cannot answer stops the run with
+:class:`CassetteMiss`: a replay that silently diverged would not be a replay.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+from evolm.llm.base import Completion, LLMBackend, LLMError, Request
+
+__all__ = ["CassetteMiss", "ReplayLLM"]
+
+_QUERY = """
+SELECT id, request_key, seed, response, model, tokens_in, tokens_out, latency, cost,
+       finish_reason, error
+FROM llm_calls
+ORDER BY id
+"""
+
+
+class CassetteMiss(LLMError):
+    """The cassette holds no unused answer for a request: the replay has diverged."""
+
+
+@dataclass
+class _Row:
+    id: int
+    seed: int | None
+    completion: Completion
+    used: bool = False
+
+
+def _excerpt(request: Request, n: int = 120) -> str:
+    if request.kind == "completion":
+        text = request.prompt
+    else:
+        text = request.messages[-1].get("content", "") if request.messages else ""
+    return text[:n]
+
+
+class ReplayLLM(LLMBackend):
+    """A backend that answers from the ``llm_calls`` table of an earlier run's database.
+
+    Args:
+        path: the recorded run's SQLite database; opened read-only, once, at construction.
+        concurrency: passed to :class:`LLMBackend` (answers need no I/O).
+
+    Failed calls replay as the same failure (an error completion), so a replayed run takes
+    the same path as the recorded one. Requests match recorded calls by
+    :meth:`Request.key` (the prompt and sampling settings, not the seed). Among the unused
+    calls with that key, the one recorded with the request's seed is preferred, else the
+    earliest; each recorded call answers at most once.
+
+    Completions carry the recorded text, model, token counts, cost and finish reason (cost is
+    replayed so budget limits stop a replay where they stopped the recording), latency 0, and
+    ``extras`` with ``replayed_id`` and ``recorded_latency``.
+
+    Raises:
+        LLMError: at construction, when ``path`` is missing or has no ``llm_calls`` table.
+        CassetteMiss: from :meth:`generate`, when a request has no unused recorded answer.
+    """
+
+    name = "replay"
+
+    def __init__(self, path: str | PathLike[str], concurrency: int = 64) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LLMError(f"replay cassette {self.path} does not exist (or is not a file)")
+        try:
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                rows = conn.execute(_QUERY).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise LLMError(
+                f"replay cassette {self.path} cannot be read as a run database "
+                f"with an llm_calls table: {exc}"
+            ) from exc
+        self._rows: dict[str, list[_Row]] = {}
+        for id_, key, seed, response, model, t_in, t_out, latency, cost, finish, err in rows:
+            completion = Completion(
+                text=response or "",
+                model=model or "replay",
+                tokens_in=t_in,
+                tokens_out=t_out,
+                latency=0.0,
+                finish_reason=finish,
+                cost=cost,
+                error=err,
+                extras={"replayed_id": id_, "recorded_latency": latency},
+            )
+            self._rows.setdefault(key, []).append(_Row(id_, seed, completion))
+        first_model = next((r[4] for r in rows if r[4]), None)
+        super().__init__(first_model or "replay", concurrency)
+
+    def __len__(self) -> int:
+        """How many recorded calls are still unused."""
+        return sum(not r.used for rows in self._rows.values() for r in rows)
+
+    def _take(self, request: Request) -> Completion:
+        rows = self._rows.get(request.key(), [])
+        unused = [r for r in rows if not r.used]
+        if not unused:
+            why = (
+                f"all {len(rows)} recorded answer(s) to this prompt were already used"
+                if rows
+                else "this prompt was never recorded"
+            )
+            raise CassetteMiss(
+                f"replay cassette {self.path} cannot answer a request ({why}); "
+                f"prompt starts: {_excerpt(request)!r}. A replay must use the same config "
+                "and seed as the recorded run."
+            )
+        row = next((r for r in unused if r.seed == request.seed), unused[0])
+        row.used = True
+        return row.completion
+
+    async def _generate_one(self, request: Request) -> Completion:
+        return self._take(request)
+
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer a batch from the cassette, in order.
+
+        Raises:
+            CassetteMiss: a request has no unused recorded answer (the run must stop).
+        """
+        return [self._take(r) for r in requests]

@@ -120,9 +120,7 @@ def get_domain(name: str, params: dict[str, Any] | None = None) -> Domain:
         return _import_domain(name, params)
     _load_builtin()
     if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown domain {name!r}; known domains: {', '.join(sorted(_REGISTRY))}"
-        )
+        raise ValueError(f"unknown domain {name!r}; known domains: {', '.join(sorted(_REGISTRY))}")
     try:
         return _REGISTRY[name](**(params or {}))
     except TypeError as exc:

@@ -44,10 +44,12 @@ class Result:
 
 
 class Operator(ABC):
-    """Base class. ``num_parents`` is how many parents :meth:`propose` wants."""
+    """Base class. ``num_parents`` is how many parents :meth:`propose` wants; ``uses_llm`` is
+    False for operators that never call a model (their proposals carry finished code)."""
 
     name: str = "operator"
     num_parents: int = 1
+    uses_llm: bool = True
 
     def __init__(self, context: DomainContext, mode: str = "chat") -> None:
         if mode not in ("chat", "completion"):

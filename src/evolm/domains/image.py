@@ -1,0 +1,341 @@
+"""The image domain: evolve a ``draw()`` program whose picture matches a target image.
+
+This is OpenELM's image environment (CarperAI 2023, after Lehman et al. 2022, "Evolution
+through Large Models"): a program defines ``draw()`` returning an ``size x size x 3`` RGB array;
+fitness is how close the picture is to a target, and the behaviour descriptors are the picture's
+mean red, green and blue, so the archive keeps good pictures of every overall colour.
+
+Accepted return values: a ``numpy.ndarray`` of shape ``(size, size, 3)`` (rows, columns, RGB)
+that is either floating point with every value in [0, 1] (1e-6 tolerance, then clipped) or
+``uint8`` (divided by 255). Anything else is ``invalid`` with a reason naming what came back.
+
+Fitness is ``-RMSE`` (``metric="l2"``) or ``-MAE`` (``metric="l1"``) over all pixels and channels
+against the target; both lie in [-1, 0], 0 being a perfect copy, so ``qd_offset`` is -1.
+
+Targets are drawn procedurally with numpy at the requested size (pixel centres at
+``(i + 0.5) / size`` in unit coordinates, hard edges, no anti-aliasing). Colours are RGB floats:
+
+========  ==========================================================  ==================
+target    shape (unit coordinates, centre (0.5, 0.5))                 colours (fg on bg)
+========  ==========================================================  ==================
+circle    disk of radius 0.3                                          red (0.9, 0.1, 0.1)
+                                                                      on dark blue
+                                                                      (0.1, 0.1, 0.3)
+square    axis-aligned square of side 0.5                             green (0.1, 0.7, 0.2)
+                                                                      on white (1, 1, 1)
+triangle  upward triangle, apex (0.5, 0.15), base y = 0.85 from       blue (0.15, 0.3, 0.85)
+          x = 0.15 to x = 0.85                                        on pale yellow
+                                                                      (1.0, 0.95, 0.75)
+cross     plus sign, two bars 0.8 long and 0.2 wide                   yellow (1.0, 0.85, 0.1)
+                                                                      on black (0, 0, 0)
+ring      annulus with radii 0.25 to 0.4                              orange (1.0, 0.55, 0.0)
+                                                                      on grey (0.5, 0.5, 0.5)
+========  ==========================================================  ==================
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.types import DescriptorSpace, Evaluation, Status
+
+__all__ = ["ImageDomain", "make_target"]
+
+_PROGRAM_FILE = "<program>"
+_MAX_ERROR_CHARS = 500
+_RANGE_TOLERANCE = 1e-6
+_METRICS = ("l2", "l1")
+
+_Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Target:
+    description: str
+    mask: _Mask
+    foreground: tuple[float, float, float]
+    background: tuple[float, float, float]
+
+
+def _triangle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    half_width = 0.35 * (y - 0.15) / 0.7
+    return (y >= 0.15) & (y <= 0.85) & (np.abs(x - 0.5) <= half_width)
+
+
+def _disk(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x - 0.5) ** 2 + (y - 0.5) ** 2 <= 0.3**2
+
+
+def _square(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (np.abs(x - 0.5) <= 0.25) & (np.abs(y - 0.5) <= 0.25)
+
+
+def _ring(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r2 = (x - 0.5) ** 2 + (y - 0.5) ** 2
+    return (r2 <= 0.4**2) & (r2 >= 0.25**2)
+
+
+def _cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    dx, dy = np.abs(x - 0.5), np.abs(y - 0.5)
+    return ((dx <= 0.1) & (dy <= 0.4)) | ((dy <= 0.1) & (dx <= 0.4))
+
+
+_TARGETS: dict[str, _Target] = {
+    "circle": _Target(
+        "a red disk centred on a dark blue background, its radius 0.3 of the image width",
+        _disk,
+        (0.9, 0.1, 0.1),
+        (0.1, 0.1, 0.3),
+    ),
+    "square": _Target(
+        "a green square centred on a white background, its side half the image width",
+        _square,
+        (0.1, 0.7, 0.2),
+        (1.0, 1.0, 1.0),
+    ),
+    "triangle": _Target(
+        "a blue triangle pointing up, centred on a pale yellow background, its base and height "
+        "0.7 of the image width",
+        _triangle,
+        (0.15, 0.3, 0.85),
+        (1.0, 0.95, 0.75),
+    ),
+    "cross": _Target(
+        "a yellow plus sign centred on a black background, its bars 0.8 of the image width long "
+        "and 0.2 wide",
+        _cross,
+        (1.0, 0.85, 0.1),
+        (0.0, 0.0, 0.0),
+    ),
+    "ring": _Target(
+        "an orange ring centred on a grey background, its outer radius 0.4 and inner radius "
+        "0.25 of the image width",
+        _ring,
+        (1.0, 0.55, 0.0),
+        (0.5, 0.5, 0.5),
+    ),
+}
+
+
+def make_target(name: str, size: int) -> np.ndarray:
+    """Draw target ``name`` as a float64 array of shape ``(size, size, 3)`` with values in [0, 1].
+
+    Raises:
+        ValueError: unknown target (the message lists the known ones).
+    """
+    if name not in _TARGETS:
+        raise ValueError(f"unknown image target {name!r}; known targets: {', '.join(_TARGETS)}")
+    spec = _TARGETS[name]
+    c = (np.arange(size, dtype=np.float64) + 0.5) / size
+    x, y = np.meshgrid(c, c)  # x varies along columns, y along rows (y grows downwards)
+    mask = spec.mask(x, y)[..., None]
+    return np.where(mask, np.array(spec.foreground), np.array(spec.background))
+
+
+def _seed_programs(size: int) -> list[str]:
+    black = f"""import numpy as np
+
+
+def draw():
+    return np.zeros(({size}, {size}, 3))
+"""
+    square = f"""import numpy as np
+
+
+def draw():
+    img = np.full(({size}, {size}, 3), 0.9)
+    lo, hi = {size} // 4, {size} - {size} // 4
+    img[lo:hi, lo:hi] = (0.2, 0.4, 0.8)
+    return img
+"""
+    gradient = f"""import numpy as np
+
+
+def draw():
+    ramp = np.linspace(0.0, 1.0, {size})
+    img = np.zeros(({size}, {size}, 3))
+    img[:, :, 0] = ramp[None, :]
+    img[:, :, 2] = 1.0 - ramp[None, :]
+    return img
+"""
+    disk = f"""import numpy as np
+
+
+def draw():
+    c = (np.arange({size}) + 0.5) / {size}
+    x, y = np.meshgrid(c, c)
+    inside = (x - 0.5) ** 2 + (y - 0.5) ** 2 <= 0.35 ** 2
+    img = np.ones(({size}, {size}, 3)) * 0.2
+    img[inside] = (1.0, 0.8, 0.0)
+    return img
+"""
+    return [black, square, gradient, disk]
+
+
+def _program_line(exc: BaseException) -> int | None:
+    """Line number inside ``<program>`` of the innermost program frame of ``exc``, if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == _PROGRAM_FILE]
+    return frames[-1].lineno if frames else None
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:  # a program's exception class may break __str__
+        message = "<unprintable message>"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    line = _program_line(exc)
+    return f"{text} (line {line})" if line is not None else text
+
+
+@register_domain("image")
+class ImageDomain(Domain):
+    """Match a procedurally drawn target image (OpenELM's image environment).
+
+    Args:
+        target: one of :meth:`targets` (see the module docstring for shapes and colours).
+        size: height and width of the image in pixels, 8 to 128.
+        metric: ``"l2"`` (fitness = -RMSE) or ``"l1"`` (fitness = -MAE).
+
+    Raises:
+        ValueError: unknown target or metric, or a size outside 8..128.
+    """
+
+    name = "image"
+    eval_timeout = 5.0
+    qd_offset = -1.0
+
+    def __init__(self, target: str = "circle", size: int = 32, metric: str = "l2") -> None:
+        if isinstance(size, bool) or not isinstance(size, int | np.integer):
+            raise ValueError(f"image size must be an int, got {size!r}")
+        size = int(size)
+        if not 8 <= size <= 128:
+            raise ValueError(f"image size must be between 8 and 128, got {size}")
+        if metric not in _METRICS:
+            raise ValueError(f"image metric must be one of {', '.join(_METRICS)}, got {metric!r}")
+        self.target_image = make_target(target, size)
+        super().__init__(target=target, size=size, metric=metric)
+        self.target = target
+        self.size = size
+        self.metric = metric
+        self._expected = f"expected ({size}, {size}, 3) float in [0, 1] or uint8"
+
+    @staticmethod
+    def targets() -> list[str]:
+        """Names of the built-in targets."""
+        return list(_TARGETS)
+
+    @property
+    def descriptor_space(self) -> DescriptorSpace:
+        return DescriptorSpace(("mean_r", "mean_g", "mean_b"), ((0.0, 1.0),) * 3)
+
+    def seeds(self) -> list[str]:
+        return _seed_programs(self.size)
+
+    def context(self) -> DomainContext:
+        s = self.size
+        measure = "root-mean-square" if self.metric == "l2" else "mean absolute"
+        description = (
+            f"Write a Python function `draw()` that takes no arguments and returns an image as a "
+            f"numpy array of shape ({s}, {s}, 3): rows, columns, RGB channels, with float values "
+            f"in [0, 1] (or uint8 values in 0..255). The picture should look as much as possible "
+            f"like the target image: {_TARGETS[self.target].description}. The score is minus the "
+            f"{measure} difference from the target over all pixels and channels, so 0 is a "
+            f"perfect copy. Programs are also kept for being good in their own overall colour, "
+            f"so varied colour schemes are useful."
+        )
+        api = (
+            f"# draw() takes no arguments and returns a ({s}, {s}, 3) numpy array: rows, columns,\n"
+            f"# RGB; floats in [0, 1] or uint8. numpy and the standard library are available.\n"
+        )
+        return DomainContext(
+            description=description, function_name="draw", api=api, file_name="image.py"
+        )
+
+    def _check(self, value: Any) -> np.ndarray | str:
+        """The picture as float64 in [0, 1], or the reason ``value`` is not an acceptable one."""
+        s = self.size
+        if not isinstance(value, np.ndarray):
+            return f"draw() returned {type(value).__name__}; {self._expected}"
+        if value.shape != (s, s, 3):
+            return f"draw() returned shape {value.shape}; {self._expected}"
+        if value.dtype == np.uint8:
+            return value.astype(np.float64) / 255.0
+        if value.dtype.kind != "f":
+            return f"draw() returned dtype {value.dtype}; {self._expected}"
+        img = value.astype(np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(img)))
+        if bad:
+            return f"draw() returned {bad} NaN or infinite values; {self._expected}"
+        lo, hi = float(img.min()), float(img.max())
+        if lo < -_RANGE_TOLERANCE or hi > 1.0 + _RANGE_TOLERANCE:
+            return f"draw() returned values in [{lo:.6g}, {hi:.6g}]; {self._expected}"
+        return np.clip(img, 0.0, 1.0)
+
+    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
+        """Run ``code`` in a fresh namespace, call its ``draw()`` and score the picture.
+
+        ``random`` and ``numpy.random`` are reseeded with ``seed`` first, so a program that draws
+        random numbers gives the same picture for the same seed. Never raises for bad code
+        (``KeyboardInterrupt`` excepted): a syntax error or an unusable return value is
+        ``invalid``, an exception or ``exit()`` is ``error``.
+        """
+        extras = {"target": self.target, "metric": self.metric}
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            compiled = compile(code, _PROGRAM_FILE, "exec")
+        except SyntaxError as exc:
+            return Evaluation.failure(
+                Status.INVALID, f"SyntaxError at line {exc.lineno}: {exc.msg}", extras=extras
+            )
+        except ValueError as exc:  # e.g. null bytes in the source
+            return Evaluation.failure(Status.INVALID, f"cannot compile: {exc}", extras=extras)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # RecursionError, MemoryError on pathological sources
+            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+
+        namespace: dict[str, Any] = {"__name__": "__evolm_program__"}
+        try:
+            exec(compiled, namespace)
+            draw = namespace.get("draw")
+            if draw is None:
+                return Evaluation.failure(
+                    Status.INVALID, "program defines no function draw()", extras=extras
+                )
+            if not callable(draw):
+                return Evaluation.failure(
+                    Status.INVALID,
+                    f"draw is a {type(draw).__name__}, not a function",
+                    extras=extras,
+                )
+            value = draw()
+        except KeyboardInterrupt:
+            raise
+        except SystemExit as exc:
+            line = _program_line(exc)
+            where = f" (line {line})" if line is not None else ""
+            return Evaluation.failure(Status.ERROR, f"program called exit(){where}", extras=extras)
+        except BaseException as exc:  # a program may raise anything; it is a result, not a crash
+            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+
+        img = self._check(value)
+        if isinstance(img, str):
+            return Evaluation.failure(Status.INVALID, img, extras=extras)
+        diff = img - self.target_image
+        if self.metric == "l2":
+            fitness = -float(np.sqrt(np.mean(diff**2)))
+        else:
+            fitness = -float(np.mean(np.abs(diff)))
+        descriptors = tuple(float(v) for v in img.mean(axis=(0, 1)))
+        return Evaluation(status=Status.OK, fitness=fitness, descriptors=descriptors, extras=extras)

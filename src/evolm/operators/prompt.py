@@ -1,0 +1,311 @@
+"""LLM operators that rewrite one parent: prompt mutation (ELM's mutation by instruction) and
+full rewrite.
+
+:class:`PromptMutation` is the mutation operator of ELM (Lehman et al. 2022) as OpenELM
+(CarperAI 2023) prompts it: show the parent program, add one instruction drawn from a small set
+(improve it, fix bugs, make a small change, make it different), and ask for the new program.
+:class:`FullRewrite` shows the parent only as a reference and asks for a new program from
+scratch, a larger jump in program space.
+
+Two prompt modes:
+
+* ``"chat"`` (instruction-tuned models): a system message and one user message holding the
+  domain description, its API text in a fenced block (if any), the parent in a fenced block
+  (always the **last** fenced block of the message), and the instruction. The answer is extracted
+  by :func:`~evolm.operators.extract.extract_code`.
+* ``"completion"`` (base models): a Python file the model continues. It holds the API text, the
+  task as comments, the parent under ``# Previous version of draw()``, then a line starting
+  ``# New version of draw()`` that carries the instruction, then the new program's head: the
+  parent's lines up to and including its ``def draw(...):`` line (its imports, constants and
+  helpers; for a rewrite only its imports). The model writes the body. Stop sequences
+  (:data:`COMPLETION_STOP`): ``"\\n```"`` (a closing fence), ``"\\nif __name__"`` (a main
+  block) and ``"\\n# "`` (a column-0 comment, which is how a base model starts the next
+  "version" or its commentary); comments inside the function are indented and do not stop it.
+  :meth:`finish` recovers the head from the request's prompt (the text after the
+  ``# New version`` line) and passes it to ``extract_code`` as ``prefix``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from collections.abc import Sequence
+
+import numpy as np
+
+from evolm.domains.base import DomainContext
+from evolm.llm.base import Request
+from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.extract import extract_code
+from evolm.types import Individual
+
+__all__ = [
+    "COMPLETION_STOP",
+    "DEFAULT_INSTRUCTIONS",
+    "SYSTEM_PROMPT",
+    "FullRewrite",
+    "PromptMutation",
+    "completion_prefix",
+]
+
+DEFAULT_INSTRUCTIONS: tuple[str, ...] = (
+    "Improve the program so that it scores better on the task.",
+    "Fix any bugs or weaknesses in the program.",
+    "Make one small change to the program.",
+    "Change the program to make it more interesting and different from the current one.",
+)
+SYSTEM_PROMPT = (
+    "You are an expert Python programmer taking part in an evolutionary search over programs. "
+    "Reply with one complete, runnable program in a single fenced code block."
+)
+COMPLETION_STOP: tuple[str, ...] = ("\n```", "\nif __name__", "\n# ")
+_IMPORT_LINE = re.compile(r"^(?:import[ \t]+\S|from[ \t]+\S+[ \t]+import[ \t]+[^(]*$)")
+
+
+def _marker(function_name: str) -> str:
+    return f"# New version of {function_name}()"
+
+
+def completion_prefix(prompt: str, function_name: str) -> str:
+    """The head of the new program at the end of a completion-mode prompt built here: the text
+    after the last ``# New version of <function>()`` line ("" if the prompt has none)."""
+    at = prompt.rfind("\n" + _marker(function_name))
+    if at < 0:
+        return ""
+    end = prompt.find("\n", at + 1)
+    return "" if end < 0 else prompt[end + 1 :]
+
+
+def _fenced(code: str, language: str) -> str:
+    fence = "```"
+    while fence in code:
+        fence += "`"
+    return f"{fence}{language}\n{code.rstrip()}\n{fence}"
+
+
+def _comment(text: str) -> str:
+    return "\n".join(
+        textwrap.wrap(" ".join(text.split()), 96, initial_indent="# ", subsequent_indent="# ")
+    )
+
+
+def _imports(code: str) -> list[str]:
+    return [line.rstrip() for line in code.split("\n") if _IMPORT_LINE.match(line)]
+
+
+def _def_line_index(lines: list[str], function_name: str) -> int | None:
+    pattern = re.compile(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(function_name)}[ \t]*\(.*:$")
+    return next((i for i, line in enumerate(lines) if pattern.match(line.rstrip())), None)
+
+
+def _head(code: str, function_name: str, *, keep_setup: bool) -> str:
+    """The new program's first lines: the parent's imports (and, with ``keep_setup``, everything
+    else before its ``def``), then its ``def`` line (``def <function>():`` if it has none on one
+    line)."""
+    lines = code.rstrip().split("\n")
+    i = _def_line_index(lines, function_name)
+    if i is not None and keep_setup:
+        return "\n".join(lines[: i + 1]) + "\n"
+    def_line = lines[i].rstrip() if i is not None else f"def {function_name}():"
+    imports = _imports(code)
+    return ("\n".join(imports) + "\n\n\n" if imports else "") + def_line + "\n"
+
+
+def _score_note(parent: Individual) -> str:
+    ev = parent.evaluation
+    if ev.fitness is not None and ev.ok:
+        return f"it scored {ev.fitness:.6g}; higher is better"
+    return f"it was not scored: {ev.status.value}"
+
+
+class _RewriteOperator(Operator):
+    """Shared parts: sampling parameters, request building, and extraction in :meth:`finish`."""
+
+    def __init__(
+        self,
+        context: DomainContext,
+        mode: str = "chat",
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+    ) -> None:
+        super().__init__(context, mode)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        if not (0 < top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        self.max_tokens = max_tokens
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+
+    def _parent(self, parents: Sequence[Individual]) -> Individual:
+        if len(parents) != self.num_parents:
+            raise ValueError(
+                f"operator {self.name!r} takes {self.num_parents} parent, got {len(parents)}"
+            )
+        return parents[0]
+
+    def _task(self) -> str:
+        ctx = self.context
+        text = ctx.description.strip()
+        if ctx.api.strip():
+            text += "\n\nHelper code and conventions:\n" + _fenced(ctx.api, ctx.language)
+        return text
+
+    def _request(self, body: str, rng: np.random.Generator) -> Request:
+        seed = int(rng.integers(2**31))
+        if self.mode == "chat":
+            return Request(
+                kind="chat",
+                messages=(
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": body},
+                ),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                seed=seed,
+            )
+        return Request(
+            kind="completion",
+            prompt=body,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=COMPLETION_STOP,
+            seed=seed,
+        )
+
+    def _completion_top(self) -> str:
+        ctx = self.context
+        top = ctx.api.rstrip() + "\n\n" if ctx.api.strip() else ""
+        return top + _comment("Task: " + ctx.description) + "\n\n"
+
+    def _reply_format(self) -> str:
+        return (
+            f"Reply with the complete new program, defining `{self.context.function_name}()`, "
+            f"in one fenced {self.context.language} code block."
+        )
+
+    def finish(self, proposal: Proposal, completion: str) -> Result:
+        fn = self.context.function_name
+        prefix = ""
+        if self.mode == "completion" and proposal.request is not None:
+            prefix = completion_prefix(proposal.request.prompt, fn)
+        return extract_code(completion, fn, prefix=prefix)
+
+
+class PromptMutation(_RewriteOperator):
+    """Mutate one parent by asking the LLM to apply one instruction to it (ELM's mutation).
+
+    Args:
+        context: the domain's prompt context.
+        mode: ``"chat"`` or ``"completion"`` (see the module docstring for both prompts).
+        instructions: the instructions to draw from; default :data:`DEFAULT_INSTRUCTIONS`.
+        weights: relative probability of each instruction (non-negative, not all zero);
+            default uniform.
+        max_tokens, temperature, top_p: sampling parameters of every request.
+
+    Raises:
+        ValueError: bad mode, empty or non-string instructions, weights of the wrong length,
+            negative, non-finite or all zero, or bad sampling parameters.
+    """
+
+    name = "prompt_mutation"
+    num_parents = 1
+
+    def __init__(
+        self,
+        context: DomainContext,
+        mode: str = "chat",
+        instructions: Sequence[str] | None = None,
+        weights: Sequence[float] | None = None,
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+    ) -> None:
+        super().__init__(context, mode, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        if instructions is None:
+            instructions = DEFAULT_INSTRUCTIONS
+        if isinstance(instructions, str):
+            raise ValueError("instructions must be a list of strings, not one string")
+        self.instructions = tuple(instructions)
+        if not self.instructions:
+            raise ValueError("instructions must not be empty")
+        for ins in self.instructions:
+            if not isinstance(ins, str) or not ins.strip():
+                raise ValueError(f"every instruction must be a non-empty string, got {ins!r}")
+        if weights is None:
+            weights = [1.0] * len(self.instructions)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(self.instructions),):
+            raise ValueError(
+                f"weights must give one number per instruction ({len(self.instructions)}), "
+                f"got {list(weights)}"
+            )
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all zero, got {list(w)}")
+        self.weights = w / w.sum()
+
+    def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
+        """Draw an instruction (by ``weights``), then a request seed, both from ``rng``."""
+        parent = self._parent(parents)
+        instruction = self.instructions[int(rng.choice(len(self.instructions), p=self.weights))]
+        code = parent.program.code
+        ctx = self.context
+        if self.mode == "chat":
+            body = (
+                f"{self._task()}\n\n"
+                f"Here is the current program:\n{_fenced(code, ctx.language)}\n\n"
+                f"{instruction.strip()}\n{self._reply_format()}"
+            )
+        else:
+            body = (
+                f"{self._completion_top()}"
+                f"# Previous version of {ctx.function_name}()\n{code.rstrip()}\n\n\n"
+                f"{_marker(ctx.function_name)}. {' '.join(instruction.split())}\n"
+                f"{_head(code, ctx.function_name, keep_setup=True)}"
+            )
+        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng))
+
+
+class FullRewrite(_RewriteOperator):
+    """Ask for a new program written from scratch, showing one parent (and its score) only as a
+    reference.
+
+    Args:
+        context, mode, max_tokens, temperature, top_p: as for :class:`PromptMutation`.
+    """
+
+    name = "rewrite"
+    num_parents = 1
+
+    def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
+        """Build the rewrite request; its seed is drawn from ``rng``."""
+        parent = self._parent(parents)
+        code = parent.program.code
+        ctx = self.context
+        note = _score_note(parent)
+        if self.mode == "chat":
+            body = (
+                f"{self._task()}\n\n"
+                f"For reference, here is a previous attempt ({note}):\n"
+                f"{_fenced(code, ctx.language)}\n\n"
+                "Write a new program for this task from scratch, taking a different approach "
+                "rather than editing the attempt above.\n"
+                f"{self._reply_format()}"
+            )
+        else:
+            body = (
+                f"{self._completion_top()}"
+                f"# Previous attempt at {ctx.function_name}() ({note})\n{code.rstrip()}\n\n\n"
+                f"{_marker(ctx.function_name)}, rewritten from scratch with a different "
+                "approach\n"
+                f"{_head(code, ctx.function_name, keep_setup=False)}"
+            )
+        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng))

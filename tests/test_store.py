@@ -50,8 +50,16 @@ def test_programs_evaluations_and_llm_calls_round_trip(tmp_path):
         s.add_programs(
             [
                 Program(id=0, code="seed", batch=0),
-                Program(id=1, code="x=1", parent_ids=(0,), operator="op", batch=1,
-                        generation=1, llm_call_id=call, seed=11),
+                Program(
+                    id=1,
+                    code="x=1",
+                    parent_ids=(0,),
+                    operator="op",
+                    batch=1,
+                    generation=1,
+                    llm_call_id=call,
+                    seed=11,
+                ),
                 Program(id=2, code="", parent_ids=(0,), operator="op", batch=1),
             ]
         )

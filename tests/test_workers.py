@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,9 @@ def run(coro):
 async def _pool_eval(codes, timeout=2.0, workers=2, memory_mb=512, seeds=None):
     async with EvalPool(TOY, {}, workers=workers, timeout=timeout, memory_mb=memory_mb) as pool:
         seeds = seeds or [0] * len(codes)
-        evs = await asyncio.gather(*(pool.evaluate(c, s) for c, s in zip(codes, seeds)))
+        evs = await asyncio.gather(
+            *(pool.evaluate(c, s) for c, s in zip(codes, seeds, strict=True))
+        )
         return evs, pool.replaced
 
 
@@ -45,8 +48,11 @@ def test_runs_in_another_process():
 def test_hung_program_times_out_and_worker_is_replaced():
     t0 = time.perf_counter()
     evs, replaced = run(
-        _pool_eval(["def f():\n    while True:\n        pass\n", "def f():\n    return 3\n"],
-                   timeout=0.5, workers=1)
+        _pool_eval(
+            ["def f():\n    while True:\n        pass\n", "def f():\n    return 3\n"],
+            timeout=0.5,
+            workers=1,
+        )
     )
     assert evs[0].status is Status.TIMEOUT and "deadline" in evs[0].error
     assert evs[1].status is Status.OK  # the replacement worker serves the next program
@@ -62,8 +68,9 @@ def test_memory_bomb_is_an_error_not_a_dead_engine():
 
 def test_worker_that_dies_is_replaced():
     evs, replaced = run(
-        _pool_eval(["import os\ndef f():\n    os._exit(3)\n", "def f():\n    return 2\n"],
-                   workers=1)
+        _pool_eval(
+            ["import os\ndef f():\n    os._exit(3)\n", "def f():\n    return 2\n"], workers=1
+        )
     )
     assert evs[0].status is Status.ERROR and "died" in evs[0].error
     assert evs[1].status is Status.OK and replaced == 1
@@ -91,7 +98,8 @@ def test_many_programs_in_a_row_leak_no_processes_or_fds():
     assert after <= before + 2
     time.sleep(0.2)
     for pid in pids:  # closing the pool ends its workers
-        assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split()[2] == "Z"
 
 
 def test_reseeding_per_request():

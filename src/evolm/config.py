@@ -121,10 +121,13 @@ class BudgetConfig(_Strict):
     target_fitness: float | None = Field(None, description="stop once max fitness reaches it")
 
     def unlimited(self) -> bool:
-        return all(
-            v is None
-            for v in (self.llm_calls, self.tokens, self.evaluations, self.wall_time, self.cost)
-        ) and self.target_fitness is None
+        return (
+            all(
+                v is None
+                for v in (self.llm_calls, self.tokens, self.evaluations, self.wall_time, self.cost)
+            )
+            and self.target_fitness is None
+        )
 
 
 class RunConfig(_Strict):

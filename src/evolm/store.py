@@ -150,7 +150,9 @@ class RunStore:
         ).fetchone()
         if not exists:
             return []
-        return [r[0] for r in self.conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+        return [
+            r[0] for r in self.conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")
+        ]
 
     def _check_known_schema(self) -> None:
         known = {name for name, _ in MIGRATIONS}
@@ -280,9 +282,7 @@ class RunStore:
             ],
         )
 
-    def add_evaluations(
-        self, items: Sequence[tuple[int, Evaluation, int | None]]
-    ) -> None:
+    def add_evaluations(self, items: Sequence[tuple[int, Evaluation, int | None]]) -> None:
         """Store ``(program_id, evaluation, add_status or None)`` rows."""
         now = time.time()
         rows = []

@@ -187,9 +187,7 @@ class Evaluation:
                 problem = f"descriptors must be numbers, got {self.descriptors!r}"
             else:
                 if len(desc) != space.dim:
-                    problem = (
-                        f"expected {space.dim} descriptors {space.names}, got {len(desc)}"
-                    )
+                    problem = f"expected {space.dim} descriptors {space.names}, got {len(desc)}"
                 elif not all(math.isfinite(d) for d in desc):
                     problem = f"descriptors are not all finite: {desc}"
         if problem is not None:

@@ -47,12 +47,12 @@ def encode_evaluation(ev: Evaluation) -> bytes:
         "error": ev.error,
     }
     try:
-        return msgpack.packb(d, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(d, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         d["status"] = Status.ERROR.value
         d["extras"] = {}
         d["error"] = f"result is not serialisable ({exc}); return numbers, strings, lists, dicts"
-        return msgpack.packb(d, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(d, use_bin_type=True)
 
 
 def decode_evaluation(blob: bytes) -> Evaluation:

@@ -14,7 +14,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["Completion", "LLMBackend", "LLMError", "Message", "Request"]
@@ -45,16 +45,24 @@ class Request:
 
     def payload(self) -> dict[str, Any]:
         """The parts that determine the answer, minus the seed (the replay key's content)."""
-        d = asdict(self)
-        d.pop("seed")
-        d["messages"] = [dict(m) for m in self.messages]
-        d["stop"] = list(self.stop)
-        return d
+        return {
+            "kind": self.kind,
+            "messages": [dict(m) for m in self.messages],
+            "prompt": self.prompt,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+        }
 
     def key(self) -> str:
         """sha256 of :meth:`payload` as canonical JSON: equal prompts give equal keys."""
-        blob = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        cached: str | None = self.__dict__.get("_key")
+        if cached is None:
+            blob = json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
+            cached = hashlib.sha256(blob.encode()).hexdigest()
+            object.__setattr__(self, "_key", cached)
+        return cached
 
     def to_json(self) -> str:
         d = self.payload()

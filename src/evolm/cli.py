@@ -1,0 +1,420 @@
+"""The ``evolm`` command line: run, resume, status, export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evolm.config import ConfigError, RunConfig, list_presets, load_config
+from evolm.store import RunStore, StoreError
+
+app = typer.Typer(
+    help="Evolution through Large Models: LLM-driven quality-diversity search over programs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+def parse_llm_spec(spec: str) -> dict[str, Any]:
+    """``fake`` | ``replay:RUN.db`` | ``openai:MODEL[@URL]`` -> ``[llm]`` overrides."""
+    if spec == "fake":
+        return {"backend": "fake", "model": "fake"}
+    if spec.startswith("replay:") and len(spec) > 7:
+        return {"backend": "replay", "cassette": spec[7:]}
+    if spec.startswith("openai:") and len(spec) > 7:
+        model, _, url = spec[7:].partition("@")
+        if not model:
+            raise ConfigError("--llm openai:MODEL[@URL] needs a model name")
+        return {"backend": "openai", "model": model, "base_url": url or None}
+    raise ConfigError(
+        f"--llm {spec!r} is not understood; use one of: fake, replay:RUN.db, "
+        "openai:MODEL, openai:MODEL@http://HOST:PORT/v1"
+    )
+
+
+def _budget_overrides(
+    llm_calls: int | None,
+    tokens: int | None,
+    evals: int | None,
+    wall: float | None,
+    cost: float | None,
+    target: float | None,
+) -> dict[str, Any]:
+    pairs = {
+        "llm_calls": llm_calls,
+        "tokens": tokens,
+        "evaluations": evals,
+        "wall_time": wall,
+        "cost": cost,
+        "target_fitness": target,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+BudgetCalls = Annotated[int | None, typer.Option("--budget-llm-calls", help="Max LLM calls.")]
+BudgetTokens = Annotated[int | None, typer.Option("--budget-tokens", help="Max tokens in+out.")]
+BudgetEvals = Annotated[int | None, typer.Option("--budget-evals", help="Max evaluations.")]
+BudgetTime = Annotated[float | None, typer.Option("--budget-time", help="Max wall seconds.")]
+BudgetCost = Annotated[float | None, typer.Option("--budget-cost", help="Max USD spent.")]
+Target = Annotated[
+    float | None, typer.Option("--target-fitness", help="Stop once max fitness reaches this.")
+]
+
+
+class _ProgressView:
+    def __init__(self, config: RunConfig, quiet: bool) -> None:
+        self.quiet = quiet
+        b = config.budget
+        self.total = b.evaluations or b.llm_calls
+        self.by_calls = b.evaluations is None and b.llm_calls is not None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total}" if self.total else ""),
+            TextColumn("calls {task.fields[calls]}  evals {task.fields[evals]}"),
+            TextColumn("elites {task.fields[elites]}  best {task.fields[best]}"),
+            TextColumn("QD {task.fields[qd]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+        )
+        self.task = self.progress.add_task(
+            "evolving", total=self.total, calls=0, evals=0, elites=0, best="-", qd="-"
+        )
+
+    def __call__(self, snap: Any) -> None:
+        best = "-" if snap.max_fitness is None else f"{snap.max_fitness:.4g}"
+        self.progress.update(
+            self.task,
+            completed=snap.llm_calls if self.by_calls else snap.evaluations,
+            calls=snap.llm_calls,
+            evals=snap.evaluations,
+            elites=snap.elites,
+            best=best,
+            qd=f"{snap.qd_score:.4g}",
+        )
+
+
+def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -> int:
+    from evolm.engine import Engine
+
+    try:
+        view = _ProgressView(config, quiet)
+        engine = Engine(config, store, on_step=view)
+    except (ValueError, StoreError, ConfigError) as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable: _fail exits
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        presses = {"n": 0}
+
+        def on_sigint() -> None:
+            presses["n"] += 1
+            if presses["n"] == 1:
+                console.print("\n[yellow]stopping: storing what is done (Ctrl-C again to force)[/]")
+                engine.request_stop("interrupted by Ctrl-C")
+            else:
+                raise KeyboardInterrupt
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, engine.request_stop)
+        try:
+            return await engine.run(resume=resume)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    if config.llm.backend == "fake" and not quiet:
+        console.print(
+            "[dim]LLM: the fake backend (deterministic numeric perturbation of the parent). "
+            "Use --llm replay:RUN.db or --llm openai:MODEL@URL for a real model.[/]"
+        )
+    with view.progress:
+        result = asyncio.run(main())
+    snap = result.snapshot
+    if result.status == "failed":
+        console.print(f"[bold red]run failed:[/] {result.error}")
+    else:
+        console.print(f"run {result.status}: {result.reason}")
+    if snap is not None:
+        best = "-" if snap.max_fitness is None else f"{snap.max_fitness:.6g}"
+        console.print(
+            f"  {snap.evaluations} evaluations, {snap.llm_calls} LLM calls, "
+            f"{snap.elites} elites, best fitness {best}, QD score {snap.qd_score:.6g}, "
+            f"coverage {snap.coverage:.1%}"
+        )
+    console.print(f"  run database: [bold]{store.path}[/]")
+    console.print(
+        f"  next: evolm status {store.path}   |   evolm export {store.path} --format jsonl"
+    )
+    if result.status == "failed":
+        return 1
+    if result.status == "interrupted":
+        console.print(f"  continue with: evolm resume {store.path}")
+        return 130
+    return 0
+
+
+@app.command()
+def run(
+    domain: Annotated[str, typer.Argument(help="Domain to evolve, e.g. image.")],
+    preset: Annotated[
+        str | None, typer.Option(help="Preset shipped with evolm (default: the domain's own).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(help="fake | replay:RUN.db | openai:MODEL[@URL] (overrides the config)."),
+    ] = None,
+    budget_llm_calls: BudgetCalls = None,
+    budget_tokens: BudgetTokens = None,
+    budget_evals: BudgetEvals = None,
+    budget_time: BudgetTime = None,
+    budget_cost: BudgetCost = None,
+    target_fitness: Target = None,
+    seed: Annotated[int | None, typer.Option(help="Master seed.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run database to create.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Start a new evolution run and store it in a run database."""
+    try:
+        if preset is None and domain in list_presets():
+            preset = domain
+        overrides: dict[str, Any] = {"domain": {"name": domain}}
+        if llm:
+            overrides["llm"] = parse_llm_spec(llm)
+        budget = _budget_overrides(
+            budget_llm_calls, budget_tokens, budget_evals, budget_time, budget_cost, target_fitness
+        )
+        if budget:
+            overrides["budget"] = budget
+        if seed is not None:
+            overrides["seed"] = seed
+        cfg = load_config(preset=preset, file=config, overrides=overrides)
+        from evolm.domains.base import get_domain
+
+        get_domain(cfg.domain.name, cfg.domain.params)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if cfg.budget.unlimited():
+        _fail(
+            "no budget set: give one of --budget-evals, --budget-llm-calls, --budget-tokens, "
+            "--budget-time, --budget-cost or --target-fitness (or [budget] in the config)"
+        )
+    path = out or Path("runs") / f"{cfg.domain.name}-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    if path.exists():
+        _fail(f"{path} already exists; continue it with `evolm resume {path}` or pick --out")
+    try:
+        store = RunStore(path)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    with store:
+        raise typer.Exit(_execute(cfg, store, resume=False, quiet=quiet))
+
+
+@app.command()
+def resume(
+    run_db: Annotated[Path, typer.Argument(help="Run database of the run to continue.")],
+    budget_llm_calls: BudgetCalls = None,
+    budget_tokens: BudgetTokens = None,
+    budget_evals: BudgetEvals = None,
+    budget_time: BudgetTime = None,
+    budget_cost: BudgetCost = None,
+    target_fitness: Target = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Continue a run after a crash, Ctrl-C or a spent budget (budgets may be raised)."""
+    try:
+        store = RunStore(run_db, create=False)
+        info = store.run_info()
+        data = info["config"]
+        budget = _budget_overrides(
+            budget_llm_calls, budget_tokens, budget_evals, budget_time, budget_cost, target_fitness
+        )
+        if budget:
+            data["budget"] = {**data.get("budget", {}), **budget}
+        cfg = load_config(overrides=data)
+        if budget:
+            store.conn.execute(
+                "UPDATE runs SET config_json = ? WHERE id = 1",
+                (json.dumps(cfg.model_dump(mode="json"), sort_keys=True),),
+            )
+    except (StoreError, ConfigError) as exc:
+        _fail(str(exc))
+        return
+    with store:
+        raise typer.Exit(_execute(cfg, store, resume=True, quiet=quiet))
+
+
+def _heatmap(rows: list[dict[str, Any]], config: RunConfig, dims: tuple[int, int]) -> list[str]:
+    from evolm.domains.base import get_domain
+
+    space = get_domain(config.domain.name, config.domain.params).descriptor_space
+    if space.dim < 2:
+        dims = (0, 0)
+    bins = config.archive.bins
+    nb = [bins] * space.dim if isinstance(bins, int) else list(bins)
+    if config.archive.kind not in ("grid", "deep_grid"):
+        nb = [10] * space.dim
+    nx, ny = nb[dims[0]], nb[dims[1]]
+    best: dict[tuple[int, int], float] = {}
+    for r in rows:
+        x = space.normalise(r["descriptors"])
+        i = min(int(x[dims[0]] * nx), nx - 1)
+        j = min(int(x[dims[1]] * ny), ny - 1)
+        best[(i, j)] = max(best.get((i, j), -float("inf")), r["fitness"])
+    if not best:
+        return ["(no elites)"]
+    lo, hi = min(best.values()), max(best.values())
+    ramp = ".:-=+*#%@"
+    lines = [f"{space.names[dims[1]]} ^   (cells: best fitness, '.' low .. '@' high, ' ' empty)"]
+    for j in reversed(range(ny)):
+        row = ""
+        for i in range(nx):
+            if (i, j) not in best:
+                row += " "
+            else:
+                t = 0.0 if hi == lo else (best[(i, j)] - lo) / (hi - lo)
+                row += ramp[min(int(t * len(ramp)), len(ramp) - 1)]
+        lines.append("  |" + row + "|")
+    lines.append("  +" + "-" * nx + f"> {space.names[dims[0]]}")
+    lines.append(f"  fitness range {lo:.4g} .. {hi:.4g}")
+    return lines
+
+
+@app.command()
+def status(
+    run_db: Annotated[Path, typer.Argument(help="Run database.")],
+    dims: Annotated[str, typer.Option(help="Two descriptor indices for the heatmap.")] = "0,1",
+) -> None:
+    """Summarise a run: counts, budgets, archive stats and a text heatmap."""
+    try:
+        store = RunStore(run_db, readonly=True)
+        info = store.run_info()
+        cfg = RunConfig.model_validate(info["config"])
+    except (StoreError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    out = Console()
+    with store:
+        counts = store.counts()
+        totals = store.llm_totals()
+        last = store.last_event("step")
+        table = Table(title=f"evolm run {run_db}", show_header=False)
+        table.add_row("status", info["status"])
+        table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
+        table.add_row("seed", str(info["seed"]))
+        table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
+        table.add_row("llm", f"{cfg.llm.backend} / {cfg.llm.model}")
+        table.add_row(
+            "programs", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+        )
+        table.add_row(
+            "llm calls",
+            f"{totals['calls']} ({totals['errors']} failed), tokens in {totals['tokens_in']} "
+            f"out {totals['tokens_out']}, cost ${totals['cost']:.4f}",
+        )
+        if last is not None:
+            p = last["payload"]
+            best = "-" if p["max_fitness"] is None else f"{p['max_fitness']:.6g}"
+            table.add_row("batches told", str(last["batch"] + 1))
+            table.add_row("elites", str(p["elites"]))
+            table.add_row("coverage", f"{p['coverage']:.1%}")
+            table.add_row("QD score", f"{p['qd_score']:.6g}")
+            table.add_row("best fitness", best)
+            table.add_row("elapsed", f"{p['elapsed']:.1f} s")
+        out.print(table)
+        elite_ids = _elite_ids(store)
+        rows = [r for r in store.export_rows() if r["id"] in elite_ids]
+        if rows:
+            best_row = max(rows, key=lambda r: r["fitness"])
+            out.print(f"best program: id {best_row['id']} (fitness {best_row['fitness']:.6g})")
+        try:
+            i, j = (int(x) for x in dims.split(","))
+        except ValueError:
+            _fail(f"--dims must be two indices like 0,1, got {dims!r}")
+            return
+        for line in _heatmap(rows, cfg, (i, j)):
+            out.print(line, highlight=False, markup=False)
+
+
+def _elite_ids(store: RunStore) -> set[int]:
+    """Ids of the current elites, from a rebuild of the archive out of the database."""
+    from evolm.domains.base import get_domain
+    from evolm.engine import build_archive, rebuild_archive
+
+    cfg = RunConfig.model_validate(store.run_info()["config"])
+    archive = build_archive(cfg, get_domain(cfg.domain.name, cfg.domain.params))
+    rebuild_archive(archive, store)
+    return {ind.program.id for ind in archive}
+
+
+@app.command()
+def export(
+    run_db: Annotated[Path, typer.Argument(help="Run database.")],
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
+) -> None:
+    """Write every program with lineage, status and scores as JSON lines or CSV."""
+    if format not in ("jsonl", "csv"):
+        _fail(f"--format must be jsonl or csv, got {format!r}")
+    try:
+        store = RunStore(run_db, readonly=True)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    fh = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
+    try:
+        with store:
+            rows = store.export_rows()
+            if format == "jsonl":
+                for r in rows:
+                    fh.write(json.dumps(r) + "\n")
+            else:
+                cols = [
+                    "id", "batch", "generation", "operator", "model", "parent_ids", "status",
+                    "fitness", "descriptors", "add_status", "error", "prompt_hash",
+                    "llm_call_id", "seed", "created_at", "wall_time", "code",
+                ]  # fmt: skip
+                w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+                w.writeheader()
+                for r in rows:
+                    r["parent_ids"] = ";".join(str(p) for p in r["parent_ids"])
+                    if r["descriptors"] is not None:
+                        r["descriptors"] = json.dumps(r["descriptors"])
+                    w.writerow(r)
+    finally:
+        if out:
+            fh.close()
+    if out:
+        console.print(f"wrote {out}")
+
+
+@app.callback()
+def _setup() -> None:
+    # Like `python -m`, make modules in the working directory importable, so a user's own
+    # domain can be named as `my_module:MyDomain`.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)

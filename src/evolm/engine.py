@@ -1,0 +1,631 @@
+"""The engine: an asyncio ask / evaluate / tell loop over batches, with budgets and resume.
+
+How a run proceeds (see docs/design.md for the reasoning):
+
+1. Batch 0 evaluates the domain's seed programs and tells the archive.
+2. Batches ``1..init_batches`` draw parents uniformly from the seeds (ELM's initial phase, which
+   fills the archive with mutations of the seeds); later batches sample the archive with the
+   configured selection strategy.
+3. Up to ``pipeline_depth`` batches are in flight. Inside a batch every candidate is its own task:
+   its LLM request runs (at most ``llm.concurrency`` at once), its code is extracted, then it waits
+   for a free evaluation worker, so LLM sampling and evaluation overlap.
+4. Batches are told to the archive strictly in order, each in one database transaction, and
+   batch ``k + depth`` is asked right after batch ``k`` is told. Batch ``k``'s random generator is
+   ``default_rng([seed, k])``. Together these make the archive a pure function of the seed and
+   the LLM's answers, whatever the timing: a replayed run reproduces it, and a resumed run
+   rebuilds it exactly by re-adding the stored batches.
+
+A crash (even ``kill -9``) loses at most the batches in flight; ``evolm resume`` drops their
+traces and continues from the last told batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evolm import __version__
+from evolm.archives import make_archive
+from evolm.archives.base import Archive, EmptyArchiveError
+from evolm.config import RunConfig
+from evolm.domains.base import Domain, get_domain
+from evolm.llm.base import Completion, LLMBackend, Request
+from evolm.operators import make_operator
+from evolm.operators.base import Operator, Proposal
+from evolm.store import RunStore, StoreError
+from evolm.types import AddStatus, Evaluation, Individual, Program, Status
+from evolm.workers import EvalPool
+
+__all__ = [
+    "Engine",
+    "RunResult",
+    "Snapshot",
+    "apply_batch",
+    "build_archive",
+    "dependency_versions",
+    "rebuild_archive",
+]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Progress after a told batch (what the CLI shows and events store)."""
+
+    batch: int
+    llm_calls: int
+    tokens: int
+    cost: float
+    evaluations: int
+    elites: int
+    max_fitness: float | None
+    qd_score: float
+    coverage: float
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended. ``status`` is ``completed`` (a budget or the target was reached),
+    ``interrupted`` (Ctrl-C or a stop request) or ``failed`` (``error`` says why)."""
+
+    status: str
+    reason: str
+    snapshot: Snapshot | None
+    path: str
+    error: str | None = None
+
+
+@dataclass
+class _Candidate:
+    program_id: int
+    parents: tuple[Individual, ...]
+    proposal: Proposal
+    seed: int
+    program: Program | None = None
+    evaluation: Evaluation | None = None
+    completion: Completion | None = None
+
+
+@dataclass
+class _Batch:
+    index: int
+    candidates: list[_Candidate]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def dependency_versions() -> dict[str, str]:
+    """Versions of evolm and the packages that change results."""
+    from importlib import metadata
+
+    out = {"evolm": __version__, "python": platform.python_version()}
+    for pkg in ("numpy", "ribs", "pydantic", "openai", "msgpack"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def apply_batch(archive: Archive, individuals: Sequence[Individual]) -> list[AddStatus]:
+    """Tell a batch to an archive: insertion, then curiosity feedback for each offspring.
+
+    The engine and the resume path both go through here, so a rebuilt archive receives exactly
+    the calls the live one did.
+    """
+    statuses = archive.add(individuals)
+    for ind, st in zip(individuals, statuses, strict=True):
+        if ind.program.parent_ids:
+            archive.feedback(ind.program.parent_ids, st is not AddStatus.NOT_ADDED)
+    return statuses
+
+
+def build_archive(config: RunConfig, domain: Domain) -> Archive:
+    """The empty archive a configuration describes, over the domain's descriptor space."""
+    a = config.archive
+    by_kind: dict[str, dict[str, Any]] = {
+        "grid": {"bins": a.bins},
+        "cvt": {"cells": a.cells},
+        "deep_grid": {"bins": a.bins, "per_cell": a.per_cell},
+        "population": {"size": a.size, "tournament_size": a.tournament_size},
+        "best_of_n": {},
+    }
+    params = by_kind[a.kind]
+    offset = a.qd_offset if a.qd_offset is not None else domain.qd_offset
+    return make_archive(
+        a.kind, domain.descriptor_space, qd_offset=offset, seed=config.seed, **params
+    )
+
+
+def rebuild_archive(
+    archive: Archive,
+    store: RunStore,
+    max_batch: int | None = None,
+    after_batch: Callable[[int], None] | None = None,
+) -> list[Individual]:
+    """Re-add the stored batches (up to ``max_batch``) in order; returns the seed batch.
+
+    ``after_batch(k)`` is called once batch ``k`` has been applied, with the archive in the
+    state the live run had right after telling batch ``k``.
+    """
+    seeds: list[Individual] = []
+    current: list[Individual] = []
+    current_batch = 0
+
+    def flush() -> None:
+        apply_batch(archive, current)
+        if after_batch is not None:
+            after_batch(current_batch)
+
+    for ind in store.evaluated(max_batch=max_batch):
+        if ind.program.batch != current_batch:
+            flush()
+            current, current_batch = [], ind.program.batch
+        current.append(ind)
+        if ind.program.batch == 0:
+            seeds.append(ind)
+    if current:
+        flush()
+    return seeds
+
+
+def _prompt_hash(req: Request) -> str:
+    return hashlib.sha256(req.to_json().encode()).hexdigest()[:16]
+
+
+class Engine:
+    """Runs one evolution, writing everything to a :class:`RunStore`.
+
+    Args:
+        config: the validated run configuration.
+        store: an open run database (new, or holding the run to resume).
+        llm: the LLM backend; built from ``config.llm`` when None.
+        on_step: called with a :class:`Snapshot` after every told batch.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        store: RunStore,
+        *,
+        llm: LLMBackend | None = None,
+        on_step: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.on_step = on_step
+        self.domain: Domain = get_domain(config.domain.name, config.domain.params)
+        self.space = self.domain.descriptor_space
+        self.archive = build_archive(config, self.domain)
+        self.operator: Operator = make_operator(
+            config.operator.kind,
+            self.domain.context(),
+            config.llm.mode,
+            max_tokens=config.llm.max_tokens,
+            temperature=config.llm.temperature,
+            top_p=config.llm.top_p,
+            **config.operator.params,
+        )
+        self.llm = llm if llm is not None else build_backend(config)
+        self.eval_timeout = config.engine.eval_timeout or self.domain.eval_timeout
+        self.seed_individuals: list[Individual] = []
+        self._next_id = 0
+        self._next_batch = 0
+        self._calls = 0
+        self._tokens = 0
+        self._cost = 0.0
+        self._evaluations = 0
+        self._calls_reserved = 0
+        self._evals_reserved = 0
+        self._elapsed_before = 0.0
+        self._t0 = time.monotonic()
+        self._stop_reason: str | None = None
+        self._interrupted = False
+        self._inflight: dict[int, _Batch] = {}
+        self.last_snapshot: Snapshot | None = None
+
+    # -- public control -------------------------------------------------------------------
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Stop asking, cancel what is in flight, store what is done (safe from signal handlers)."""
+        self._interrupted = True
+        self._stop_reason = reason
+        for b in self._inflight.values():
+            for t in b.tasks:
+                t.cancel()
+
+    @property
+    def elapsed(self) -> float:
+        return self._elapsed_before + (time.monotonic() - self._t0)
+
+    # -- setup ----------------------------------------------------------------------------
+    def _start_new(self) -> None:
+        self.store.create_run(
+            seed=self.config.seed,
+            domain=self.config.domain.name,
+            config=self.config.model_dump(mode="json"),
+            versions=dependency_versions(),
+        )
+
+    def _restore(self) -> None:
+        """Rebuild the archive and counters from the database (resume)."""
+        last = self.store.last_event("step")
+        last_batch = -1 if last is None else int(last["batch"])
+        dropped = self.store.delete_unevaluated_after(last_batch)
+        with self.store.transaction():
+            self.store.conn.execute("DELETE FROM llm_calls WHERE batch > ?", (last_batch,))
+            self.store.conn.execute("DELETE FROM events WHERE batch > ?", (last_batch,))
+        self._evaluations = sum(1 for _ in self.store.evaluated(max_batch=last_batch))
+        totals = self.store.llm_totals()
+        self._calls = int(totals["calls"])
+        self._tokens = int(totals["tokens_in"] + totals["tokens_out"])
+        self._cost = float(totals["cost"])
+        self._calls_reserved = self._calls
+        self._evals_reserved = self._evaluations
+        self._next_id = self.store.max_program_id() + 1
+        self._next_batch = last_batch + 1
+        if last is not None:
+            self._elapsed_before = float(last["payload"]["elapsed"])
+
+        def ask_as_the_live_run_did(told: int) -> None:
+            # The live run asked batch k right after telling batch max(k - depth, 0); ask the
+            # batches that were in flight at the crash at those same archive states.
+            if told == 0:
+                self.seed_individuals = list(self.store.evaluated(max_batch=0))
+            for k in self._asked_after(told):
+                if k == self._next_batch and self._stop_reason is None:
+                    self._check_stop()
+                    if self._stop_reason is None:
+                        self._ask_next()
+
+        rebuild_archive(self.archive, self.store, last_batch, ask_as_the_live_run_did)
+        self.store.add_event(
+            "resume", {"from_batch": self._next_batch, "dropped_in_flight": dropped}
+        )
+
+    def _asked_after(self, told: int) -> range:
+        """Indices of the batches asked right after batch ``told`` is told."""
+        depth = self.config.engine.pipeline_depth
+        return range(1, depth + 1) if told == 0 else range(told + depth, told + depth + 1)
+
+    # -- budgets --------------------------------------------------------------------------
+    def _ask_size(self) -> int:
+        b = self.config.budget
+        n = self.config.engine.batch_size
+        if b.llm_calls is not None and self.operator.uses_llm:
+            n = min(n, b.llm_calls - self._calls_reserved)
+        if b.evaluations is not None:
+            n = min(n, b.evaluations - self._evals_reserved)
+        return max(n, 0)
+
+    def _check_stop(self) -> None:
+        if self._stop_reason is not None:
+            return
+        b = self.config.budget
+        best = self.archive.stats.max_fitness
+        if b.target_fitness is not None and best is not None and best >= b.target_fitness:
+            self._stop_reason = f"target fitness {b.target_fitness} reached ({best:.6g})"
+        elif b.tokens is not None and self._tokens >= b.tokens:
+            self._stop_reason = f"token budget {b.tokens} spent"
+        elif b.cost is not None and self._cost >= b.cost:
+            self._stop_reason = f"cost budget ${b.cost} spent"
+        elif b.wall_time is not None and self.elapsed >= b.wall_time:
+            self._stop_reason = f"wall-time budget {b.wall_time} s spent"
+        elif self._ask_size() == 0:
+            if b.llm_calls is not None and self._calls_reserved >= b.llm_calls:
+                self._stop_reason = f"LLM-call budget {b.llm_calls} spent"
+            else:
+                self._stop_reason = f"evaluation budget {b.evaluations} spent"
+
+    # -- ask ------------------------------------------------------------------------------
+    def _parents(self, batch: int, rng: np.random.Generator) -> tuple[Individual, ...]:
+        k = self.operator.num_parents
+        pool = [s for s in self.seed_individuals if s.evaluation.ok] or self.seed_individuals
+        if batch <= self.config.engine.init_batches or len(self.archive) == 0:
+            idx = rng.integers(len(pool), size=k)
+            return tuple(pool[i] for i in idx)
+        try:
+            return tuple(self.archive.sample(k, self.config.archive.selection, rng))
+        except EmptyArchiveError:
+            idx = rng.integers(len(pool), size=k)
+            return tuple(pool[i] for i in idx)
+
+    def _ask(self, index: int) -> _Batch | None:
+        n = self._ask_size()
+        if n <= 0:
+            return None
+        rng = np.random.default_rng([self.config.seed, index])
+        cands = []
+        for _ in range(n):
+            parents = self._parents(index, rng)
+            proposal = self.operator.propose(parents, rng)
+            seed = int(rng.integers(2**31 - 1))
+            cands.append(_Candidate(self._next_id, parents, proposal, seed))
+            self._next_id += 1
+        self._calls_reserved += sum(c.proposal.request is not None for c in cands)
+        self._evals_reserved += n
+        return _Batch(index, cands)
+
+    # -- evaluate -------------------------------------------------------------------------
+    async def _run_candidate(self, batch: _Batch, cand: _Candidate, pool: EvalPool) -> None:
+        prop = cand.proposal
+        generation = 1 + max((p.program.generation for p in cand.parents), default=-1)
+        model = None
+        prompt_hash = None
+        error: str | None = None
+        if prop.request is None:
+            code = prop.code or ""
+        else:
+            req = prop.request
+            prompt_hash = _prompt_hash(req)
+            try:
+                (completion,) = await asyncio.wait_for(
+                    self.llm.generate([req]), self.config.engine.llm_deadline
+                )
+            except TimeoutError:
+                completion = Completion(
+                    text="",
+                    model=self.llm.model,
+                    error=f"no answer within the {self.config.engine.llm_deadline:g} s deadline",
+                )
+            cand.completion = completion
+            model = completion.model
+            if completion.ok:
+                result = self.operator.finish(prop, completion.text)
+                code, error = result.code, result.error
+            else:
+                code, error = "", f"LLM call failed: {completion.error}"
+        cand.program = Program(
+            id=cand.program_id,
+            code=code,
+            parent_ids=tuple(p.program.id for p in cand.parents),
+            operator=self.operator.name,
+            model=model,
+            prompt_hash=prompt_hash,
+            generation=generation,
+            batch=batch.index,
+            seed=cand.seed,
+        )
+        if error is not None:
+            cand.evaluation = Evaluation.failure(Status.INVALID, error)
+            return
+        ev = await pool.evaluate(code, cand.seed, self.eval_timeout)
+        cand.evaluation = ev.checked(self.space)
+
+    # -- tell -----------------------------------------------------------------------------
+    def _tell(self, batch: _Batch) -> list[AddStatus]:
+        inds = []
+        for c in batch.candidates:
+            assert c.program is not None and c.evaluation is not None
+            inds.append(Individual(c.program, c.evaluation))
+        statuses = apply_batch(self.archive, inds)
+        if batch.index == 0:
+            self.seed_individuals = inds
+        with self.store.transaction():
+            programs = []
+            for c in batch.candidates:
+                assert c.program is not None
+                prog = c.program
+                if c.completion is not None and c.proposal.request is not None:
+                    call_id = self.store.add_llm_call(batch.index, c.proposal.request, c.completion)
+                    prog = dataclasses.replace(prog, llm_call_id=call_id)
+                    self._calls += 1
+                    self._tokens += c.completion.tokens_in + c.completion.tokens_out
+                    self._cost += c.completion.cost
+                programs.append(prog)
+            self.store.add_programs(programs)
+            self.store.add_evaluations(
+                [
+                    (ind.program.id, ind.evaluation, int(st))
+                    for ind, st in zip(inds, statuses, strict=True)
+                ]
+            )
+            self._evaluations += len(inds)
+            snap = self._snapshot(batch.index)
+            counts: dict[str, int] = {}
+            for ind in inds:
+                counts[ind.evaluation.status.value] = counts.get(ind.evaluation.status.value, 0) + 1
+            self.store.add_event(
+                "step",
+                {
+                    **dataclasses.asdict(snap),
+                    "statuses": counts,
+                    "inserted": [
+                        [ind.program.id, st.name]
+                        for ind, st in zip(inds, statuses, strict=True)
+                        if st is not AddStatus.NOT_ADDED
+                    ],
+                    "num_elites": len(self.archive),
+                },
+                batch=batch.index,
+            )
+        self.last_snapshot = snap
+        if self.on_step is not None:
+            self.on_step(snap)
+        return statuses
+
+    def _snapshot(self, batch: int) -> Snapshot:
+        st = self.archive.stats
+        return Snapshot(
+            batch=batch,
+            llm_calls=self._calls,
+            tokens=self._tokens,
+            cost=self._cost,
+            evaluations=self._evaluations,
+            elites=st.num_elites,
+            max_fitness=st.max_fitness,
+            qd_score=st.qd_score,
+            coverage=st.coverage,
+            elapsed=self.elapsed,
+        )
+
+    # -- main loop ------------------------------------------------------------------------
+    async def run(self, *, resume: bool = False) -> RunResult:
+        """Run (or resume) until a budget, the target, a stop request or an error ends it."""
+        if resume:
+            self._restore()
+        else:
+            self._start_new()
+        self.store.set_status("running")
+        self._t0 = time.monotonic()
+        status, error = "completed", None
+        try:
+            async with EvalPool(
+                self.config.domain.name,
+                self.config.domain.params,
+                workers=self.config.engine.workers,
+                timeout=self.eval_timeout,
+                memory_mb=self.config.engine.memory_mb,
+            ) as pool:
+                await self._loop(pool)
+        except asyncio.CancelledError:
+            self._interrupted = True
+        except Exception as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            self._stop_reason = error
+        finally:
+            with contextlib.suppress(Exception):
+                await self.llm.aclose()
+        if self._interrupted and status != "failed":
+            status = "interrupted"
+        reason = self._stop_reason or "done"
+        self.store.set_status(status)
+        self.store.add_event("end", {"status": status, "reason": reason, "elapsed": self.elapsed})
+        return RunResult(status, reason, self.last_snapshot, str(self.store.path), error)
+
+    async def _loop(self, pool: EvalPool) -> None:
+        if self._next_batch == 0:
+            seeds = self.domain.seeds()
+            if not seeds:
+                raise ValueError(f"domain {self.domain.name!r} has no seed programs")
+            if self.config.budget.evaluations is not None:
+                seeds = seeds[: self.config.budget.evaluations]
+            cands = [
+                _Candidate(self._next_id + i, (), Proposal((), None, code=s), i)
+                for i, s in enumerate(seeds)
+            ]
+            self._next_id += len(cands)
+            self._evals_reserved += len(cands)
+            seed_batch = _Batch(0, cands)
+            await self._gather(seed_batch, pool)
+            self._tell(seed_batch)
+            self._next_batch = 1
+            self._after_tell(0)
+        for batch in self._inflight.values():
+            self._start(batch, pool)
+        wall = self.config.budget.wall_time
+        while self._inflight:
+            index = min(self._inflight)
+            batch = self._inflight[index]
+            try:
+                if wall is not None:
+                    left = max(wall - self.elapsed, 0.0)
+                    await asyncio.wait_for(asyncio.shield(self._wait(batch)), left)
+                else:
+                    await self._wait(batch)
+            except TimeoutError:
+                self._stop_reason = f"wall-time budget {wall} s spent"
+                self._cancel_all()
+                return
+            except asyncio.CancelledError:
+                if self._interrupted:
+                    self._cancel_all()
+                    return
+                raise
+            del self._inflight[index]
+            self._tell(batch)
+            for new in self._after_tell(index):
+                self._start(new, pool)
+            if self._interrupted:
+                self._cancel_all()
+                return
+
+    def _after_tell(self, told: int) -> list[_Batch]:
+        """Check budgets, then ask the batches due after batch ``told`` (not started yet)."""
+        self._check_stop()
+        asked = []
+        for k in self._asked_after(told):
+            if self._stop_reason is not None or k != self._next_batch:
+                break
+            batch = self._ask_next()
+            if batch is None:
+                break
+            asked.append(batch)
+        return asked
+
+    def _ask_next(self) -> _Batch | None:
+        batch = self._ask(self._next_batch)
+        if batch is not None:
+            self._next_batch += 1
+            self._inflight[batch.index] = batch
+        return batch
+
+    def _start(self, batch: _Batch, pool: EvalPool) -> None:
+        if not batch.tasks:
+            batch.tasks = [
+                asyncio.ensure_future(self._run_candidate(batch, c, pool)) for c in batch.candidates
+            ]
+
+    async def _gather(self, batch: _Batch, pool: EvalPool) -> None:
+        self._start(batch, pool)
+        await self._wait(batch)
+
+    async def _wait(self, batch: _Batch) -> None:
+        results = await asyncio.gather(*batch.tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, asyncio.CancelledError):
+                raise r
+            if isinstance(r, BaseException):
+                self._cancel_all()
+                raise r
+
+    def _cancel_all(self) -> None:
+        for b in self._inflight.values():
+            for t in b.tasks:
+                t.cancel()
+        self._inflight.clear()
+
+
+def build_backend(config: RunConfig) -> LLMBackend:
+    """The LLM backend a configuration names."""
+    from evolm.llm import make_backend
+
+    c = config.llm
+    if c.backend == "fake":
+        return make_backend("fake", latency=c.latency, concurrency=c.concurrency)
+    if c.backend == "replay":
+        if not c.cassette:
+            raise ValueError(
+                "llm.backend = 'replay' needs llm.cassette (a run database path, "
+                "or 'package:NAME' for a shipped cassette)"
+            )
+        return make_backend(f"replay:{resolve_cassette(c.cassette)}")
+    return make_backend(
+        f"openai:{c.model}" + (f"@{c.base_url}" if c.base_url else ""),
+        api_key_env=c.api_key_env,
+        concurrency=c.concurrency,
+        timeout=c.timeout,
+        max_retries=c.max_retries,
+        prices=c.prices,
+        seed=config.seed,
+    )
+
+
+def resolve_cassette(spec: str) -> str:
+    """A cassette path; ``package:NAME`` names one shipped in ``evolm/cassettes``."""
+    if spec.startswith("package:"):
+        from importlib import resources
+
+        name = spec.split(":", 1)[1]
+        res = resources.files("evolm.cassettes").joinpath(f"{name}.db")
+        if not res.is_file():
+            raise StoreError(f"no cassette named {name!r} ships with evolm")
+        return str(res)
+    return spec

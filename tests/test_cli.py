@@ -185,3 +185,18 @@ def test_ctrl_c_stores_what_is_done_and_resume_finishes(tmp_path):
     evolm("resume", db, "--budget-evals", "60", "-q")
     with RunStore(db, readonly=True) as s:
         assert sum(s.counts().values()) == 60 and s.run_info()["status"] == "completed"
+
+
+def test_quickstart_replays_the_shipped_real_model_cassette_exactly(tmp_path):
+    """The README's main command: SmolLM2's recorded answers reproduce the recorded run."""
+    from evolm.engine import resolve_cassette
+
+    db = tmp_path / "qs.db"
+    p = evolm("run", "image", "--preset", "quickstart", "--out", db)
+    assert "run completed" in p.stderr and "LLM-call budget 48 spent" in p.stderr
+    cassette = Path(resolve_cassette("package:quickstart-image"))
+    assert elites_of(db) == elites_of(cassette)
+    with RunStore(db, readonly=True) as s, RunStore(cassette, readonly=True) as c:
+        assert s.llm_totals()["calls"] == 48
+        assert [r["code"] for r in s.export_rows()] == [r["code"] for r in c.export_rows()]
+        assert c.run_info()["config"]["llm"]["model"] == "smollm2-135m-instruct"

@@ -302,3 +302,12 @@ def test_context() -> None:
     assert "(24, 24, 3)" in ctx.description
     assert "yellow plus sign" in ctx.description
     assert ctx.api.startswith("#")
+
+
+def test_numpy_is_available_as_np_without_an_import():
+    from evolm.domains.image import ImageDomain
+
+    dom = ImageDomain(size=8)
+    ev = dom.evaluate("def draw():\n    return np.zeros((8, 8, 3))\n")
+    assert ev.ok, ev.error
+    assert "imported as np" in dom.context().api

@@ -255,7 +255,8 @@ class ImageDomain(Domain):
         )
         api = (
             f"# draw() takes no arguments and returns a ({s}, {s}, 3) numpy array: rows, columns,\n"
-            f"# RGB; floats in [0, 1] or uint8. numpy and the standard library are available.\n"
+            f"# RGB; floats in [0, 1] or uint8. numpy is imported as np; the standard\n"
+            f"# library is available.\n"
         )
         return DomainContext(
             description=description, function_name="draw", api=api, file_name="image.py"
@@ -305,7 +306,8 @@ class ImageDomain(Domain):
         except BaseException as exc:  # RecursionError, MemoryError on pathological sources
             return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
 
-        namespace: dict[str, Any] = {"__name__": "__evolm_program__"}
+        # numpy is pre-imported as np (as the API text says): small models often omit the import
+        namespace: dict[str, Any] = {"__name__": "__evolm_program__", "np": np}
         try:
             exec(compiled, namespace)
             draw = namespace.get("draw")

@@ -9,7 +9,7 @@ import numpy as np
 import ribs.archives
 
 from evolm.archives.base import Archive, ArchiveStats, EmptyArchiveError
-from evolm.archives.grid import EMPTY_MESSAGE, check_bins
+from evolm.archives.grid import EMPTY_MESSAGE, check_bins, descriptor_row
 from evolm.archives.metrics import check_count, check_offset, insertable, summarise
 from evolm.archives.selection import FITNESS_FLOOR, SlotSelector
 from evolm.types import AddStatus, DescriptorSpace, Individual
@@ -188,14 +188,7 @@ class DeepGridArchive(Archive):
         Raises:
             ValueError: ``ind`` has no finite descriptors of the right length.
         """
-        descriptors = ind.evaluation.descriptors
-        array = np.asarray(descriptors if descriptors is not None else (), dtype=np.float64)
-        if array.shape != (self.space.dim,) or not np.all(np.isfinite(array)):
-            raise ValueError(
-                f"program {ind.id} has descriptors {descriptors!r}; a cell needs "
-                f"{self.space.dim} finite descriptors {self.space.names}"
-            )
-        return int(self._index(array[None])[0])
+        return int(self._index(descriptor_row(ind, self.space))[0])
 
     def export(self) -> list[dict[str, Any]]:
         """One record per individual (id, fitness, descriptors, cell), in iteration order."""

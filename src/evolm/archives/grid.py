@@ -55,6 +55,22 @@ def check_bins(bins: int | Sequence[int], space: DescriptorSpace) -> tuple[int, 
     return dims
 
 
+def descriptor_row(ind: Individual, space: DescriptorSpace) -> np.ndarray:
+    """``ind``'s descriptors as a ``(1, dim)`` float array, for cell lookups.
+
+    Raises:
+        ValueError: ``ind`` has no finite descriptors of the right length.
+    """
+    descriptors = ind.evaluation.descriptors
+    array = np.asarray(descriptors if descriptors is not None else (), dtype=np.float64)
+    if array.shape != (space.dim,) or not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"program {ind.id} has descriptors {descriptors!r}; a cell needs "
+            f"{space.dim} finite descriptors {space.names}"
+        )
+    return array[None]
+
+
 class EliteMap(Archive):
     """One elite per cell, with the cell of a descriptor given by a pyribs archive.
 
@@ -182,14 +198,7 @@ class EliteMap(Archive):
         Raises:
             ValueError: ``ind`` has no finite descriptors of the right length.
         """
-        descriptors = ind.evaluation.descriptors
-        array = np.asarray(descriptors if descriptors is not None else (), dtype=np.float64)
-        if array.shape != (self.space.dim,) or not np.all(np.isfinite(array)):
-            raise ValueError(
-                f"program {ind.id} has descriptors {descriptors!r}; a cell needs "
-                f"{self.space.dim} finite descriptors {self.space.names}"
-            )
-        return int(self._index(array[None])[0])
+        return int(self._index(descriptor_row(ind, self.space))[0])
 
     def export(self) -> list[dict[str, Any]]:
         """One record per elite (id, fitness, descriptors, cell), in ascending cell order."""

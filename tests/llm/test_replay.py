@@ -2,33 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from evolm.llm import CassetteMiss, LLMError, ReplayLLM, Request, make_backend
-
-DDL = """
-CREATE TABLE llm_calls (
-  id INTEGER PRIMARY KEY,
-  batch INTEGER,
-  request_key TEXT NOT NULL,
-  request_json TEXT NOT NULL,
-  seed INTEGER,
-  response TEXT,
-  model TEXT,
-  tokens_in INTEGER NOT NULL DEFAULT 0,
-  tokens_out INTEGER NOT NULL DEFAULT 0,
-  latency REAL NOT NULL DEFAULT 0,
-  cost REAL NOT NULL DEFAULT 0,
-  error TEXT,
-  finish_reason TEXT,
-  created_at REAL NOT NULL
-);
-CREATE INDEX llm_calls_key ON llm_calls(request_key);
-"""
+from evolm.llm import CassetteMiss, Completion, LLMError, ReplayLLM, Request, make_backend
+from evolm.store import RunStore
 
 
 def chat(text: str, seed: int | None = None) -> Request:
@@ -36,32 +16,20 @@ def chat(text: str, seed: int | None = None) -> Request:
 
 
 def record(path: Path, calls: Sequence[tuple[Request, str, str | None]]) -> Path:
-    """Write a cassette: one llm_calls row per (request, response, error)."""
-    conn = sqlite3.connect(path)
-    conn.executescript(DDL)
-    for i, (req, response, error) in enumerate(calls):
-        conn.execute(
-            "INSERT INTO llm_calls(batch, request_key, request_json, seed, response, model,"
-            " tokens_in, tokens_out, latency, cost, error, finish_reason, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                0,
-                req.key(),
-                req.to_json(),
-                req.seed,
-                None if error else response,
-                "recorded-model",
-                10 + i,
-                20 + i,
-                1.5,
-                0.001,
-                error,
-                "stop",
-                time.time(),
-            ),
-        )
-    conn.commit()
-    conn.close()
+    """Write a cassette with the real run-database schema: one llm_calls row per call."""
+    with RunStore(path) as store:
+        for i, (req, response, error) in enumerate(calls):
+            completion = Completion(
+                text="" if error else response,
+                model="recorded-model",
+                tokens_in=10 + i,
+                tokens_out=20 + i,
+                latency=1.5,
+                cost=0.001,
+                error=error,
+                finish_reason="stop",
+            )
+            store.add_llm_call(0, req, completion)
     return path
 
 
@@ -150,7 +118,9 @@ def test_the_cassette_is_opened_read_only(tmp_path: Path) -> None:
     before = db.read_bytes()
     asyncio.run(ReplayLLM(db).generate([chat("p")]))
     assert db.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.db"]
+    # a WAL database read by anyone gets SQLite's -shm/-wal side files; nothing is written to them
+    wal = tmp_path / "run.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
 
 
 def test_a_missing_cassette_is_a_clear_error(tmp_path: Path) -> None:

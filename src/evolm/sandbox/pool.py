@@ -1,0 +1,422 @@
+"""An asyncio pool of zygotes: the engine's evaluator for untrusted programs.
+
+The pool starts ``workers`` zygotes (see :mod:`evolm.sandbox.zygote`) on the chosen tier, hands
+each request to an idle one and waits for its reply with a deadline of the request's timeout plus
+a grace period. The zygote itself kills a program at its deadline; the pool's own deadline is the
+backstop for a zygote that dies or goes silent, which is then killed and replaced. Whatever a
+program does, :meth:`SandboxPool.evaluate` returns an :class:`~evolm.types.Evaluation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import replace
+from typing import Any
+
+from evolm.sandbox import codec
+from evolm.sandbox.tiers import (
+    NOBODY,
+    TIERS,
+    SandboxUnavailable,
+    choose_tier,
+    launch_command,
+    precheck,
+    sandbox_paths,
+    system_paths,
+    zygote_env,
+)
+from evolm.types import Evaluation, Status
+
+__all__ = ["SandboxPool"]
+
+GRACE_S = 2.0
+"""How long past a request's timeout the pool waits for its zygote before replacing it."""
+
+START_TIMEOUT_S = 60.0
+"""How long a new zygote may take to import numpy and the domain and say hello."""
+
+MAX_CODE_BYTES = 4 * 1024 * 1024
+
+
+class _Worker:
+    """One zygote process and the two pipes to it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: str) -> None:
+        self.proc = proc
+        self.log = log
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.read_transport: asyncio.ReadTransport | None = None
+        self.ready: asyncio.Task[None] | None = None
+
+    async def connect(self, req_w: int, rep_r: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.reader = asyncio.StreamReader(limit=codec.MAX_FRAME_BYTES)
+        reader = self.reader
+        self.read_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(rep_r, "rb", 0)
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(req_w, "wb", 0)
+        )
+        self.writer = asyncio.StreamWriter(transport, protocol, None, loop)
+
+    async def send(self, obj: Any) -> None:
+        assert self.writer is not None
+        self.writer.write(codec.frame(codec.encode_value(obj)))
+        await self.writer.drain()
+
+    async def recv(self) -> dict[str, Any]:
+        assert self.reader is not None
+        n = codec.frame_length(await self.reader.readexactly(4))
+        if n > codec.MAX_FRAME_BYTES:
+            raise ValueError(f"worker announced a {n}-byte frame")
+        msg = codec.decode_value(await self.reader.readexactly(n))
+        if not isinstance(msg, dict):
+            raise ValueError("worker frame is not a map")
+        return msg
+
+    def stderr_tail(self) -> str:
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 2000))
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        for target in (self.proc.pid, -self.proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if self.proc.returncode is None:
+                    os.kill(target, signal.SIGKILL)
+        if self.ready is not None:
+            if not self.ready.done():
+                self.ready.cancel()
+            elif not self.ready.cancelled():
+                self.ready.exception()  # retrieved: a failed start is reported elsewhere
+        if self.writer is not None:
+            _close_transport(self.writer.transport)
+        if self.read_transport is not None:
+            _close_transport(self.read_transport)
+
+
+def _close_transport(transport: asyncio.BaseTransport) -> None:
+    try:
+        transport.close()
+    except RuntimeError:  # the event loop is already closed: close the pipe itself
+        pipe = transport.get_extra_info("pipe")
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+class SandboxPool:
+    """Evaluate untrusted programs of one domain in sandboxed fork-server workers.
+
+    Args:
+        domain: registered domain name or ``package.module:Class`` (rebuilt in each zygote);
+            None runs the built-in probe domain that tier probes use.
+        params: the domain's parameters (msgpack-serialisable).
+        workers: number of zygotes (0: one per core).
+        timeout: default seconds per program; a program past it is killed (status ``timeout``).
+        memory_mb: default memory budget per program on top of the zygote's own size
+            (None: no limit); a program over it gets status ``error`` ("memory limit exceeded").
+        tier: ``"auto"`` (the strongest tier that works here), or one of ``TIERS`` to force it.
+        allow_weak: permit the ``weak`` tier (no Landlock), explicitly or as the auto fallback.
+        scratch: give each program an empty writable working directory (deleted after it).
+
+    Raises:
+        ValueError: a bad argument (the message names it).
+
+    Use as ``async with SandboxPool(...) as pool: ev = await pool.evaluate(code, seed)``.
+    :meth:`start` raises :class:`SandboxUnavailable` when the tier cannot work, and
+    ``ValueError`` when the domain cannot be built.
+    """
+
+    def __init__(
+        self,
+        domain: str | None,
+        params: dict[str, Any] | None = None,
+        *,
+        workers: int = 0,
+        timeout: float = 5.0,
+        memory_mb: int | None = 1024,
+        tier: str = "auto",
+        allow_weak: bool = False,
+        scratch: bool = False,
+    ) -> None:
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0 (0: one per core), got {workers}")
+        if memory_mb is not None and memory_mb < 16:
+            raise ValueError(f"memory_mb must be at least 16 (or None), got {memory_mb}")
+        if tier != "auto" and tier not in TIERS:
+            raise ValueError(f"unknown sandbox tier {tier!r}; choose auto or one of {TIERS}")
+        try:
+            codec.encode_value(params or {})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"domain params must be plain data for the workers: {exc}") from exc
+        self.domain = domain
+        self.params = dict(params or {})
+        self.size = workers or os.cpu_count() or 1
+        self.timeout = float(timeout)
+        self.memory_mb = memory_mb
+        self.requested_tier = tier
+        self.allow_weak = allow_weak
+        self.scratch = scratch
+        self.tier: str | None = None
+        self.tier_reason = ""
+        self.replaced = 0
+        self.sandbox_id = secrets.token_hex(8)
+        """Set as ``EVOLM_SANDBOX`` in every zygote's environment (for finding its processes)."""
+        self._root: str | None = None
+        self._paths: tuple[list[str], list[str]] = ([], [])
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._workers: set[_Worker] = set()
+        self._dead: list[subprocess.Popen[bytes]] = []
+        self._ids = itertools.count(1)
+        self._slots = itertools.count()
+        self._closed = False
+
+    async def __aenter__(self) -> SandboxPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def start(self) -> None:
+        """Choose the tier, start the zygotes and wait until each has said hello.
+
+        Raises:
+            SandboxUnavailable: the tier cannot work here (the message says why).
+            ValueError: the domain cannot be built in a worker.
+        """
+        if self._idle is not None:
+            raise RuntimeError("SandboxPool.start() called twice")
+        await self._choose_tier()
+        self._root = tempfile.mkdtemp(prefix="evolm-sandbox-")
+        self._paths = sandbox_paths(self.domain, self._root)
+        self._idle = asyncio.Queue()
+        try:
+            workers = [self._spawn() for _ in range(self.size)]
+            for w in workers:
+                assert w.ready is not None
+                await w.ready
+                self._idle.put_nowait(w)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _choose_tier(self) -> None:
+        if self.requested_tier == "auto":
+            probe = await asyncio.to_thread(choose_tier, self.allow_weak)
+            self.tier, self.tier_reason = probe.tier, probe.reason
+            return
+        tier = self.requested_tier
+        if tier == "weak" and not self.allow_weak:
+            raise SandboxUnavailable(
+                "the weak sandbox tier (seccomp and rlimits, no Landlock) lets programs read "
+                "every file this user can; pass --allow-weak-sandbox (allow_weak=True) to use it"
+            )
+        why = precheck(tier)
+        if why is not None:
+            raise SandboxUnavailable(f"sandbox tier {tier!r} cannot work here: {why}")
+        self.tier, self.tier_reason = tier, f"forced with tier={tier!r}"
+
+    def _spawn(self) -> _Worker:
+        """Start one zygote; its ``ready`` task finishes when it has said hello."""
+        assert self._root is not None and self.tier is not None
+        zdir = os.path.join(self._root, f"z{next(self._slots)}")
+        os.mkdir(zdir, 0o700)
+        scratch = os.path.join(zdir, "scratch") if self.scratch else None
+        if scratch:
+            os.mkdir(scratch, 0o700)
+        drop_uid = NOBODY if self.tier == "bwrap" and os.geteuid() == 0 else None
+        if drop_uid is not None:
+            for d in (zdir, scratch):
+                if d:
+                    os.chown(d, drop_uid, drop_uid)
+        sys_path, read = self._paths
+        env = zygote_env(self.sandbox_id, zdir)
+        if scratch:
+            env["TMPDIR"] = scratch
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        log = zdir + ".log"
+        try:
+            argv = launch_command(self.tier, (req_r, rep_w), read, zdir, env)
+            with open(log, "wb") as err:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    pass_fds=(req_r, rep_w),
+                    cwd=zdir,
+                    env=env,
+                    start_new_session=True,
+                )
+        except BaseException:
+            os.close(req_w)
+            os.close(rep_r)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        w = _Worker(proc, log)
+        self._workers.add(w)
+        cfg = {
+            "domain": self.domain,
+            "params": self.params,
+            "sys_path": sys_path,
+            "read_paths": read + system_paths()[0],
+            "write_paths": system_paths()[1] + ([scratch] if scratch else []),
+            "scratch": scratch,
+            "landlock": self.tier != "weak",
+            "userns": self.tier == "userns",
+            "drop_uid": drop_uid,
+            "parent_pid": None if self.tier == "bwrap" else os.getpid(),
+        }
+        w.ready = asyncio.get_running_loop().create_task(self._hello(w, req_w, rep_r, cfg))
+        return w
+
+    async def _hello(self, w: _Worker, req_w: int, rep_r: int, cfg: dict[str, Any]) -> None:
+        await w.connect(req_w, rep_r)
+        try:
+            await w.send(cfg)
+            hello = await asyncio.wait_for(w.recv(), START_TIMEOUT_S)
+        except (OSError, EOFError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
+            detail = w.stderr_tail() or f"{type(exc).__name__}: {exc}"
+            raise SandboxUnavailable(
+                f"a {self.tier} sandbox worker failed to start: {detail[-1500:]}"
+            ) from None
+        if not hello.get("ok"):
+            error = str(hello.get("error"))
+            if hello.get("stage") == "domain":
+                raise ValueError(f"cannot build domain {self.domain!r} in a worker: {error}")
+            raise SandboxUnavailable(f"a {self.tier} sandbox worker failed to start: {error}")
+
+    def close(self) -> None:
+        """Kill every zygote (their children die with them) and remove the scratch files."""
+        self._closed = True
+        for w in list(self._workers):
+            w.kill()
+            self._dead.append(w.proc)
+        self._workers.clear()
+        for proc in self._dead:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+        self._dead.clear()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    def _retire(self, w: _Worker) -> None:
+        """Kill ``w`` and put a fresh zygote in its place."""
+        w.kill()
+        self._workers.discard(w)
+        self._dead.append(w.proc)
+        self._dead = [p for p in self._dead if p.poll() is None]
+        self.replaced += 1
+        assert self._idle is not None
+        self._idle.put_nowait(self._spawn())
+
+    async def evaluate(
+        self,
+        code: str,
+        seed: int = 0,
+        timeout: float | None = None,
+        *,
+        memory_mb: int | None = None,
+    ) -> Evaluation:
+        """Evaluate one program; never raises for anything the program does.
+
+        Args:
+            code: the program text handed to the domain's ``evaluate``.
+            seed: reseeds ``random`` and numpy (modulo 2**32) in the child.
+            timeout: seconds for this program (default: the pool's).
+            memory_mb: memory budget for this program (default: the pool's).
+        """
+        if self._idle is None:
+            raise RuntimeError("SandboxPool.evaluate called before start(); use `async with`")
+        if self._closed:
+            raise RuntimeError("SandboxPool.evaluate called after close()")
+        deadline = self.timeout if timeout is None else float(timeout)
+        if not (deadline > 0 and math.isfinite(deadline)):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+            return Evaluation.failure(Status.ERROR, f"program is over {MAX_CODE_BYTES} bytes")
+        request = {
+            "code": code,
+            "seed": int(seed) % 2**64,
+            "timeout": deadline,
+            "memory_mb": self.memory_mb if memory_mb is None else memory_mb,
+        }
+        w = await self._idle.get()
+        healthy = False
+        try:
+            for _ in range(2):
+                assert w.ready is not None
+                try:
+                    await w.ready
+                except (SandboxUnavailable, ValueError) as exc:
+                    return Evaluation.failure(Status.ERROR, f"sandbox worker unavailable: {exc}")
+                if w.proc.poll() is None:
+                    break
+                self._retire(w)  # it died while idle, before this program ran: use another
+                w = await self._idle.get()
+            request["id"] = rid = next(self._ids)
+            t0 = asyncio.get_running_loop().time()
+            try:
+                await w.send(request)
+                async with asyncio.timeout(deadline + GRACE_S):
+                    reply = await w.recv()
+            except TimeoutError:
+                return Evaluation.failure(
+                    Status.TIMEOUT,
+                    f"evaluation ran past its {deadline:g} s deadline and its worker stopped "
+                    "answering; the worker was replaced",
+                    wall_time=asyncio.get_running_loop().time() - t0,
+                )
+            except (OSError, EOFError, asyncio.IncompleteReadError, ValueError) as exc:
+                code_ = w.proc.poll()
+                why = f"exit code {code_}" if code_ is not None else type(exc).__name__
+                if code_ is not None and code_ < 0:
+                    why = f"killed by signal {-code_}"
+                return Evaluation.failure(
+                    Status.ERROR, f"sandbox worker died ({why}); it was replaced"
+                )
+            if reply.get("id") != rid:
+                return Evaluation.failure(
+                    Status.ERROR, "sandbox worker answered out of turn; it was replaced"
+                )
+            healthy = True
+            return _evaluation(reply)
+        finally:
+            if healthy:
+                self._idle.put_nowait(w)
+            elif w in self._workers:  # not after close()
+                self._retire(w)
+
+
+def _evaluation(reply: dict[str, Any]) -> Evaluation:
+    wall, cpu = float(reply.get("wall", 0.0)), float(reply.get("cpu", 0.0))
+    result = reply.get("result")
+    if isinstance(result, bytes):
+        return replace(codec.decode_evaluation(result), wall_time=wall, cpu_time=cpu)
+    try:
+        st = Status(str(reply.get("status")))
+    except ValueError:
+        st = Status.ERROR
+    return Evaluation.failure(st, str(reply.get("error")), wall_time=wall, cpu_time=cpu)

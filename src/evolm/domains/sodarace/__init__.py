@@ -1,0 +1,367 @@
+"""Sodarace: evolve Python programs that build 2-D walking robots (ELM's main domain).
+
+A program defines ``make_walker()``, which builds a robot of joints and muscles with
+:func:`walker_creator` and returns it (Lehman et al. 2022, "Evolution through Large Models",
+section 4). The domain checks the robot (:meth:`Walker.problems`), simulates it with Box2D on a
+terrain (:mod:`~evolm.domains.sodarace.simulator`, :mod:`~evolm.domains.sodarace.terrains`) and
+scores how far its centre of mass moves. The behaviour descriptors are the robot's height, width
+and mass as built, so the archive keeps the best walker of every body shape.
+
+Programs run with ``walker_creator``, ``query_cppn``, ``np`` (numpy) and ``math`` already
+defined; ``from evolm.domains.sodarace import walker_creator, query_cppn`` works too. See
+docs/sodarace.md for the semantics, the calibration of the descriptor bounds and the figures.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import traceback
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.domains.sodarace.helpers import query_cppn
+from evolm.domains.sodarace.terrains import TERRAINS, Terrain, directional_fitness, make_terrain
+from evolm.domains.sodarace.walker import (
+    MAX_AMPLITUDE,
+    MAX_EXTENT,
+    MAX_JOINTS,
+    MAX_MUSCLES,
+    MAX_MUSCLES_PER_JOINT,
+    MIN_JOINT_DISTANCE,
+    Muscle,
+    Walker,
+    WalkerCreator,
+    WalkerError,
+    walker_creator,
+)
+from evolm.types import DescriptorSpace, Evaluation, Status
+
+__all__ = [
+    "DESCRIPTOR_BOUNDS",
+    "EXAMPLES",
+    "SEEDS",
+    "TERRAINS",
+    "Muscle",
+    "SodaraceDomain",
+    "Terrain",
+    "Walker",
+    "WalkerCreator",
+    "WalkerError",
+    "example_code",
+    "helper_code",
+    "make_terrain",
+    "query_cppn",
+    "seed_code",
+    "walker_creator",
+]
+
+SEEDS: tuple[str, ...] = ("square", "radial", "cppn_fixed", "cppn_mutable")
+"""Names of the seed programs (files in ``seeds/``), in the order :meth:`seeds` returns them."""
+EXAMPLES: tuple[str, ...] = ("wheel", "galloper", "runner")
+"""Names of the example programs (files in ``examples/``)."""
+
+DESCRIPTOR_BOUNDS: dict[str, tuple[float, float]] = {
+    "height": (0.0, 18.0),
+    "width": (0.0, 42.0),
+    "mass": (0.0, 2400.0),
+}
+"""Default descriptor bounds (units), calibrated as docs/sodarace.md describes."""
+
+_PROGRAM_FILE = "<program>"
+_MAX_ERROR_CHARS = 500
+_FUNCTION = "make_walker"
+
+
+def seed_code(name: str) -> str:
+    """Source text of seed ``name`` (one of :data:`SEEDS`)."""
+    if name not in SEEDS:
+        raise ValueError(f"unknown seed {name!r}; seeds: {', '.join(SEEDS)}")
+    return resources.files(f"{__name__}.seeds").joinpath(f"{name}.py").read_text("utf-8")
+
+
+def example_code(name: str) -> str:
+    """Source text of example ``name`` (one of :data:`EXAMPLES`)."""
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; examples: {', '.join(EXAMPLES)}")
+    return resources.files(f"{__name__}.examples").joinpath(f"{name}.py").read_text("utf-8")
+
+
+def helper_code() -> str:
+    """Source text of the helper code every program can use (``query_cppn``)."""
+    return resources.files(__name__).joinpath("helpers.py").read_text("utf-8")
+
+
+def _api_text(muscle_hz: float) -> str:
+    period = f"{1 / muscle_hz:g} s"
+    return (
+        "# Already defined in every program: walker_creator, query_cppn (below), numpy as np,\n"
+        "# math. (`from evolm.domains.sodarace import walker_creator, query_cppn` also works.)\n"
+        "#\n"
+        "# wc = walker_creator()\n"
+        "# wc.add_joint(x, y) -> joint\n"
+        "#     A point mass at (x, y): x to the right, y up, in units (1 unit = 10 cm).\n"
+        f"#     Joints must be at least {MIN_JOINT_DISTANCE:g} apart.\n"
+        "# wc.add_muscle(j0, j1, amplitude=0.0, phase=0.0)\n"
+        "#     Connects two joints. Amplitude 0 makes a rigid bone. Otherwise it is a springy\n"
+        "#     muscle pulling its joints towards the length\n"
+        "#     L0 * (1 + amplitude * sin(2 * pi * t / T + phase)), where L0 is the distance\n"
+        f"#     between the joints as built, t the time in seconds and T = {period}; the\n"
+        f"#     amplitude is clipped to [-{MAX_AMPLITUDE:g}, {MAX_AMPLITUDE:g}] and the phase is "
+        "in radians.\n"
+        "# wc.get_walker() -> the finished robot, which make_walker() returns.\n"
+        f"# Limits: {MAX_JOINTS} joints, {MAX_MUSCLES} muscles, {MAX_MUSCLES_PER_JOINT} muscles "
+        f"on one joint, {MAX_EXTENT:g} units wide or tall.\n\n"
+    ) + helper_code()
+
+
+def _program_line(exc: BaseException) -> int | None:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == _PROGRAM_FILE]
+    return frames[-1].lineno if frames else None
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:  # a program's exception class may break __str__
+        message = "<unprintable message>"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    line = _program_line(exc)
+    return f"{text} (line {line})" if line is not None else text
+
+
+@register_domain("sodarace")
+class SodaraceDomain(Domain):
+    """Evolve ``make_walker()`` programs; fitness is how far the walker moves.
+
+    Args:
+        terrain: one of :data:`TERRAINS` (``flat``, ``left-wall``, ``right-wall``, ``bumpy``,
+            ``tunnel``; case-insensitive, ``_`` for ``-``).
+        terrain_params: overrides of the terrain's parameters, e.g. ``{"height": 6.0}`` for
+            ``tunnel`` (see :mod:`~evolm.domains.sodarace.terrains`).
+        direction: ``any`` (fitness ``|dx|``), ``right`` (``max(dx, 0)``) or ``left``
+            (``max(-dx, 0)``); None for the terrain's default.
+        sim_seconds: measured simulated time.
+        settle_seconds: settle window before measurement.
+        muscle_hz: muscle oscillation frequency.
+        descriptor_bounds: overrides of :data:`DESCRIPTOR_BOUNDS`, e.g.
+            ``{"mass": [0, 400]}``.
+        record_fps: when > 0, ``extras`` also holds the walker, the terrain geometry and the
+            joint positions sampled this many times per simulated second (for viewing).
+
+    Raises:
+        ValueError: any parameter out of range (the message names it).
+    """
+
+    name = "sodarace"
+    eval_timeout = 10.5
+    qd_offset = 0.0
+
+    def __init__(
+        self,
+        terrain: str = "flat",
+        terrain_params: dict[str, float] | None = None,
+        direction: str | None = None,
+        sim_seconds: float = 10.0,
+        settle_seconds: float = 1.0,
+        muscle_hz: float = 1.0,
+        descriptor_bounds: dict[str, list[float]] | None = None,
+        record_fps: float = 0.0,
+    ) -> None:
+        from evolm.domains.sodarace.simulator import SimConfig, box2d
+
+        # Load Box2D now, not at the first evaluation: a sandbox's fork server builds the domain
+        # once and forks a child per program, so every child inherits it instead of importing it
+        # (~15 ms, several times the cost of simulating a small walker) after its lockdown.
+        box2d()
+        self.terrain = make_terrain(terrain, terrain_params, direction)
+        self.sim_config = SimConfig(
+            sim_seconds=sim_seconds, settle_seconds=settle_seconds, muscle_hz=muscle_hz
+        )
+        bounds = dict(DESCRIPTOR_BOUNDS)
+        for key, value in (descriptor_bounds or {}).items():
+            if key not in bounds:
+                raise ValueError(
+                    f"descriptor_bounds: unknown descriptor {key!r}; descriptors: "
+                    f"{', '.join(bounds)}"
+                )
+            try:
+                lo, hi = (float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"descriptor_bounds[{key!r}] must be [low, high], got {value!r}"
+                ) from None
+            bounds[key] = (lo, hi)
+        self._space = DescriptorSpace(tuple(bounds), tuple(bounds.values()))
+        if (
+            isinstance(record_fps, bool)
+            or not isinstance(record_fps, int | float)
+            or not 0 <= record_fps <= 60
+        ):
+            raise ValueError(f"record_fps must be in [0, 60], got {record_fps!r}")
+        self.record_fps = float(record_fps)
+        cfg = self.sim_config
+        # the largest walker takes about 0.06 s of CPU per simulated second; leave a wide margin
+        self.eval_timeout = 5.0 + 0.5 * (cfg.sim_seconds + cfg.settle_seconds)
+        super().__init__(
+            terrain=terrain,
+            terrain_params=dict(terrain_params or {}),
+            direction=direction,
+            sim_seconds=sim_seconds,
+            settle_seconds=settle_seconds,
+            muscle_hz=muscle_hz,
+            descriptor_bounds=descriptor_bounds,
+            record_fps=record_fps,
+        )
+
+    @property
+    def descriptor_space(self) -> DescriptorSpace:
+        return self._space
+
+    def seeds(self) -> list[str]:
+        return [seed_code(name) for name in SEEDS]
+
+    def context(self) -> DomainContext:
+        cfg = self.sim_config
+        goal = {
+            "any": "how far its centre of mass moves left or right",
+            "right": "how far its centre of mass moves to the right",
+            "left": "how far its centre of mass moves to the left",
+        }[self.terrain.direction]
+        description = (
+            "Write a Python function `make_walker()` that takes no arguments and builds a 2-D "
+            "walking robot ('Sodaracer') with walker_creator(): joints are point masses, "
+            "muscles connect them and either stay rigid (bones) or stretch and shrink in a "
+            "rhythm set by their amplitude and phase. The robot starts resting on "
+            f"{self.terrain.description} and is simulated with 2-D physics and gravity for "
+            f"{cfg.sim_seconds:g} seconds; the score is {goal}, in units. Good walkers use "
+            "muscles out of phase with each other to push against the ground. Robots are also "
+            "kept for being good among robots of their own height, width and mass, so varied "
+            "body shapes are useful."
+        )
+        return DomainContext(
+            description=description,
+            function_name=_FUNCTION,
+            api=_api_text(cfg.muscle_hz),
+            file_name="walker.py",
+            extras={"terrain": self.terrain.name},
+        )
+
+    def build(self, code: str, seed: int = 0) -> Walker | Evaluation:
+        """Run ``code`` and return its walker, or the failed :class:`Evaluation` saying why.
+
+        Runs untrusted code: call it only inside an evaluation worker. ``random`` and
+        ``numpy.random`` are reseeded with ``seed`` first.
+        """
+        extras: dict[str, Any] = {"terrain": self.terrain.name}
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            compiled = compile(code, _PROGRAM_FILE, "exec")
+        except SyntaxError as exc:
+            where = f" at line {exc.lineno}" if exc.lineno is not None else ""
+            return Evaluation.failure(
+                Status.INVALID, f"SyntaxError{where}: {exc.msg}", extras=extras
+            )
+        except ValueError as exc:  # null bytes in the source
+            return Evaluation.failure(Status.INVALID, f"cannot compile: {exc}", extras=extras)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # RecursionError, MemoryError on pathological sources
+            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+
+        namespace: dict[str, Any] = {
+            "__name__": "__evolm_program__",
+            "walker_creator": walker_creator,
+            "query_cppn": query_cppn,
+            "np": np,
+            "math": math,
+        }
+        try:
+            exec(compiled, namespace)
+            make_walker = namespace.get(_FUNCTION)
+            if make_walker is None:
+                return Evaluation.failure(
+                    Status.INVALID, f"program defines no function {_FUNCTION}()", extras=extras
+                )
+            if not callable(make_walker):
+                return Evaluation.failure(
+                    Status.INVALID,
+                    f"{_FUNCTION} is a {type(make_walker).__name__}, not a function",
+                    extras=extras,
+                )
+            value = make_walker()
+            if isinstance(value, WalkerCreator):
+                value = value.get_walker()
+        except KeyboardInterrupt:
+            raise
+        except WalkerError as exc:
+            return Evaluation.failure(Status.INVALID, _describe(exc), extras=extras)
+        except SystemExit as exc:
+            line = _program_line(exc)
+            where = f" (line {line})" if line is not None else ""
+            return Evaluation.failure(Status.ERROR, f"program called exit(){where}", extras=extras)
+        except BaseException as exc:  # a program may raise anything; it is a result
+            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+        if not isinstance(value, Walker):
+            return Evaluation.failure(
+                Status.INVALID,
+                f"{_FUNCTION}() returned {type(value).__name__}; return wc.get_walker()",
+                extras=extras,
+            )
+        problems = value.problems()
+        if problems:
+            return Evaluation.failure(
+                Status.INVALID, "invalid walker: " + "; ".join(problems), extras=extras
+            )
+        return value
+
+    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
+        """Build the walker ``code`` describes, simulate it and score it.
+
+        Never raises for bad code (``KeyboardInterrupt`` excepted): a syntax error, a misused
+        builder or an invalid walker is ``invalid`` (with the reasons), an exception in the
+        program or unstable physics is ``error``.
+        """
+        built = self.build(code, seed)
+        if isinstance(built, Evaluation):
+            return built
+        return self.score(built)
+
+    def score(self, walker: Walker) -> Evaluation:
+        """Simulate a valid ``walker`` and turn the result into an :class:`Evaluation`."""
+        from evolm.domains.sodarace.simulator import SimulationError, simulate
+
+        extras: dict[str, Any] = {"terrain": self.terrain.name}
+        try:
+            result = simulate(
+                walker, self.terrain, self.sim_config, record_fps=self.record_fps or None
+            )
+        except SimulationError as exc:
+            return Evaluation.failure(Status.ERROR, str(exc), extras=extras)
+        extras.update(
+            dx=result.dx,
+            joints=len(walker.joints),
+            muscles=len(walker.muscles),
+            active_muscles=walker.active_muscles,
+        )
+        if result.trajectory is not None:
+            extras.update(
+                walker=walker.to_dict(),
+                spawn=result.spawn.tolist(),
+                terrain_geometry=result.terrain.to_dict(),
+                times=result.trajectory.times.tolist(),
+                frames=np.round(result.trajectory.positions, 4).tolist(),
+                direction=self.terrain.direction,
+            )
+        return Evaluation(
+            status=Status.OK,
+            fitness=directional_fitness(result.dx, self.terrain.direction),
+            descriptors=(walker.height, walker.width, walker.mass),
+            extras=extras,
+        )

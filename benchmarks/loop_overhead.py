@@ -1,8 +1,8 @@
 """Engine loop overhead: programs per second end to end, with the run database on.
 
 A zero-latency fake LLM (the mutating responder), a trivial evaluator (``f()`` returns a number),
-the whole engine (operator prompts, code extraction, worker pool, archive, SQLite writes). The
-baseline, measured in the same run, is the worker pool alone evaluating the same number of
+the whole engine (operator prompts, code extraction, sandbox, archive, SQLite writes). The
+baseline, measured in the same run, is the sandbox pool alone evaluating the same number of
 programs with nothing else around it, so the ratio shows what the engine adds.
 
     python benchmarks/loop_overhead.py [--evaluations 3000] [--workers 2] [--batch-size 32]
@@ -24,9 +24,9 @@ from evolm.config import load_config
 from evolm.domains.base import Domain, DomainContext
 from evolm.engine import Engine
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.sandbox import SandboxPool
 from evolm.store import RunStore
 from evolm.types import DescriptorSpace, Evaluation, Status
-from evolm.workers import EvalPool
 
 DOMAIN = "loop_overhead:TrivialDomain"
 
@@ -89,7 +89,7 @@ def pool_rate(evaluations: int, workers: int) -> float:
     code = "def f():\n    return 2.5\n"
 
     async def go() -> float:
-        async with EvalPool(DOMAIN, {}, workers=workers, timeout=5) as pool:
+        async with SandboxPool(DOMAIN, {}, workers=workers, timeout=5) as pool:
             await asyncio.gather(*(pool.evaluate(code) for _ in range(50)))  # warm up
             t0 = time.perf_counter()
             await asyncio.gather(*(pool.evaluate(code, i) for i in range(evaluations)))
@@ -114,7 +114,7 @@ def main() -> None:
     ]
     best = max(rates)
     print(f"{'measure':<44}{'programs/s':>12}")
-    print(f"{'worker pool alone (baseline)':<44}{base:>12.0f}")
+    print(f"{'sandbox pool alone (baseline)':<44}{base:>12.0f}")
     print(
         f"{'whole engine, batch ' + str(args.batch_size) + ', depth ' + str(args.depth):<44}"
         f"{best:>12.0f}"

@@ -202,14 +202,14 @@ def test_simulation_is_deterministic() -> None:
     assert len({r.end for r in runs}) == 1
 
 
-def test_same_result_in_a_worker_process() -> None:
-    from evolm.workers import EvalPool
+def test_same_result_in_the_sandbox() -> None:
+    from evolm.sandbox import SandboxPool
 
     code = example_code("runner")
     local = SodaraceDomain(sim_seconds=3.0).evaluate(code, seed=5)
 
     async def remote() -> object:
-        async with EvalPool("sodarace", {"sim_seconds": 3.0}, workers=1) as pool:
+        async with SandboxPool("sodarace", {"sim_seconds": 3.0}, workers=1) as pool:
             return await pool.evaluate(code, 5)
 
     ev = asyncio.run(remote())

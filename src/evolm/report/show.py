@@ -51,10 +51,10 @@ def _by_cell(store: RunStore, config: Any, cell: int) -> Individual:
 
 
 def _evaluate(code: str, seed: int, params: dict[str, Any], timeout: float) -> Any:
-    from evolm.workers import EvalPool
+    from evolm.sandbox import SandboxPool
 
     async def run() -> Any:
-        async with EvalPool("sodarace", params, workers=1, timeout=timeout) as pool:
+        async with SandboxPool("sodarace", params, workers=1, timeout=timeout) as pool:
             return await pool.evaluate(code, seed)
 
     return asyncio.run(run())

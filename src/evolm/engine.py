@@ -36,17 +36,19 @@ import numpy as np
 from evolm import __version__
 from evolm.archives import make_archive
 from evolm.archives.base import Archive, EmptyArchiveError
-from evolm.config import RunConfig
+from evolm.config import ConfigError, RunConfig
 from evolm.domains.base import Domain, get_domain
 from evolm.llm.base import Completion, LLMBackend, Request
+from evolm.llm.local import TokenCounter
 from evolm.operators import make_operator
 from evolm.operators.base import Operator, Proposal
+from evolm.sandbox import SandboxPool
 from evolm.store import RunStore, StoreError
 from evolm.types import AddStatus, Evaluation, Individual, Program, Status
-from evolm.workers import EvalPool
 
 __all__ = [
     "Engine",
+    "PromptTooLong",
     "RunResult",
     "Snapshot",
     "apply_batch",
@@ -107,7 +109,10 @@ def dependency_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"evolm": __version__, "python": platform.python_version()}
-    for pkg in ("numpy", "ribs", "pydantic", "openai", "msgpack"):
+    for pkg in (
+        "numpy", "ribs", "pydantic", "openai", "msgpack", "llama-cpp-python", "transformers",
+        "torch", "vllm",
+    ):  # fmt: skip
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -177,6 +182,10 @@ def rebuild_archive(
     return seeds
 
 
+class PromptTooLong(ConfigError):
+    """The worst-case prompt and ``llm.max_tokens`` do not fit the model's context."""
+
+
 def _prompt_hash(req: Request) -> str:
     return hashlib.sha256(req.to_json().encode()).hexdigest()[:16]
 
@@ -231,6 +240,7 @@ class Engine:
         self._interrupted = False
         self._inflight: dict[int, _Batch] = {}
         self.last_snapshot: Snapshot | None = None
+        self._prompt_checked = False
 
     # -- public control -------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -246,6 +256,46 @@ class Engine:
         return self._elapsed_before + (time.monotonic() - self._t0)
 
     # -- setup ----------------------------------------------------------------------------
+    def check_prompt_fits(self) -> None:
+        """Refuse a configuration whose prompts cannot fit the model's context.
+
+        The worst case is the operator's request for the longest seed program (16 draws, so
+        every instruction of the operator's set is seen); its prompt tokens, counted by the
+        backend's own tokenizer, plus ``llm.max_tokens`` must fit the context. Backends
+        without a tokenizer (fake, replay, openai) skip the check. Programs that grow during
+        the run can still overflow; such a request fails as a value (an ``invalid`` candidate)
+        and the run goes on.
+
+        Raises:
+            PromptTooLong: with the numbers and the fixes.
+        """
+        llm = self.llm
+        if self._prompt_checked or not self.operator.uses_llm:
+            return
+        if not isinstance(llm, TokenCounter):
+            return
+        seeds = self.domain.seeds()
+        if not seeds:
+            return
+        program = Program(id=-1, code=max(seeds, key=len))
+        parent = Individual(program, Evaluation(Status.OK, fitness=self.domain.qd_offset))
+        parents = (parent,) * self.operator.num_parents
+        rng = np.random.default_rng(0)
+        need, max_tokens = 0, self.config.llm.max_tokens
+        for _ in range(16):
+            request = self.operator.propose(parents, rng).request
+            if request is not None:
+                need = max(need, llm.count_tokens(request))
+                max_tokens = request.max_tokens
+        context = llm.context_length
+        if need + max_tokens > context:
+            raise PromptTooLong(
+                f"prompt needs {need} tokens + max_tokens {max_tokens} > context {context} of "
+                f"{llm.model}; lower llm.max_tokens or use a model with a longer context"
+                + _context_hint(llm, need + max_tokens)
+            )
+        self._prompt_checked = True
+
     def _start_new(self) -> None:
         self.store.create_run(
             seed=self.config.seed,
@@ -342,10 +392,15 @@ class Engine:
         if n <= 0:
             return None
         rng = np.random.default_rng([self.config.seed, index])
-        cands = []
-        for _ in range(n):
-            parents = self._parents(index, rng)
-            proposal = self.operator.propose(parents, rng)
+        per_prompt = self.config.llm.samples_per_prompt
+        cands: list[_Candidate] = []
+        for i in range(n):
+            if i % per_prompt == 0:
+                parents = self._parents(index, rng)
+                proposal = self.operator.propose(parents, rng)
+            elif proposal.request is not None:  # another sample of the same prompt
+                request = dataclasses.replace(proposal.request, seed=int(rng.integers(2**31)))
+                proposal = dataclasses.replace(proposal, request=request)
             seed = int(rng.integers(2**31 - 1))
             cands.append(_Candidate(self._next_id, parents, proposal, seed))
             self._next_id += 1
@@ -354,7 +409,7 @@ class Engine:
         return _Batch(index, cands)
 
     # -- evaluate -------------------------------------------------------------------------
-    async def _run_candidate(self, batch: _Batch, cand: _Candidate, pool: EvalPool) -> None:
+    async def _run_candidate(self, batch: _Batch, cand: _Candidate, pool: SandboxPool) -> None:
         prop = cand.proposal
         generation = 1 + max((p.program.generation for p in cand.parents), default=-1)
         model = None
@@ -468,29 +523,42 @@ class Engine:
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self, *, resume: bool = False) -> RunResult:
-        """Run (or resume) until a budget, the target, a stop request or an error ends it."""
+        """Run (or resume) until a budget, the target, a stop request or an error ends it.
+
+        Raises:
+            PromptTooLong: before anything is stored (see :meth:`check_prompt_fits`).
+            SandboxUnavailable: no evaluation jail of the configured tier works here (before
+                anything is stored).
+        """
+        self.check_prompt_fits()
+        eng = self.config.engine
+        pool = SandboxPool(
+            self.config.domain.name,
+            self.config.domain.params,
+            workers=eng.workers,
+            timeout=self.eval_timeout,
+            memory_mb=eng.memory_mb,
+            tier=eng.sandbox,
+            allow_weak=eng.allow_weak_sandbox,
+        )
+        await pool.start()  # raises SandboxUnavailable before anything is stored
         if resume:
             self._restore()
         else:
             self._start_new()
         self.store.set_status("running")
+        self.store.add_event("sandbox", {"tier": pool.tier, "reason": pool.tier_reason})
         self._t0 = time.monotonic()
         status, error = "completed", None
         try:
-            async with EvalPool(
-                self.config.domain.name,
-                self.config.domain.params,
-                workers=self.config.engine.workers,
-                timeout=self.eval_timeout,
-                memory_mb=self.config.engine.memory_mb,
-            ) as pool:
-                await self._loop(pool)
+            await self._loop(pool)
         except asyncio.CancelledError:
             self._interrupted = True
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             self._stop_reason = error
         finally:
+            pool.close()
             with contextlib.suppress(Exception):
                 await self.llm.aclose()
         if self._interrupted and status != "failed":
@@ -500,7 +568,7 @@ class Engine:
         self.store.add_event("end", {"status": status, "reason": reason, "elapsed": self.elapsed})
         return RunResult(status, reason, self.last_snapshot, str(self.store.path), error)
 
-    async def _loop(self, pool: EvalPool) -> None:
+    async def _loop(self, pool: SandboxPool) -> None:
         if self._next_batch == 0:
             seeds = self.domain.seeds()
             if not seeds:
@@ -567,13 +635,13 @@ class Engine:
             self._inflight[batch.index] = batch
         return batch
 
-    def _start(self, batch: _Batch, pool: EvalPool) -> None:
+    def _start(self, batch: _Batch, pool: SandboxPool) -> None:
         if not batch.tasks:
             batch.tasks = [
                 asyncio.ensure_future(self._run_candidate(batch, c, pool)) for c in batch.candidates
             ]
 
-    async def _gather(self, batch: _Batch, pool: EvalPool) -> None:
+    async def _gather(self, batch: _Batch, pool: SandboxPool) -> None:
         self._start(batch, pool)
         await self._wait(batch)
 
@@ -593,13 +661,27 @@ class Engine:
         self._inflight.clear()
 
 
+def _context_hint(llm: LLMBackend, needed: int) -> str:
+    trained = getattr(llm, "n_ctx_train", None)
+    if llm.name == "llama_cpp" and trained and trained >= needed:
+        return f" (this model was trained on {trained} tokens: raise llm.n_ctx to {needed} or more)"
+    return ""
+
+
 def build_backend(config: RunConfig) -> LLMBackend:
-    """The LLM backend a configuration names."""
+    """The LLM backend a configuration names.
+
+    Raises:
+        ValueError: a setting the backend needs is missing.
+        evolm.llm.LLMError: the backend cannot be set up (a package or model file is missing).
+    """
     from evolm.llm import make_backend
 
     c = config.llm
     if c.backend == "fake":
-        return make_backend("fake", latency=c.latency, concurrency=c.concurrency)
+        return make_backend(
+            "fake", model=c.model or "fake", latency=c.latency, concurrency=c.concurrency
+        )
     if c.backend == "replay":
         if not c.cassette:
             raise ValueError(
@@ -607,6 +689,46 @@ def build_backend(config: RunConfig) -> LLMBackend:
                 "or 'package:NAME' for a shipped cassette)"
             )
         return make_backend(f"replay:{resolve_cassette(c.cassette)}")
+    path = f":{c.model_path}" if c.model_path else ""
+    if c.backend == "llama_cpp":
+        return make_backend(
+            f"llama_cpp{path}",
+            model=c.model,
+            n_ctx=c.n_ctx,
+            n_threads=c.n_threads,
+            concurrency=c.concurrency,
+            prices=c.prices,
+            seed=config.seed,
+        )
+    if c.backend == "hf":
+        return make_backend(
+            f"hf{path}",
+            model=c.model,
+            device=c.device,
+            dtype=c.dtype,
+            quantization=c.quantization,
+            concurrency=c.concurrency,
+            prices=c.prices,
+            seed=config.seed,
+        )
+    if c.backend == "vllm":
+        if not c.model_path:
+            raise ValueError(
+                "llm.backend = 'vllm' needs llm.model_path (a model directory, or a hub id "
+                "already in the local cache)"
+            )
+        return make_backend(
+            f"vllm{path}",
+            model=c.model,
+            dtype=c.dtype,
+            gpu_memory_utilization=c.gpu_memory_utilization,
+            tensor_parallel_size=c.tensor_parallel_size,
+            concurrency=c.concurrency,
+            prices=c.prices,
+            seed=config.seed,
+        )
+    if not c.model:
+        raise ValueError("llm.backend = 'openai' needs llm.model (the model name to request)")
     return make_backend(
         f"openai:{c.model}" + (f"@{c.base_url}" if c.base_url else ""),
         api_key_env=c.api_key_env,

@@ -225,7 +225,7 @@ def test_make_backend_openai_specs(server: OpenAIServer, monkeypatch: pytest.Mon
         make_backend("openai:m", temprature=0.1)
 
 
-@pytest.mark.parametrize("spec", ["", "gpt-4", "openai", "openai:", "replay:", "fake:x", "vllm:m"])
+@pytest.mark.parametrize("spec", ["", "gpt-4", "openai", "openai:", "replay:", "fake:x"])
 def test_make_backend_rejects_unknown_specs(spec: str) -> None:
     with pytest.raises(ValueError, match="replay:PATH") as info:
         make_backend(spec)

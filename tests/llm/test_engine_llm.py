@@ -1,0 +1,138 @@
+"""The engine with LLM backends: the start-up prompt-size check, budgets in tokens and money on
+the real embedded model, exact reruns, and several samples per prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evolm.config import RunConfig, load_config
+from evolm.engine import Engine, PromptTooLong
+from evolm.llm import FakeLLM, LlamaCppLLM, mutating_responder
+from evolm.llm.base import LLMBackend
+from evolm.store import RunStore, StoreError
+
+TOY = "tests.toy_domain:ToyDomain"
+
+
+def config(**over: Any) -> RunConfig:
+    base: dict[str, Any] = {
+        "seed": 3,
+        "domain": {"name": TOY},
+        "archive": {"kind": "grid", "bins": [5, 5]},
+        "llm": {"backend": "llama_cpp", "max_tokens": 40, "concurrency": 4},
+        "engine": {"batch_size": 3, "pipeline_depth": 2, "workers": 1, "init_batches": 1},
+        "budget": {"llm_calls": 6},
+    }
+    for k, v in over.items():
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+    return load_config(overrides=base)
+
+
+def run(cfg: RunConfig, path: Path, llm: LLMBackend | None = None) -> tuple[Engine, RunStore]:
+    store = RunStore(path)
+    engine = Engine(cfg, store, llm=llm)
+    result = asyncio.run(engine.run())
+    assert result.status == "completed", result
+    return engine, store
+
+
+@pytest.fixture(scope="module")
+def embedded() -> LlamaCppLLM:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    return LlamaCppLLM()
+
+
+def test_prompts_that_cannot_fit_are_refused_before_anything_is_stored(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    cfg = config(
+        domain={"name": "image"}, archive={"bins": 4}, llm={"n_ctx": 256, "max_tokens": 512}
+    )
+    store = RunStore(tmp_path / "r.db")
+    engine = Engine(cfg, store)
+    with pytest.raises(PromptTooLong) as info:
+        asyncio.run(engine.run())
+    message = str(info.value)
+    match = re.match(
+        r"prompt needs (\d+) tokens \+ max_tokens 512 > context 256 of smollm2-135m-instruct; "
+        r"lower llm\.max_tokens or use a model with a longer context \(this model was trained "
+        r"on 8192 tokens: raise llm\.n_ctx to (\d+) or more\)",
+        message,
+    )
+    assert match, message
+    need = int(match.group(1))
+    assert need > 100 and int(match.group(2)) == need + 512
+    with pytest.raises(StoreError, match="holds no run"):
+        store.run_info()
+    assert store.counts() == {}
+
+
+def test_the_check_passes_with_room_and_is_skipped_without_a_tokenizer(
+    tmp_path: Path, embedded: LlamaCppLLM
+) -> None:
+    Engine(config(), RunStore(tmp_path / "a.db"), llm=embedded).check_prompt_fits()
+    fake = FakeLLM(responder=mutating_responder)
+    tiny = config(llm={"backend": "fake", "max_tokens": 10**6})
+    Engine(tiny, RunStore(tmp_path / "b.db"), llm=fake).check_prompt_fits()
+
+
+def test_the_embedded_model_runs_an_evolution_and_every_call_is_recorded(
+    tmp_path: Path, embedded: LlamaCppLLM
+) -> None:
+    _, store = run(config(), tmp_path / "r.db", embedded)
+    rows = store.conn.execute(
+        "SELECT model, tokens_in, tokens_out, latency, error, response FROM llm_calls"
+    ).fetchall()
+    assert len(rows) == 6
+    for model, t_in, t_out, latency, error, response in rows:
+        assert model == "smollm2-135m-instruct" and error is None
+        assert t_in > 50 and 0 < t_out <= 40 and latency > 0 and response
+    assert sum(store.counts().values()) == 6 + 2  # the seeds, then one program per call
+
+
+def test_the_same_seed_gives_the_same_run_on_the_embedded_model(
+    tmp_path: Path, embedded: LlamaCppLLM
+) -> None:
+    _, a = run(config(), tmp_path / "a.db", embedded)
+    _, b = run(config(), tmp_path / "b.db", embedded)
+    assert [r["code"] for r in a.export_rows()] == [r["code"] for r in b.export_rows()]
+
+
+@pytest.mark.parametrize(
+    ("budget", "reason"),
+    [({"llm_calls": 30, "tokens": 900}, "token budget"), ({"llm_calls": 30, "cost": 0.5}, "cost")],
+)
+def test_token_and_money_budgets_stop_the_run(
+    tmp_path: Path, budget: dict[str, Any], reason: str
+) -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    cfg = config(budget=budget, llm={"prices": (1000.0, 1000.0)})  # $1 per 1,000 tokens
+    store = RunStore(tmp_path / "r.db")
+    result = asyncio.run(Engine(cfg, store).run())
+    assert result.status == "completed" and reason in result.reason
+    totals = store.llm_totals()
+    assert 0 < totals["calls"] < 30
+    assert totals["cost"] == pytest.approx((totals["tokens_in"] + totals["tokens_out"]) / 1000)
+
+
+def test_several_samples_per_prompt_share_the_prompt_with_their_own_seeds(tmp_path: Path) -> None:
+    llm = FakeLLM(responder=mutating_responder)
+    cfg = config(
+        llm={"backend": "fake", "samples_per_prompt": 3},
+        engine={"batch_size": 6},
+        budget={"llm_calls": 12},
+    )
+    run(cfg, tmp_path / "r.db", llm)
+    assert len(llm.requests) == 12
+    calls = RunStore(tmp_path / "r.db", readonly=True).conn.execute(
+        "SELECT batch, request_key, seed FROM llm_calls ORDER BY id"
+    )
+    rows = list(calls)
+    for i in range(0, 12, 3):
+        group = rows[i : i + 3]
+        assert len({r[1] for r in group}) == 1 and len({r[2] for r in group}) == 3
+    assert len({r[1] for r in rows}) > 1

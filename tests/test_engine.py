@@ -202,3 +202,17 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     rebuilt = build_archive(cfg, resumed.domain)
     rebuild_archive(rebuilt, s2)
     assert elites(rebuilt) == elites(resumed.archive)
+
+
+def test_numpy_and_nan_extras_from_the_sandbox_are_stored(tmp_path):
+    code = (
+        "```python\nimport numpy as np\n\ndef f():\n"
+        "    return {'a': np.arange(3), 'b': float('nan')}\n```"
+    )
+    cfg = toy_config(budget={"evaluations": 6})
+    _, store, result = run_engine(
+        cfg, tmp_path / "r.db", llm=FakeLLM(replies=[code] * 4, responder=mutating_responder)
+    )
+    assert result.status == "completed"
+    extras = [i.evaluation.extras for i in store.evaluated() if i.program.batch > 0]
+    assert {"a": [0, 1, 2], "b": "nan"} in extras

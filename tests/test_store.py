@@ -92,12 +92,17 @@ def test_transaction_rolls_back_everything_on_error(tmp_path):
     assert s.max_program_id() == -1
 
 
-def test_non_finite_values_are_refused_not_stored(tmp_path):
+def test_extras_are_stored_as_strict_json(tmp_path):
+    import numpy as np
+
     s = _store(tmp_path)
     s.add_programs([Program(id=0, code="a")])
-    with pytest.raises(ValueError):
-        s.add_evaluations([(0, Evaluation(Status.OK, 1.0, (1.0,), {"x": float("nan")}), 0)])
-    assert s.counts() == {"pending": 1}
+    extras = {"x": float("nan"), "y": np.arange(3), "z": np.float32(1.5), "o": object, "i": -np.inf}
+    s.add_evaluations([(0, Evaluation(Status.OK, 1.0, (1.0,), extras), 2)])
+    (ind,) = s.evaluated()
+    got = ind.evaluation.extras
+    assert got["x"] == "nan" and got["y"] == [0, 1, 2] and got["z"] == 1.5 and got["i"] == "-inf"
+    assert got["o"].startswith("<class")
 
 
 def test_delete_unevaluated_after_drops_only_in_flight(tmp_path):

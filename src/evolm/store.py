@@ -13,6 +13,7 @@ applies the ones it lacks, in order.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -102,6 +103,22 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _plain(obj: Any) -> Any:
+    """Evaluator extras as strict JSON: numpy arrays and scalars become lists and numbers,
+    non-finite floats become the strings "nan", "inf" and "-inf", other objects their repr."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
+        return _plain(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return repr(obj)
 
 
 class RunStore:
@@ -293,7 +310,7 @@ class RunStore:
                     ev.status.value,
                     ev.fitness,
                     None if ev.descriptors is None else _json(list(ev.descriptors)),
-                    _json(ev.extras),
+                    _json(_plain(ev.extras)),
                     ev.wall_time,
                     ev.cpu_time,
                     ev.error,

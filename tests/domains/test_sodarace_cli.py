@@ -59,3 +59,28 @@ def test_evolm_run_sodarace(tmp_path: Path) -> None:
     moved = [ind.fitness for ind in evaluated if ind.evaluation.ok]
     assert max(moved) > 1.0
     assert all(len(ind.descriptors) == 3 for ind in evaluated if ind.evaluation.ok)
+
+
+def test_sodarace_replay_reproduces_the_fake_run(tmp_path: Path) -> None:
+    """`evolm run sodarace` with the fake LLM, then with `--llm replay:` of it: same archive."""
+    from evolm.engine import rebuild_archive
+
+    def cli(*args: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from evolm.cli import app; app()", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
+    def elites(db: Path) -> list[tuple[int, float, int | None]]:
+        with RunStore(db, readonly=True) as store:
+            cfg = load_config(overrides=store.run_info()["config"])
+            archive = build_archive(cfg, get_domain(cfg.domain.name, cfg.domain.params))
+            rebuild_archive(archive, store)
+            return sorted((e["id"], e["fitness"], e["cell"]) for e in archive.export())
+
+    fake, replay = tmp_path / "fake.db", tmp_path / "replay.db"
+    cli("run", "sodarace", "--budget-evals", "16", "--seed", "3", "--out", str(fake), "-q")
+    cli("run", "sodarace", "--budget-evals", "16", "--seed", "3", "--llm", f"replay:{fake}",
+        "--out", str(replay), "-q")  # fmt: skip
+    assert elites(replay) == elites(fake) and len(elites(fake)) > 0

@@ -36,7 +36,6 @@ ring      annulus with radii 0.25 to 0.4                              orange (1.
 from __future__ import annotations
 
 import random
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +43,11 @@ from typing import Any
 import numpy as np
 
 from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.domains.program import PROGRAM_FILE, describe_exception, program_line
 from evolm.types import DescriptorSpace, Evaluation, Status
 
 __all__ = ["ImageDomain", "make_target"]
 
-_PROGRAM_FILE = "<program>"
-_MAX_ERROR_CHARS = 500
 _RANGE_TOLERANCE = 1e-6
 _METRICS = ("l2", "l1")
 
@@ -179,24 +177,6 @@ def draw():
     return [black, square, gradient, disk]
 
 
-def _program_line(exc: BaseException) -> int | None:
-    """Line number inside ``<program>`` of the innermost program frame of ``exc``, if any."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == _PROGRAM_FILE]
-    return frames[-1].lineno if frames else None
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        message = str(exc)
-    except Exception:  # a program's exception class may break __str__
-        message = "<unprintable message>"
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    if len(text) > _MAX_ERROR_CHARS:
-        text = text[: _MAX_ERROR_CHARS - 3] + "..."
-    line = _program_line(exc)
-    return f"{text} (line {line})" if line is not None else text
-
-
 @register_domain("image")
 class ImageDomain(Domain):
     """Match a procedurally drawn target image (OpenELM's image environment).
@@ -294,7 +274,7 @@ class ImageDomain(Domain):
         random.seed(seed)
         np.random.seed(seed % 2**32)
         try:
-            compiled = compile(code, _PROGRAM_FILE, "exec")
+            compiled = compile(code, PROGRAM_FILE, "exec")
         except SyntaxError as exc:
             return Evaluation.failure(
                 Status.INVALID, f"SyntaxError at line {exc.lineno}: {exc.msg}", extras=extras
@@ -304,7 +284,7 @@ class ImageDomain(Domain):
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # RecursionError, MemoryError on pathological sources
-            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
 
         # numpy is pre-imported as np (as the API text says): small models often omit the import
         namespace: dict[str, Any] = {"__name__": "__evolm_program__", "np": np}
@@ -325,11 +305,11 @@ class ImageDomain(Domain):
         except KeyboardInterrupt:
             raise
         except SystemExit as exc:
-            line = _program_line(exc)
+            line = program_line(exc)
             where = f" (line {line})" if line is not None else ""
             return Evaluation.failure(Status.ERROR, f"program called exit(){where}", extras=extras)
         except BaseException as exc:  # a program may raise anything; it is a result, not a crash
-            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
 
         img = self._check(value)
         if isinstance(img, str):

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 import random
-import traceback
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.domains.program import PROGRAM_FILE, describe_exception, program_line
 from evolm.domains.sodarace.helpers import query_cppn
 from evolm.domains.sodarace.terrains import TERRAINS, Terrain, directional_fitness, make_terrain
 from evolm.domains.sodarace.walker import (
@@ -71,8 +71,6 @@ DESCRIPTOR_BOUNDS: dict[str, tuple[float, float]] = {
 }
 """Default descriptor bounds (units), calibrated as docs/sodarace.md describes."""
 
-_PROGRAM_FILE = "<program>"
-_MAX_ERROR_CHARS = 500
 _FUNCTION = "make_walker"
 
 
@@ -116,23 +114,6 @@ def _api_text(muscle_hz: float) -> str:
         f"# Limits: {MAX_JOINTS} joints, {MAX_MUSCLES} muscles, {MAX_MUSCLES_PER_JOINT} muscles "
         f"on one joint, {MAX_EXTENT:g} units wide or tall.\n\n"
     ) + helper_code()
-
-
-def _program_line(exc: BaseException) -> int | None:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == _PROGRAM_FILE]
-    return frames[-1].lineno if frames else None
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        message = str(exc)
-    except Exception:  # a program's exception class may break __str__
-        message = "<unprintable message>"
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    if len(text) > _MAX_ERROR_CHARS:
-        text = text[: _MAX_ERROR_CHARS - 3] + "..."
-    line = _program_line(exc)
-    return f"{text} (line {line})" if line is not None else text
 
 
 @register_domain("sodarace")
@@ -262,7 +243,7 @@ class SodaraceDomain(Domain):
         random.seed(seed)
         np.random.seed(seed % 2**32)
         try:
-            compiled = compile(code, _PROGRAM_FILE, "exec")
+            compiled = compile(code, PROGRAM_FILE, "exec")
         except SyntaxError as exc:
             where = f" at line {exc.lineno}" if exc.lineno is not None else ""
             return Evaluation.failure(
@@ -273,7 +254,7 @@ class SodaraceDomain(Domain):
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # RecursionError, MemoryError on pathological sources
-            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
 
         namespace: dict[str, Any] = {
             "__name__": "__evolm_program__",
@@ -301,13 +282,13 @@ class SodaraceDomain(Domain):
         except KeyboardInterrupt:
             raise
         except WalkerError as exc:
-            return Evaluation.failure(Status.INVALID, _describe(exc), extras=extras)
+            return Evaluation.failure(Status.INVALID, describe_exception(exc), extras=extras)
         except SystemExit as exc:
-            line = _program_line(exc)
+            line = program_line(exc)
             where = f" (line {line})" if line is not None else ""
             return Evaluation.failure(Status.ERROR, f"program called exit(){where}", extras=extras)
         except BaseException as exc:  # a program may raise anything; it is a result
-            return Evaluation.failure(Status.ERROR, _describe(exc), extras=extras)
+            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
         if not isinstance(value, Walker):
             return Evaluation.failure(
                 Status.INVALID,

@@ -156,7 +156,7 @@ def _describe_llm(llm: LLMBackend) -> str | None:
     if isinstance(llm, TokenCounter):
         where = getattr(llm, "model_path", "")
         threads = getattr(llm, "n_threads", None)
-        extra = f", {threads} threads" if threads else ""
+        extra = f", {threads} thread{'s' * (threads != 1)}" if threads else ""
         return (
             f"LLM: {llm.model} in-process ({llm.name}, context {llm.context_length} tokens"
             f"{extra}) from {where}"

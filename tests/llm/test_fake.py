@@ -144,3 +144,13 @@ def test_make_backend_fake_uses_the_mutating_responder() -> None:
     assert isinstance(llm, FakeLLM) and llm.concurrency == 3
     (c,) = asyncio.run(llm.generate([chat(PROMPT, seed=1)]))
     assert c.text == mutating_responder(chat(PROMPT, seed=1))
+
+
+def test_one_backend_serves_several_event_loops() -> None:
+    from evolm.llm.base import Request
+    from evolm.llm.fake import FakeLLM
+
+    llm = FakeLLM(replies=["a", "b"], concurrency=1)
+    req = Request(messages=({"role": "user", "content": "x"},))
+    assert asyncio.run(llm.generate([req]))[0].text == "a"
+    assert asyncio.run(llm.generate([req]))[0].text == "b"

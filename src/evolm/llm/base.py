@@ -119,6 +119,7 @@ class LLMBackend(ABC):
         self.model = model
         self.concurrency = concurrency
         self._sem: asyncio.Semaphore | None = None
+        self._sem_loop: asyncio.AbstractEventLoop | None = None
 
     @abstractmethod
     async def _generate_one(self, request: Request) -> Completion:
@@ -126,8 +127,10 @@ class LLMBackend(ABC):
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         """Answer a batch of requests, in order, at most ``concurrency`` at a time."""
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._sem_loop is not loop:
+            # a semaphore belongs to one event loop; a backend may serve several asyncio.run calls
+            self._sem, self._sem_loop = asyncio.Semaphore(self.concurrency), loop
         sem = self._sem
 
         async def one(req: Request) -> Completion:

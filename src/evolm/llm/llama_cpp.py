@@ -138,8 +138,8 @@ class LlamaCppLLM(LocalBackend):
         n_threads: CPU threads for llama.cpp; default: the cores this process may use, less
             one (at least one). llama.cpp's threads spin-wait for each other, so when another
             process (an evaluation worker, anything else on the machine) takes one of them,
-            every token waits; on 2 busy cores, 2 threads gave 8 to 110 tokens/s and 1 thread
-            a steady 60 to 84 (``benchmarks/llm.py``).
+            every token waits; on 2 busy cores, 2 threads gave 5.9 to 22.6 tokens/s and 1
+            thread 22.7 to 27.0 (``benchmarks/llm.py --threads-sweep``).
         concurrency: requests queued at once (they run one after another on the model).
         prefix_reuse: reuse the KV cache of the previous prompt's shared prefix (see the
             module docstring); ``False`` evaluates every prompt from scratch.
@@ -202,9 +202,9 @@ class LlamaCppLLM(LocalBackend):
         return self._loaded.chat is not None
 
     def count_tokens(self, request: Request) -> int:
-        """Prompt tokens of ``request`` exactly as the model will see them."""
-        with self._loaded.worker.lock:
-            return len(self._prompt(request)[0])
+        """Prompt tokens of ``request`` exactly as the model will see them. Tokenizing reads
+        only the vocabulary, so this does not wait for a generation in progress."""
+        return len(self._prompt(request)[0])
 
     @property
     def reuse_stats(self) -> dict[str, int]:

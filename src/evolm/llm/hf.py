@@ -72,6 +72,18 @@ def _pad_token(tok: Any) -> None:
     tok.pad_token = tok.convert_ids_to_tokens(0)
 
 
+def encode_request(tokenizer: Any, request: Request) -> list[int]:
+    """Token ids of ``request`` as a Hugging Face tokenizer gives them to the model: chat requests
+    through the tokenizer's chat template when it has one, otherwise plain text."""
+    if request.kind == "chat" and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
+        )
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    text = request.prompt if request.kind == "completion" else plain_chat_prompt(request.messages)
+    return list(tokenizer(text)["input_ids"])
+
+
 class HFLLM(LocalBackend):
     """A local ``transformers`` causal LM, batched across concurrent requests.
 
@@ -208,16 +220,7 @@ class HFLLM(LocalBackend):
             return len(self._encode(request))
 
     def _encode(self, request: Request) -> list[int]:
-        tok = self.tokenizer
-        if request.kind == "chat" and tok.chat_template:
-            text = tok.apply_chat_template(
-                [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
-            )
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        text = (
-            request.prompt if request.kind == "completion" else plain_chat_prompt(request.messages)
-        )
-        return list(tok(text)["input_ids"])
+        return encode_request(self.tokenizer, request)
 
     # -- generation ------------------------------------------------------------------------
     async def _generate_one(self, request: Request) -> Completion:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from evolm.llm.base import Completion, LLMError, Request
-from evolm.llm.llama_cpp import plain_chat_prompt
+from evolm.llm.hf import encode_request
 from evolm.llm.local import LocalBackend, MicroBatcher, ModelWorker, price, validate_prices
 
 __all__ = ["VLLMLLM", "group_samples"]
@@ -137,16 +137,7 @@ class VLLMLLM(LocalBackend):
         return len(self._encode(request))
 
     def _encode(self, request: Request) -> list[int]:
-        tok = self.tokenizer
-        if request.kind == "chat" and getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(
-                [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
-            )
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        text = (
-            request.prompt if request.kind == "completion" else plain_chat_prompt(request.messages)
-        )
-        return list(tok(text)["input_ids"])
+        return encode_request(self.tokenizer, request)
 
     async def _generate_one(self, request: Request) -> Completion:
         if request.seed is None:

@@ -13,10 +13,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ArchiveConfig",
+    "BanditConfig",
     "BudgetConfig",
     "ConfigError",
     "EngineConfig",
@@ -69,6 +77,13 @@ class ArchiveConfig(_Strict):
 
 
 class LLMConfig(_Strict):
+    name: str | None = Field(
+        None,
+        description="label of this model in arms and `evolm status` (default: the model name)",
+    )
+    weight: float = Field(
+        1.0, ge=0.0, description="relative share of requests for this model in a fixed mix"
+    )
     backend: Literal["fake", "replay", "openai", "llama_cpp", "hf", "vllm"] = Field(
         "fake", description="LLM backend (`evolm models` lists what can run here)"
     )
@@ -129,8 +144,40 @@ class LLMConfig(_Strict):
 
 
 class OperatorConfig(_Strict):
-    kind: str = Field("prompt_mutation", description="operator name")
+    kind: str = Field(
+        "prompt_mutation",
+        description="operator: prompt_mutation, rewrite, elm_diff, search_replace, lmx or gp",
+    )
+    name: str | None = Field(
+        None, description="label in arms and `evolm status` (default: kind; must be unique)"
+    )
+    weight: float = Field(1.0, ge=0.0, description="relative share in a fixed mix")
     params: dict[str, Any] = Field(default_factory=dict, description="operator parameters")
+
+
+class BanditConfig(_Strict):
+    kind: Literal["fixed", "ucb1", "thompson"] = Field(
+        "fixed",
+        description="how each prompt's (operator, model) arm is chosen: a fixed weighted mix, "
+        "UCB1 or Thompson sampling, rewarded by archive insertions",
+    )
+    c: float = Field(1.4142135623730951, ge=0.0, description="UCB1 exploration constant")
+    prior: tuple[float, float] = Field(
+        (1.0, 1.0), description="Thompson Beta(a, b) prior of each arm's insertion rate"
+    )
+    cost_aware: bool = Field(
+        False, description="reward insertions per unit cost (USD with llm prices, else tokens)"
+    )
+    window: int | None = Field(
+        None, ge=1, description="only the last this many batches of rewards count"
+    )
+
+    @field_validator("prior")
+    @classmethod
+    def _prior_positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (v[0] > 0 and v[1] > 0):
+            raise ValueError("both Beta prior parameters must be > 0")
+        return v
 
 
 class EngineConfig(_Strict):
@@ -183,15 +230,44 @@ class RunConfig(_Strict):
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     operator: OperatorConfig = Field(default_factory=OperatorConfig)
+    operators: list[OperatorConfig] = Field(
+        default_factory=list, description="a mix of operators; when given, replaces `operator`"
+    )
+    models: list[LLMConfig] = Field(
+        default_factory=list,
+        description="more models besides `llm`; every LLM operator is paired with every model",
+    )
+    bandit: BanditConfig = Field(default_factory=BanditConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> RunConfig:
+        labels = [o.name or o.kind for o in self.operator_list()]
+        repeated = sorted({x for x in labels if labels.count(x) > 1})
+        if repeated:
+            raise ValueError(
+                f"operator labels repeat ({', '.join(repeated)}); give each operator of the same "
+                "kind its own `name`"
+            )
+        if self.operators and sum(o.weight for o in self.operators) <= 0:
+            raise ValueError("operator weights must not all be zero")
+        return self
+
+    def operator_list(self) -> list[OperatorConfig]:
+        """The operators of the run: ``operators`` if given, else the single ``operator``."""
+        return list(self.operators) or [self.operator]
+
+    def model_list(self) -> list[LLMConfig]:
+        """The models of the run: ``llm`` first, then ``models``."""
+        return [self.llm, *self.models]
 
 
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: the dotted key, what was given and what is allowed."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        key = ".".join(str(p) for p in err["loc"]) or "(whole configuration)"
         given = err.get("input")
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

@@ -36,11 +36,12 @@ import numpy as np
 from evolm import __version__
 from evolm.archives import make_archive
 from evolm.archives.base import Archive, EmptyArchiveError
-from evolm.config import ConfigError, RunConfig
+from evolm.config import ConfigError, LLMConfig, RunConfig
 from evolm.domains.base import Domain, get_domain
 from evolm.llm.base import Completion, LLMBackend, Request
 from evolm.llm.local import TokenCounter
-from evolm.operators import make_operator
+from evolm.operators import OPERATORS, make_operator
+from evolm.operators.bandit import make_selector
 from evolm.operators.base import Operator, Proposal
 from evolm.sandbox import SandboxPool
 from evolm.store import RunStore, StoreError
@@ -92,6 +93,8 @@ class _Candidate:
     parents: tuple[Individual, ...]
     proposal: Proposal
     seed: int
+    arm: int = -1
+    parsed: bool = True
     program: Program | None = None
     evaluation: Evaluation | None = None
     completion: Completion | None = None
@@ -102,6 +105,18 @@ class _Batch:
     index: int
     candidates: list[_Candidate]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One (operator, model) pair the engine can use for a prompt; ``llm`` is None for
+    LLM-free operators. ``label`` is ``operator@model`` (or the operator's label alone)."""
+
+    label: str
+    operator: Operator
+    llm: LLMBackend | None
+    model: str | None
+    weight: float
 
 
 def dependency_versions() -> dict[str, str]:
@@ -197,6 +212,7 @@ class Engine:
         config: the validated run configuration.
         store: an open run database (new, or holding the run to resume).
         llm: the LLM backend; built from ``config.llm`` when None.
+        models: backends for ``config.models`` (one each, in order); built when None.
         on_step: called with a :class:`Snapshot` after every told batch.
     """
 
@@ -206,6 +222,7 @@ class Engine:
         store: RunStore,
         *,
         llm: LLMBackend | None = None,
+        models: Sequence[LLMBackend] | None = None,
         on_step: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
@@ -214,16 +231,26 @@ class Engine:
         self.domain: Domain = get_domain(config.domain.name, config.domain.params)
         self.space = self.domain.descriptor_space
         self.archive = build_archive(config, self.domain)
-        self.operator: Operator = make_operator(
-            config.operator.kind,
-            self.domain.context(),
-            config.llm.mode,
-            max_tokens=config.llm.max_tokens,
-            temperature=config.llm.temperature,
-            top_p=config.llm.top_p,
-            **config.operator.params,
-        )
         self.llm = llm if llm is not None else build_backend(config)
+        extra = list(models) if models is not None else None
+        if extra is not None and len(extra) != len(config.models):
+            raise ValueError(f"config.models has {len(config.models)} models, got {len(extra)}")
+        self.llms: list[LLMBackend] = [
+            self.llm,
+            *(extra or [build_backend(config, m) for m in config.models]),
+        ]
+        self.arms = self._build_arms()
+        self.operator: Operator = self.arms[0].operator
+        self.selector = make_selector(
+            [a.label for a in self.arms],
+            config.bandit.kind,
+            weights=[a.weight for a in self.arms],
+            c=config.bandit.c,
+            prior=config.bandit.prior,
+            cost_aware=config.bandit.cost_aware,
+            window=config.bandit.window,
+        )
+        self._cost_in_usd = any(m.prices is not None for m in config.model_list())
         self.eval_timeout = config.engine.eval_timeout or self.domain.eval_timeout
         self.seed_individuals: list[Individual] = []
         self._next_id = 0
@@ -256,6 +283,39 @@ class Engine:
         return self._elapsed_before + (time.monotonic() - self._t0)
 
     # -- setup ----------------------------------------------------------------------------
+    def _build_arms(self) -> list[Arm]:
+        """Every LLM operator with every model, and every LLM-free operator once."""
+        cfg = self.config
+        labels: list[str] = []
+        for m, llm in zip(cfg.model_list(), self.llms, strict=True):
+            label = m.name or llm.model
+            labels.append(label if label not in labels else f"{label}#{len(labels) + 1}")
+        context = self.domain.context()
+        arms: list[Arm] = []
+        for oc in cfg.operator_list():
+            op_label = oc.name or oc.kind
+            if oc.kind in OPERATORS and not OPERATORS[oc.kind].uses_llm:
+                op = make_operator(oc.kind, context, cfg.llm.mode, **oc.params)
+                op.name = op_label
+                arms.append(Arm(op_label, op, None, None, oc.weight))
+                continue
+            per_model = []
+            for m, llm, label in zip(cfg.model_list(), self.llms, labels, strict=True):
+                sampling = {"max_tokens": m.max_tokens, "temperature": m.temperature}
+                op = make_operator(
+                    oc.kind, context, m.mode, **{**sampling, "top_p": m.top_p, **oc.params}
+                )
+                op.name = op_label
+                per_model.append(Arm(f"{op_label}@{label}", op, llm, label, oc.weight))
+            total = sum(m.weight for m in cfg.model_list())
+            arms += [
+                dataclasses.replace(a, weight=a.weight * m.weight / total if total > 0 else 0.0)
+                for a, m in zip(per_model, cfg.model_list(), strict=True)
+            ]
+        if sum(a.weight for a in arms) <= 0:
+            raise ConfigError("every (operator, model) pair has weight 0; raise some weight")
+        return arms
+
     def check_prompt_fits(self) -> None:
         """Refuse a configuration whose prompts cannot fit the model's context.
 
@@ -269,31 +329,33 @@ class Engine:
         Raises:
             PromptTooLong: with the numbers and the fixes.
         """
-        llm = self.llm
-        if self._prompt_checked or not self.operator.uses_llm:
-            return
-        if not isinstance(llm, TokenCounter):
+        if self._prompt_checked:
             return
         seeds = self.domain.seeds()
         if not seeds:
             return
         program = Program(id=-1, code=max(seeds, key=len))
         parent = Individual(program, Evaluation(Status.OK, fitness=self.domain.qd_offset))
-        parents = (parent,) * self.operator.num_parents
-        rng = np.random.default_rng(0)
-        need, max_tokens = 0, self.config.llm.max_tokens
-        for _ in range(16):
-            request = self.operator.propose(parents, rng).request
-            if request is not None:
-                need = max(need, llm.count_tokens(request))
-                max_tokens = request.max_tokens
-        context = llm.context_length
-        if need + max_tokens > context:
-            raise PromptTooLong(
-                f"prompt needs {need} tokens + max_tokens {max_tokens} > context {context} of "
-                f"{llm.model}; lower llm.max_tokens or use a model with a longer context"
-                + _context_hint(llm, need + max_tokens)
-            )
+        for arm in self.arms:
+            llm = arm.llm
+            if llm is None or not isinstance(llm, TokenCounter):
+                continue
+            parents = (parent,) * arm.operator.num_parents
+            rng = np.random.default_rng(0)
+            need, max_tokens = 0, self.config.llm.max_tokens
+            for _ in range(16):
+                request = arm.operator.propose(parents, rng).request
+                if request is not None:
+                    need = max(need, llm.count_tokens(request))
+                    max_tokens = request.max_tokens
+            context = llm.context_length
+            if need + max_tokens > context:
+                where = f"{arm.label}: " if len(self.arms) > 1 else ""
+                raise PromptTooLong(
+                    f"{where}prompt needs {need} tokens + max_tokens {max_tokens} > "
+                    f"context {context} of {llm.model}; lower llm.max_tokens or use a model "
+                    "with a longer context" + _context_hint(llm, need + max_tokens)
+                )
         self._prompt_checked = True
 
     def _start_new(self) -> None:
@@ -324,9 +386,17 @@ class Engine:
         if last is not None:
             self._elapsed_before = float(last["payload"]["elapsed"])
 
+        arms_by_batch = {
+            int(e["batch"]): e["payload"].get("arms", {})
+            for e in self.store.events("step")
+            if e["batch"] is not None and e["batch"] <= last_batch
+        }
+
         def ask_as_the_live_run_did(told: int) -> None:
             # The live run asked batch k right after telling batch max(k - depth, 0); ask the
-            # batches that were in flight at the crash at those same archive states.
+            # batches that were in flight at the crash at those same archive states, with the
+            # selector rewarded exactly as it was then.
+            self._learn(arms_by_batch.get(told, {}))
             if told == 0:
                 self.seed_individuals = list(self.store.evaluated(max_batch=0))
             for k in self._asked_after(told):
@@ -349,7 +419,7 @@ class Engine:
     def _ask_size(self) -> int:
         b = self.config.budget
         n = self.config.engine.batch_size
-        if b.llm_calls is not None and self.operator.uses_llm:
+        if b.llm_calls is not None and any(a.llm is not None for a in self.arms):
             n = min(n, b.llm_calls - self._calls_reserved)
         if b.evaluations is not None:
             n = min(n, b.evaluations - self._evals_reserved)
@@ -375,14 +445,16 @@ class Engine:
                 self._stop_reason = f"evaluation budget {b.evaluations} spent"
 
     # -- ask ------------------------------------------------------------------------------
-    def _parents(self, batch: int, rng: np.random.Generator) -> tuple[Individual, ...]:
-        k = self.operator.num_parents
+    def _parents(
+        self, batch: int, operator: Operator, rng: np.random.Generator
+    ) -> tuple[Individual, ...]:
+        k = operator.num_parents
         pool = [s for s in self.seed_individuals if s.evaluation.ok] or self.seed_individuals
         if batch <= self.config.engine.init_batches or len(self.archive) == 0:
             idx = rng.integers(len(pool), size=k)
             return tuple(pool[i] for i in idx)
         try:
-            return tuple(self.archive.sample(k, self.config.archive.selection, rng))
+            return tuple(operator.select_parents(self.archive, self.config.archive.selection, rng))
         except EmptyArchiveError:
             idx = rng.integers(len(pool), size=k)
             return tuple(pool[i] for i in idx)
@@ -393,47 +465,62 @@ class Engine:
             return None
         rng = np.random.default_rng([self.config.seed, index])
         per_prompt = self.config.llm.samples_per_prompt
+        # Arms come from their own stream, so a one-arm run draws exactly what it always did.
+        arm_rng = np.random.default_rng([self.config.seed, index, 1])
+        arms = self.selector.choose(-(-n // per_prompt), arm_rng)
+        calls = self.config.budget.llm_calls
+        calls_left = n if calls is None else calls - self._calls_reserved
         cands: list[_Candidate] = []
         for i in range(n):
+            arm = arms[i // per_prompt]
             if i % per_prompt == 0:
-                parents = self._parents(index, rng)
-                proposal = self.operator.propose(parents, rng)
+                operator = self.arms[arm].operator
+                parents = self._parents(index, operator, rng)
+                proposal = operator.propose(parents, rng)
             elif proposal.request is not None:  # another sample of the same prompt
                 request = dataclasses.replace(proposal.request, seed=int(rng.integers(2**31)))
                 proposal = dataclasses.replace(proposal, request=request)
+            if proposal.request is not None:
+                if calls_left <= 0:
+                    break
+                calls_left -= 1
             seed = int(rng.integers(2**31 - 1))
-            cands.append(_Candidate(self._next_id, parents, proposal, seed))
+            cands.append(_Candidate(self._next_id, parents, proposal, seed, arm))
             self._next_id += 1
+        if not cands:
+            return None
         self._calls_reserved += sum(c.proposal.request is not None for c in cands)
-        self._evals_reserved += n
+        self._evals_reserved += len(cands)
         return _Batch(index, cands)
 
     # -- evaluate -------------------------------------------------------------------------
     async def _run_candidate(self, batch: _Batch, cand: _Candidate, pool: SandboxPool) -> None:
         prop = cand.proposal
+        arm = self.arms[cand.arm] if cand.arm >= 0 else None
         generation = 1 + max((p.program.generation for p in cand.parents), default=-1)
         model = None
         prompt_hash = None
         error: str | None = None
         if prop.request is None:
-            code = prop.code or ""
+            code, error = prop.code or "", prop.error
         else:
+            assert arm is not None and arm.llm is not None
             req = prop.request
             prompt_hash = _prompt_hash(req)
             try:
                 (completion,) = await asyncio.wait_for(
-                    self.llm.generate([req]), self.config.engine.llm_deadline
+                    arm.llm.generate([req]), self.config.engine.llm_deadline
                 )
             except TimeoutError:
                 completion = Completion(
                     text="",
-                    model=self.llm.model,
+                    model=arm.llm.model,
                     error=f"no answer within the {self.config.engine.llm_deadline:g} s deadline",
                 )
             cand.completion = completion
             model = completion.model
             if completion.ok:
-                result = self.operator.finish(prop, completion.text)
+                result = arm.operator.finish(prop, completion.text)
                 code, error = result.code, result.error
             else:
                 code, error = "", f"LLM call failed: {completion.error}"
@@ -441,7 +528,7 @@ class Engine:
             id=cand.program_id,
             code=code,
             parent_ids=tuple(p.program.id for p in cand.parents),
-            operator=self.operator.name,
+            operator=arm.operator.name if arm is not None else "seed",
             model=model,
             prompt_hash=prompt_hash,
             generation=generation,
@@ -449,6 +536,7 @@ class Engine:
             seed=cand.seed,
         )
         if error is not None:
+            cand.parsed = False
             cand.evaluation = Evaluation.failure(Status.INVALID, error)
             return
         ev = await pool.evaluate(code, cand.seed, self.eval_timeout)
@@ -483,6 +571,8 @@ class Engine:
                 ]
             )
             self._evaluations += len(inds)
+            arm_stats = self._arm_stats(batch, statuses)
+            self._learn(arm_stats)
             snap = self._snapshot(batch.index)
             counts: dict[str, int] = {}
             for ind in inds:
@@ -498,6 +588,7 @@ class Engine:
                         if st is not AddStatus.NOT_ADDED
                     ],
                     "num_elites": len(self.archive),
+                    "arms": arm_stats,
                 },
                 batch=batch.index,
             )
@@ -505,6 +596,38 @@ class Engine:
         if self.on_step is not None:
             self.on_step(snap)
         return statuses
+
+    def _arm_stats(
+        self, batch: _Batch, statuses: Sequence[AddStatus]
+    ) -> dict[str, dict[str, float]]:
+        """Per arm of this batch: candidates, parsed, valid (ran ok), inserted, and cost."""
+        out: dict[str, dict[str, float]] = {}
+        for c, st in zip(batch.candidates, statuses, strict=True):
+            if c.arm < 0:
+                continue
+            row = out.setdefault(
+                self.arms[c.arm].label,
+                {"chosen": 0, "parsed": 0, "valid": 0, "inserted": 0, "cost": 0.0},
+            )
+            row["chosen"] += 1
+            row["parsed"] += int(c.parsed)
+            row["valid"] += int(c.evaluation is not None and c.evaluation.ok)
+            row["inserted"] += int(st is not AddStatus.NOT_ADDED)
+            if c.completion is not None:
+                comp = c.completion
+                row["cost"] += comp.cost if self._cost_in_usd else comp.tokens_in + comp.tokens_out
+        return out
+
+    def _learn(self, arm_stats: dict[str, Any]) -> None:
+        """Reward the selector with one told batch's per-arm stats (live and on resume)."""
+        index = {a.label: i for i, a in enumerate(self.arms)}
+        rows = [
+            (index[label], float(r["chosen"]), float(r["inserted"]), float(r["cost"]))
+            for label, r in arm_stats.items()
+            if label in index
+        ]
+        if rows:
+            self.selector.update(rows)
 
     def _snapshot(self, batch: int) -> Snapshot:
         st = self.archive.stats
@@ -559,13 +682,22 @@ class Engine:
             self._stop_reason = error
         finally:
             pool.close()
-            with contextlib.suppress(Exception):
-                await self.llm.aclose()
+            for llm in self.llms:
+                with contextlib.suppress(Exception):
+                    await llm.aclose()
         if self._interrupted and status != "failed":
             status = "interrupted"
         reason = self._stop_reason or "done"
         self.store.set_status(status)
-        self.store.add_event("end", {"status": status, "reason": reason, "elapsed": self.elapsed})
+        self.store.add_event(
+            "end",
+            {
+                "status": status,
+                "reason": reason,
+                "elapsed": self.elapsed,
+                "selector": {"kind": self.selector.kind, "arms": self.selector.state()},
+            },
+        )
         return RunResult(status, reason, self.last_snapshot, str(self.store.path), error)
 
     async def _loop(self, pool: SandboxPool) -> None:
@@ -668,8 +800,8 @@ def _context_hint(llm: LLMBackend, needed: int) -> str:
     return ""
 
 
-def build_backend(config: RunConfig) -> LLMBackend:
-    """The LLM backend a configuration names.
+def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLMBackend:
+    """The LLM backend a configuration names (``llm_config``, default ``config.llm``).
 
     Raises:
         ValueError: a setting the backend needs is missing.
@@ -677,7 +809,7 @@ def build_backend(config: RunConfig) -> LLMBackend:
     """
     from evolm.llm import make_backend
 
-    c = config.llm
+    c = llm_config if llm_config is not None else config.llm
     if c.backend == "fake":
         return make_backend(
             "fake", model=c.model or "fake", latency=c.latency, concurrency=c.concurrency

@@ -122,6 +122,13 @@ class Archive(ABC):
         """Integer cell index of an individual's descriptors, or None for non-QD archives."""
         return None
 
+    def cell_position(self, ind: Individual) -> np.ndarray:
+        """Where ``ind`` lies in units of cells, for distances between cells (LMX's "near"
+        parents). Grids: the integer bin coordinates; CVT: the cell's centroid divided by the
+        mean spacing of neighbouring centroids; archives without cells: the normalised
+        descriptors times 10, as if on a 10-bin grid."""
+        return self.space.normalise(np.asarray(ind.descriptors, dtype=np.float64)) * 10.0
+
     @staticmethod
     def _check_sample_args(n: int, strategy: str) -> None:
         if n < 1:

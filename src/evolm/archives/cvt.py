@@ -10,7 +10,7 @@ from scipy.spatial import KDTree
 
 from evolm.archives.grid import MAX_CELLS, EliteMap
 from evolm.archives.metrics import check_count, check_offset
-from evolm.types import DescriptorSpace
+from evolm.types import DescriptorSpace, Individual
 
 __all__ = ["LLOYD_ITERATIONS", "CVTArchive", "cvt_centroids"]
 
@@ -115,6 +115,19 @@ class CVTArchive(EliteMap):
             seed=self.seed,
         )
         super().__init__(space, offset, archive, len(self.centroids))
+        self._spacing: float | None = None
 
     def _measures(self, descriptors: np.ndarray) -> np.ndarray:
         return self.space.normalise(descriptors)
+
+    def cell_position(self, ind: Individual) -> np.ndarray:
+        """The centroid of ``ind``'s cell over the mean nearest-neighbour centroid spacing, so
+        neighbouring cells are about 1 apart as on a grid."""
+        if self._spacing is None:
+            c = self.centroids
+            if len(c) < 2:
+                self._spacing = 1.0
+            else:
+                dist, _ = KDTree(c).query(c, k=2)
+                self._spacing = float(dist[:, 1].mean()) or 1.0
+        return np.asarray(self.centroids[self.cell_of(ind)], dtype=np.float64) / self._spacing

@@ -190,6 +190,10 @@ class DeepGridArchive(Archive):
         """
         return int(self._index(descriptor_row(ind, self.space))[0])
 
+    def cell_position(self, ind: Individual) -> np.ndarray:
+        """The bin coordinates of ``ind``'s cell (one integer per descriptor, as floats)."""
+        return np.array(np.unravel_index(self.cell_of(ind), self.dims), dtype=np.float64)
+
     def export(self) -> list[dict[str, Any]]:
         """One record per individual (id, fitness, descriptors, cell), in iteration order."""
         return [

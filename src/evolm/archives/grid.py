@@ -283,6 +283,10 @@ class GridArchive(EliteMap):
         self.dims = dims
         self._lower, self._upper = space.lower, space.upper
 
+    def cell_position(self, ind: Individual) -> np.ndarray:
+        """The bin coordinates of ``ind``'s cell (one integer per descriptor, as floats)."""
+        return np.array(np.unravel_index(self.cell_of(ind), self.dims), dtype=np.float64)
+
     def _measures(self, descriptors: np.ndarray) -> np.ndarray:
         # Clip first: pyribs scales before it clips, and a huge descriptor would overflow.
         return np.clip(descriptors, self._lower, self._upper)

@@ -5,24 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from evolm.domains.base import DomainContext
+from evolm.operators.bandit import SELECTORS, Selector, make_selector
 from evolm.operators.base import Operator, Proposal, Result
 from evolm.operators.extract import extract_code
-from evolm.operators.prompt import FullRewrite, PromptMutation
+from evolm.operators.lmx import LMXCrossover
+from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
 
 __all__ = [
+    "INSTRUCTION_SETS",
     "OPERATORS",
+    "SELECTORS",
     "FullRewrite",
+    "LMXCrossover",
     "Operator",
     "PromptMutation",
     "Proposal",
     "Result",
+    "Selector",
     "extract_code",
     "make_operator",
+    "make_selector",
 ]
 
 OPERATORS: dict[str, type[Operator]] = {
     PromptMutation.name: PromptMutation,
     FullRewrite.name: FullRewrite,
+    LMXCrossover.name: LMXCrossover,
 }
 
 

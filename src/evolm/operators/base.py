@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evolm.archives.base import Archive
 from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
 from evolm.types import Individual
@@ -24,11 +25,13 @@ __all__ = ["Operator", "Proposal", "Result"]
 @dataclass(frozen=True)
 class Proposal:
     """What an operator wants generated. ``request`` is None for LLM-free operators, whose
-    ``code`` is already final."""
+    ``code`` is already final, or whose ``error`` says why they produced nothing (the candidate
+    is then recorded as ``invalid`` with that reason)."""
 
     parent_ids: tuple[int, ...]
     request: Request | None
     code: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,17 @@ class Operator(ABC):
             raise ValueError(f"operator mode must be 'chat' or 'completion', got {mode!r}")
         self.context = context
         self.mode = mode
+
+    def select_parents(
+        self, archive: Archive, strategy: str, rng: np.random.Generator
+    ) -> list[Individual]:
+        """Draw :attr:`num_parents` parents from a non-empty archive. The default uses the run's
+        selection ``strategy``; operators with their own notion of parents (LMX) override it.
+
+        Raises:
+            EmptyArchiveError: the archive holds no elites.
+        """
+        return archive.sample(self.num_parents, strategy, rng)
 
     @abstractmethod
     def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:

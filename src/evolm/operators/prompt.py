@@ -43,6 +43,7 @@ from evolm.types import Individual
 __all__ = [
     "COMPLETION_STOP",
     "DEFAULT_INSTRUCTIONS",
+    "INSTRUCTION_SETS",
     "SYSTEM_PROMPT",
     "FullRewrite",
     "PromptMutation",
@@ -55,6 +56,26 @@ DEFAULT_INSTRUCTIONS: tuple[str, ...] = (
     "Make one small change to the program.",
     "Change the program to make it more interesting and different from the current one.",
 )
+#: Named instruction sets for :class:`PromptMutation` (its ``instruction_set`` parameter).
+#: ``{function}`` in an instruction is replaced by the domain's function name.
+INSTRUCTION_SETS: dict[str, tuple[str, ...]] = {
+    # The four kinds of change OpenELM's prompt mutation asks for: improve, fix, perturb, diverge.
+    "default": DEFAULT_INSTRUCTIONS,
+    # Exploitation: small, score-seeking edits.
+    "exploit": (
+        "Improve the program so that it scores better on the task.",
+        "Tune the numeric parameters of {function}() to score better.",
+        "Fix any bugs or weaknesses in the program.",
+        "Make one small change to {function}() that should raise its score.",
+    ),
+    # Exploration: changes that move the program's behaviour somewhere new.
+    "explore": (
+        "Change the program to make it more interesting and different from the current one.",
+        "Rewrite {function}() around a different idea while keeping it valid for the task.",
+        "Add a new feature to {function}() that changes what it produces.",
+        "Change the structure of {function}(): reorder, split or merge its steps.",
+    ),
+}
 SYSTEM_PROMPT = (
     "You are an expert Python programmer taking part in an evolutionary search over programs. "
     "Reply with one complete, runnable program in a single fenced code block."
@@ -205,14 +226,18 @@ class PromptMutation(_RewriteOperator):
     Args:
         context: the domain's prompt context.
         mode: ``"chat"`` or ``"completion"`` (see the module docstring for both prompts).
-        instructions: the instructions to draw from; default :data:`DEFAULT_INSTRUCTIONS`.
+        instructions: the instructions to draw from (user-defined); default: the set named by
+            ``instruction_set``. ``{function}`` is replaced by the domain's function name.
         weights: relative probability of each instruction (non-negative, not all zero);
             default uniform.
+        instruction_set: a named set of :data:`INSTRUCTION_SETS` (``default``, ``exploit``,
+            ``explore``), used when ``instructions`` is not given.
         max_tokens, temperature, top_p: sampling parameters of every request.
 
     Raises:
         ValueError: bad mode, empty or non-string instructions, weights of the wrong length,
-            negative, non-finite or all zero, or bad sampling parameters.
+            negative, non-finite or all zero, an unknown instruction set, or bad sampling
+            parameters.
     """
 
     name = "prompt_mutation"
@@ -225,13 +250,19 @@ class PromptMutation(_RewriteOperator):
         instructions: Sequence[str] | None = None,
         weights: Sequence[float] | None = None,
         *,
+        instruction_set: str = "default",
         max_tokens: int = 512,
         temperature: float = 0.8,
         top_p: float = 0.95,
     ) -> None:
         super().__init__(context, mode, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        if instruction_set not in INSTRUCTION_SETS:
+            raise ValueError(
+                f"unknown instruction_set {instruction_set!r}; choose one of "
+                f"{', '.join(INSTRUCTION_SETS)} or give your own `instructions` list"
+            )
         if instructions is None:
-            instructions = DEFAULT_INSTRUCTIONS
+            instructions = INSTRUCTION_SETS[instruction_set]
         if isinstance(instructions, str):
             raise ValueError("instructions must be a list of strings, not one string")
         self.instructions = tuple(instructions)
@@ -240,6 +271,9 @@ class PromptMutation(_RewriteOperator):
         for ins in self.instructions:
             if not isinstance(ins, str) or not ins.strip():
                 raise ValueError(f"every instruction must be a non-empty string, got {ins!r}")
+        self.instructions = tuple(
+            ins.replace("{function}", context.function_name) for ins in self.instructions
+        )
         if weights is None:
             weights = [1.0] * len(self.instructions)
         w = np.asarray(weights, dtype=np.float64)

@@ -1,0 +1,125 @@
+"""Several operators and models in one run: arms, the bandit, per-arm stats, exact resume."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from evolm.config import ConfigError, load_config
+from evolm.engine import Engine
+from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.store import RunStore
+
+TOY = "tests.toy_domain:ToyDomain"
+MIX = [
+    {"kind": "prompt_mutation"},
+    {"kind": "lmx", "params": {"k": 2}},
+    {"kind": "rewrite", "weight": 0.5},
+]
+
+
+def mix_config(bandit: str = "ucb1", evaluations: int = 50, **over):
+    base = {
+        "seed": 3,
+        "domain": {"name": TOY},
+        "archive": {"kind": "grid", "bins": [5, 5]},
+        "engine": {"batch_size": 4, "pipeline_depth": 2, "workers": 2, "init_batches": 1},
+        "budget": {"evaluations": evaluations},
+        "operators": MIX,
+        "bandit": {"kind": bandit},
+        **over,
+    }
+    return load_config(overrides=base)
+
+
+def fake() -> FakeLLM:
+    return FakeLLM(responder=mutating_responder)
+
+
+def run(cfg, path, *, resume=False, stop_after=None, models=None):
+    store = RunStore(path)
+    eng = Engine(cfg, store, llm=fake(), models=models)
+    if stop_after is not None:
+        eng.on_step = lambda snap: eng.request_stop() if snap.batch == stop_after else None
+    result = asyncio.run(eng.run(resume=resume))
+    return eng, store, result
+
+
+def elites(archive):
+    return sorted((e["id"], e["fitness"], e["cell"]) for e in archive.export())
+
+
+@pytest.mark.parametrize("bandit", ["fixed", "ucb1", "thompson"])
+def test_arms_are_chosen_recorded_and_rewarded(tmp_path, bandit):
+    eng, store, result = run(mix_config(bandit), tmp_path / "r.db")
+    assert result.status == "completed"
+    labels = {a.label for a in eng.arms}
+    assert labels == {"prompt_mutation@fake", "lmx@fake", "rewrite@fake"}
+    rows = {r["id"]: r for r in store.export_rows()}
+    steps = [e for e in store.events("step") if e["batch"] > 0]
+    totals = {}
+    for e in steps:
+        arms = e["payload"]["arms"]
+        batch_rows = [r for r in rows.values() if r["batch"] == e["batch"]]
+        assert sum(a["chosen"] for a in arms.values()) == len(batch_rows)
+        for label, a in arms.items():
+            assert a["inserted"] <= a["valid"] <= a["parsed"] <= a["chosen"]
+            for k, v in a.items():
+                totals.setdefault(label, {}).setdefault(k, 0)
+                totals[label][k] += v
+    ops = {r["operator"] for r in rows.values() if r["batch"] > 0}
+    assert ops == {"prompt_mutation", "lmx", "rewrite"}
+    lmx_rows = [r for r in rows.values() if r["operator"] == "lmx"]
+    assert all(len(r["parent_ids"]) == 2 for r in lmx_rows)
+    state = eng.selector.state()
+    for label, t in totals.items():
+        assert state[label]["pulls"] == t["chosen"] and state[label]["reward"] == t["inserted"]
+    end = store.last_event("end")["payload"]["selector"]
+    assert end["kind"] == bandit and end["arms"] == state
+
+
+def test_same_seed_same_run_with_a_bandit(tmp_path):
+    a, sa, _ = run(mix_config("thompson"), tmp_path / "a.db")
+    b, sb, _ = run(mix_config("thompson"), tmp_path / "b.db")
+    assert elites(a.archive) == elites(b.archive)
+    ops = [[r["operator"] for r in s.export_rows()] for s in (sa, sb)]
+    assert ops[0] == ops[1]
+
+
+@pytest.mark.parametrize("bandit", ["ucb1", "thompson"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, bandit):
+    full, fs, _ = run(mix_config(bandit), tmp_path / "full.db")
+    _, s1, r1 = run(mix_config(bandit), tmp_path / "p.db", stop_after=4)
+    assert r1.status == "interrupted"
+    s1.close()
+    resumed, s2, r2 = run(mix_config(bandit), tmp_path / "p.db", resume=True)
+    assert r2.status == "completed"
+    assert elites(resumed.archive) == elites(full.archive)
+    assert resumed.selector.state() == full.selector.state()
+    assert [r["operator"] for r in s2.export_rows()] == [r["operator"] for r in fs.export_rows()]
+
+
+def test_several_models_make_arms_and_share_requests_by_weight(tmp_path):
+    cfg = mix_config(
+        "fixed",
+        evaluations=62,
+        operators=[{"kind": "prompt_mutation"}],
+        llm={"backend": "fake", "name": "small", "weight": 3.0},
+        models=[{"backend": "fake", "model": "other", "name": "big", "weight": 1.0}],
+    )
+    other = FakeLLM(model="other", responder=mutating_responder)
+    eng, store, _ = run(cfg, tmp_path / "r.db", models=[other])
+    assert [a.label for a in eng.arms] == ["prompt_mutation@small", "prompt_mutation@big"]
+    assert [a.weight for a in eng.arms] == [0.75, 0.25]
+    models = [r["model"] for r in store.export_rows() if r["batch"] > 0]
+    assert set(models) == {"fake", "other"} and models.count("fake") > models.count("other")
+
+
+def test_operators_need_unique_labels():
+    with pytest.raises(ConfigError, match="operator labels repeat"):
+        mix_config(operators=[{"kind": "lmx"}, {"kind": "lmx", "params": {"k": 3}}])
+    cfg = mix_config(
+        operators=[{"kind": "lmx"}, {"kind": "lmx", "name": "lmx5", "params": {"k": 5}}]
+    )
+    assert [o.name or o.kind for o in cfg.operator_list()] == ["lmx", "lmx5"]

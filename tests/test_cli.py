@@ -84,6 +84,26 @@ def test_run_status_export(tmp_path):
     assert len(crow) == 20 and crow[-1]["parent_ids"] != ""
 
 
+def test_operator_mix_from_the_command_line_and_its_status_table(tmp_path):
+    db = tmp_path / "mix.db"
+    cfg = write_config(tmp_path / "c.toml", evals=40)
+    ops = ["--operator", "prompt_mutation", "--operator", "lmx", "--operator", "search_replace"]
+    evolm("run", TOY, "--config", cfg, *ops, "--bandit", "thompson", "--out", db, "-q")
+    with RunStore(db, readonly=True) as store:
+        totals = store.arm_totals()
+        kinds = {r["operator"] for r in store.export_rows() if r["batch"] > 0}
+    assert set(totals) == {"prompt_mutation@fake", "lmx@fake", "search_replace@fake"}
+    assert kinds <= {"prompt_mutation", "lmx", "search_replace"} and len(kinds) >= 2
+    assert sum(t["chosen"] for t in totals.values()) == 40 - 2
+    st = evolm("status", db).stdout
+    assert "operators (ELM Fig. 11c" in st and "inserted" in st
+    line = next(x for x in st.splitlines() if "prompt_mutation" in x)
+    n = int(totals["prompt_mutation@fake"]["chosen"])
+    assert f" {n} " in line and "fake" in line
+    bad = evolm("run", TOY, "--config", cfg, "--operator", "crossbreed", check=False)
+    assert bad.returncode == 2 and "unknown operator 'crossbreed'" in bad.stderr
+
+
 def test_invalid_config_fails_before_the_run_naming_the_key(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[archive]\nkind = "hexgrid"\n[engine]\nbatch_sise = 3\n')

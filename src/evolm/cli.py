@@ -253,6 +253,18 @@ def run(
     budget_time: BudgetTime = None,
     budget_cost: BudgetCost = None,
     target_fitness: Target = None,
+    operator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--operator",
+            help="Operator: prompt_mutation, rewrite, elm_diff, search_replace, lmx or gp; "
+            "repeat it for a mix (replaces the config's operators, default parameters).",
+        ),
+    ] = None,
+    bandit: Annotated[
+        str | None,
+        typer.Option(help="How a mix picks each prompt's operator: fixed, ucb1 or thompson."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Master seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run database to create.")] = None,
     sandbox: SandboxTier = None,
@@ -273,11 +285,21 @@ def run(
             overrides["budget"] = budget
         if seed is not None:
             overrides["seed"] = seed
+        if operator:
+            overrides["operators"] = [{"kind": kind} for kind in operator]
+        if bandit:
+            overrides["bandit"] = {"kind": bandit}
         overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox)
         cfg = load_config(preset=preset, file=config, overrides=overrides)
         from evolm.domains.base import get_domain
+        from evolm.operators import OPERATORS
 
         get_domain(cfg.domain.name, cfg.domain.params)
+        for oc in cfg.operator_list():
+            if oc.kind not in OPERATORS:
+                raise ConfigError(
+                    f"unknown operator {oc.kind!r}; known operators: {', '.join(OPERATORS)}"
+                )
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -429,6 +451,9 @@ def status(
             table.add_row("best fitness", best)
             table.add_row("elapsed", f"{p['elapsed']:.1f} s")
         out.print(table)
+        arms = store.arm_totals()
+        if arms:
+            out.print(_arm_table(arms, cost_in_usd=any(m.prices for m in cfg.model_list())))
         elite_ids = _elite_ids(store)
         rows = [r for r in store.export_rows() if r["id"] in elite_ids]
         if rows:
@@ -441,6 +466,36 @@ def status(
             return
         for line in _heatmap(rows, cfg, (i, j)):
             out.print(line, highlight=False, markup=False)
+
+
+def _arm_table(arms: dict[str, dict[str, float]], *, cost_in_usd: bool) -> Table:
+    """Per (operator, model): candidates, and how many parsed, ran (valid) and were inserted."""
+    table = Table(title="operators (ELM Fig. 11c: parsed, valid, inserted)")
+    table.add_column("operator", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    for name in ("candidates", "parsed", "valid", "inserted"):
+        table.add_column(name, justify="right")
+    table.add_column("cost" if cost_in_usd else "tokens", justify="right")
+    for label in sorted(arms):
+        a = arms[label]
+        operator, _, model = label.partition("@")
+        n = int(a.get("chosen", 0))
+
+        def share(key: str, n: int = n, a: dict[str, float] = a) -> str:
+            v = int(a.get(key, 0))
+            return f"{v} ({v / n:.0%})" if n else str(v)
+
+        cost = a.get("cost", 0.0)
+        table.add_row(
+            operator,
+            model or "-",
+            str(n),
+            share("parsed"),
+            share("valid"),
+            share("inserted"),
+            f"${cost:.4f}" if cost_in_usd else str(int(cost)),
+        )
+    return table
 
 
 def _elite_ids(store: RunStore) -> set[int]:

@@ -464,6 +464,18 @@ class RunStore:
             d["payload"] = json.loads(d["payload"])
             yield d
 
+    def arm_totals(self) -> dict[str, dict[str, float]]:
+        """Per (operator, model) arm, summed over the told batches: ``chosen`` (candidates),
+        ``parsed`` (the completion gave code), ``valid`` (the code ran and was scored),
+        ``inserted`` (it entered the archive) and ``cost`` (USD with prices, else tokens)."""
+        out: dict[str, dict[str, float]] = {}
+        for event in self.events("step"):
+            for label, row in event["payload"].get("arms", {}).items():
+                acc = out.setdefault(label, {})
+                for key, value in row.items():
+                    acc[key] = acc.get(key, 0) + value
+        return out
+
     def last_event(self, kind: str) -> dict[str, Any] | None:
         row = self.conn.execute(
             "SELECT * FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)

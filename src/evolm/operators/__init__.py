@@ -10,6 +10,7 @@ from evolm.operators.base import Operator, Proposal, Result
 from evolm.operators.extract import extract_code
 from evolm.operators.lmx import LMXCrossover
 from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
+from evolm.operators.search_replace import SearchReplace
 
 __all__ = [
     "INSTRUCTION_SETS",
@@ -21,6 +22,7 @@ __all__ = [
     "PromptMutation",
     "Proposal",
     "Result",
+    "SearchReplace",
     "Selector",
     "extract_code",
     "make_operator",
@@ -31,6 +33,7 @@ OPERATORS: dict[str, type[Operator]] = {
     PromptMutation.name: PromptMutation,
     FullRewrite.name: FullRewrite,
     LMXCrossover.name: LMXCrossover,
+    SearchReplace.name: SearchReplace,
 }
 
 

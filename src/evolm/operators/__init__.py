@@ -7,6 +7,7 @@ from typing import Any
 from evolm.domains.base import DomainContext
 from evolm.operators.bandit import SELECTORS, Selector, make_selector
 from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.elm_diff import ElmDiff
 from evolm.operators.extract import extract_code
 from evolm.operators.lmx import LMXCrossover
 from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
@@ -16,6 +17,7 @@ __all__ = [
     "INSTRUCTION_SETS",
     "OPERATORS",
     "SELECTORS",
+    "ElmDiff",
     "FullRewrite",
     "LMXCrossover",
     "Operator",
@@ -34,6 +36,7 @@ OPERATORS: dict[str, type[Operator]] = {
     FullRewrite.name: FullRewrite,
     LMXCrossover.name: LMXCrossover,
     SearchReplace.name: SearchReplace,
+    ElmDiff.name: ElmDiff,
 }
 
 

@@ -86,7 +86,7 @@ def register_domain(name: str) -> Callable[[Callable[..., Domain]], Callable[...
 
 
 def _load_builtin() -> None:
-    from evolm.domains import image, sodarace  # noqa: F401
+    from evolm.domains import image, parity, sodarace  # noqa: F401
 
 
 def registered_domains() -> list[str]:

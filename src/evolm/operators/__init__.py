@@ -9,6 +9,7 @@ from evolm.operators.bandit import SELECTORS, Selector, make_selector
 from evolm.operators.base import Operator, Proposal, Result
 from evolm.operators.elm_diff import ElmDiff
 from evolm.operators.extract import extract_code
+from evolm.operators.gp import GPMutation
 from evolm.operators.lmx import LMXCrossover
 from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
 from evolm.operators.search_replace import SearchReplace
@@ -19,6 +20,7 @@ __all__ = [
     "SELECTORS",
     "ElmDiff",
     "FullRewrite",
+    "GPMutation",
     "LMXCrossover",
     "Operator",
     "PromptMutation",
@@ -37,6 +39,7 @@ OPERATORS: dict[str, type[Operator]] = {
     LMXCrossover.name: LMXCrossover,
     SearchReplace.name: SearchReplace,
     ElmDiff.name: ElmDiff,
+    GPMutation.name: GPMutation,
 }
 
 

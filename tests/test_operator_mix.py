@@ -123,3 +123,51 @@ def test_operators_need_unique_labels():
         operators=[{"kind": "lmx"}, {"kind": "lmx", "name": "lmx5", "params": {"k": 5}}]
     )
     assert [o.name or o.kind for o in cfg.operator_list()] == ["lmx", "lmx5"]
+
+
+def repairing_responder(request):
+    """Answers in each operator's own format with the edit that fixes ``% 3`` (bug 5)."""
+    text = request.prompt or request.messages[-1]["content"]
+    if "unified diff" in text or "<DFF>" in text:
+        return (
+            "Here is the fix.\n```diff\n--- a/parity.py\n+++ b/parity.py\n@@ -3,2 +3,2 @@\n"
+            "     bit_sum = sum([b1, b2, b3, b4])\n"
+            "-    return bit_sum % 3\n+    return bit_sum % 2\n```"
+        )
+    if "SEARCH" in text:
+        return (
+            "<<<<<<< SEARCH\n    return bit_sum % 3\n=======\n"
+            "    return bit_sum % 2\n>>>>>>> REPLACE\n"
+        )
+    return "```python\ndef parity(b1, b2, b3, b4):\n    return (b1 + b2 + b3 + b4) % 2\n```"
+
+
+def test_every_operator_end_to_end_on_parity(tmp_path):
+    kinds = ["prompt_mutation", "rewrite", "elm_diff", "search_replace", "lmx", "gp"]
+    cfg = load_config(
+        overrides={
+            "seed": 0,
+            "domain": {"name": "parity", "params": {"bugs": 1, "bug_seed": 4}},  # bug 5 only
+            "archive": {"kind": "grid", "bins": 9},
+            "engine": {"batch_size": 6, "workers": 2, "init_batches": 1},
+            "operators": [{"kind": k} for k in kinds],
+            "bandit": {"kind": "fixed"},
+            "budget": {"evaluations": 61},
+        }
+    )
+    store = RunStore(tmp_path / "r.db")
+    eng = Engine(cfg, store, llm=FakeLLM(responder=repairing_responder))
+    result = asyncio.run(eng.run())
+    assert result.status == "completed"
+    totals = store.arm_totals()
+    assert set(totals) == {f"{k}@fake" for k in kinds[:-1]} | {"gp"}
+    rows = [r for r in store.export_rows() if r["batch"] > 0]
+    by_op = {k: [r for r in rows if r["operator"] == k] for k in kinds}
+    assert all(by_op[k] for k in kinds), {k: len(v) for k, v in by_op.items()}
+    for k in ("elm_diff", "search_replace"):  # edits applied to the parent fix it
+        fixed = [r for r in by_op[k] if r["status"] == "ok" and r["fitness"] == 1.0]
+        assert fixed and all("return bit_sum % 2" in r["code"] for r in fixed)
+        assert all('"""Return 1 if an odd' in r["code"] for r in fixed)  # the rest untouched
+    assert all(r["model"] is None and r["llm_call_id"] is None for r in by_op["gp"])
+    assert all(len(r["parent_ids"]) == 3 for r in by_op["lmx"])
+    assert eng.archive.stats.max_fitness == 1.0

@@ -136,3 +136,34 @@ def test_several_samples_per_prompt_share_the_prompt_with_their_own_seeds(tmp_pa
         group = rows[i : i + 3]
         assert len({r[1] for r in group}) == 1 and len({r[2] for r in group}) == 3
     assert len({r[1] for r in rows}) > 1
+
+
+def test_every_llm_operator_runs_on_the_embedded_model(
+    tmp_path: Path, embedded: LlamaCppLLM
+) -> None:
+    kinds = ["elm_diff", "search_replace", "lmx", "prompt_mutation"]
+    cfg = config(
+        domain={"name": "parity", "params": {"bugs": 2}},
+        archive={"bins": 9},
+        llm={"max_tokens": 96},
+        operators=[{"kind": k} for k in kinds] + [{"kind": "gp"}],
+        bandit={"kind": "ucb1"},
+        engine={"batch_size": 5},
+        budget={"llm_calls": 8},
+    )
+    _, store = run(cfg, tmp_path / "r.db", llm=embedded)
+    totals = store.arm_totals()
+    model = embedded.model
+    # UCB1 tries every untried arm first: the first batch holds one candidate of each.
+    assert set(totals) == {f"{k}@{model}" for k in kinds} | {"gp"}
+    rows = [r for r in store.export_rows() if r["batch"] > 0]
+    assert sum(r["llm_call_id"] is not None for r in rows) == 8
+    for r in rows:
+        if r["operator"] == "gp":
+            assert r["model"] is None
+            continue
+        assert r["model"] == model and r["llm_call_id"] is not None
+        if r["status"] == "invalid":  # a small model's answer that gave no program says why
+            assert r["error"]
+    for label, t in totals.items():
+        assert t["inserted"] <= t["valid"] <= t["parsed"] <= t["chosen"], label

@@ -55,7 +55,7 @@ class Cell:
         if not self.trials:
             return "-"
         lo, hi = wilson(self.fixed, self.trials)
-        return f"{self.fixed}/{self.trials} {self.fixed / self.trials:.1%} [{lo:.1%}, {hi:.1%}]"
+        return f"{self.fixed}/{self.trials} {self.fixed / self.trials:.2%} [{lo:.2%}, {hi:.2%}]"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -161,12 +161,14 @@ async def main() -> None:
     async with SandboxPool("parity", {}, timeout=2.0) as pool:
         for name in names:
             if not OPERATORS[name].uses_llm:
-                op = make_operator(name, ctx, args.mode)
-                cells = {
-                    b: await gp_cell(op, pool, b, args.gp_trials, args.seed) for b in bug_counts
-                }
-                rows.append((name, "-", cells))
-                print_row(rows[-1], bug_counts)
+                for low, high in gp_edits:
+                    op = make_operator(name, ctx, args.mode, mutations=(low, high))
+                    cells = {}
+                    for b in bug_counts:
+                        cells[b] = await gp_cell(op, pool, b, args.gp_trials, args.seed)
+                    edits = f"{low}" if low == high else f"{low}-{high}"
+                    rows.append((f"{name} ({edits} edit{'s' * (high > 1)})", "-", cells))
+                    print_row(rows[-1], bug_counts)
                 continue
             for llm in llms:
                 op = make_operator(name, ctx, args.mode, **sampling)

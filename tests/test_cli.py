@@ -97,7 +97,9 @@ def test_operator_mix_from_the_command_line_and_its_status_table(tmp_path):
     assert sum(t["chosen"] for t in totals.values()) == 40 - 2
     st = evolm("status", db).stdout
     assert "operators (ELM Fig. 11c" in st and "inserted" in st
-    line = next(x for x in st.splitlines() if "prompt_mutation" in x)
+    assert "prompt_mutation, lmx, search_replace (thompson)" in st
+    table = st[st.index("operators (ELM Fig. 11c") :]
+    line = next(x for x in table.splitlines() if "prompt_mutation" in x)
     n = int(totals["prompt_mutation@fake"]["chosen"])
     assert f" {n} " in line and "fake" in line
     bad = evolm("run", TOY, "--config", cfg, "--operator", "crossbreed", check=False)

@@ -432,7 +432,18 @@ def status(
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
         table.add_row("seed", str(info["seed"]))
         table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
-        table.add_row("llm", f"{cfg.llm.backend} / {cfg.llm.model or cfg.llm.model_path or '-'}")
+        table.add_row(
+            "llm",
+            ", ".join(
+                f"{m.backend} / {m.name or m.model or m.model_path or '-'}"
+                for m in cfg.model_list()
+            ),
+        )
+        table.add_row(
+            "operators",
+            ", ".join(o.name or o.kind for o in cfg.operator_list())
+            + (f" ({cfg.bandit.kind})" if len(cfg.operator_list()) + len(cfg.models) > 1 else ""),
+        )
         table.add_row(
             "programs", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         )

@@ -171,3 +171,24 @@ def test_every_operator_end_to_end_on_parity(tmp_path):
     assert all(r["model"] is None and r["llm_call_id"] is None for r in by_op["gp"])
     assert all(len(r["parent_ids"]) == 3 for r in by_op["lmx"])
     assert eng.archive.stats.max_fitness == 1.0
+
+
+def test_several_samples_per_prompt_give_distinct_gp_children(tmp_path):
+    cfg = load_config(
+        overrides={
+            "seed": 0,
+            "domain": {"name": "parity", "params": {"bugs": 2}},
+            "archive": {"kind": "grid", "bins": 9},
+            "llm": {"samples_per_prompt": 4},
+            "engine": {"batch_size": 8, "workers": 2, "init_batches": 1},
+            "operators": [{"kind": "gp", "params": {"mutations": [1, 2]}}],
+            "budget": {"evaluations": 17},
+        }
+    )
+    _, store, _ = run(cfg, tmp_path / "r.db")
+    rows = [r for r in store.export_rows() if r["batch"] > 0]
+    assert len(rows) == 16 and all(r["operator"] == "gp" for r in rows)
+    for start in range(0, 16, 4):  # each group of 4 shares its parent, not its code
+        group = rows[start : start + 4]
+        assert len({r["parent_ids"][0] for r in group}) == 1
+        assert len({r["code"] for r in group}) > 1

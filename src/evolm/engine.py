@@ -480,6 +480,8 @@ class Engine:
             elif proposal.request is not None:  # another sample of the same prompt
                 request = dataclasses.replace(proposal.request, seed=int(rng.integers(2**31)))
                 proposal = dataclasses.replace(proposal, request=request)
+            else:  # an LLM-free operator: another mutation of the same parents
+                proposal = operator.propose(parents, rng)
             if proposal.request is not None:
                 if calls_left <= 0:
                     break

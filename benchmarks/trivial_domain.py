@@ -1,0 +1,32 @@
+"""A trivial domain for benchmarks/loop_overhead.py, in a module that imports almost nothing."""
+
+from __future__ import annotations
+
+from evolm.domains.base import Domain, DomainContext
+from evolm.types import DescriptorSpace, Evaluation, Status
+
+
+class TrivialDomain(Domain):
+    """``f()`` returns a number x; fitness -|x - 3|, descriptors (x mod 1, x / 100)."""
+
+    name = "trivial"
+    qd_offset = -1000.0
+
+    @property
+    def descriptor_space(self) -> DescriptorSpace:
+        return DescriptorSpace(("frac", "scale"), ((0.0, 1.0), (0.0, 1.0)))
+
+    def seeds(self) -> list[str]:
+        return ["def f():\n    return 1.5\n", "def f():\n    return 7\n"]
+
+    def context(self) -> DomainContext:
+        return DomainContext(description="Return a number near 3.", function_name="f")
+
+    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
+        ns: dict[str, object] = {}
+        try:
+            exec(compile(code, "<program>", "exec"), ns)
+            x = float(ns["f"]())  # type: ignore[operator]
+        except Exception as exc:
+            return Evaluation.failure(Status.ERROR, repr(exc))
+        return Evaluation(Status.OK, -abs(x - 3.0), (x % 1.0, min(abs(x) / 100.0, 1.0)))

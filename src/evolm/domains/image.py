@@ -35,7 +35,6 @@ ring      annulus with radii 0.25 to 0.4                              orange (1.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +42,11 @@ from typing import Any
 import numpy as np
 
 from evolm.domains.base import Domain, DomainContext, register_domain
-from evolm.domains.program import PROGRAM_FILE, describe_exception, program_line
+from evolm.domains.program import (
+    ProgramFailure,
+    call_program,
+    load_function,
+)
 from evolm.types import DescriptorSpace, Evaluation, Status
 
 __all__ = ["ImageDomain", "make_target"]
@@ -271,45 +274,13 @@ class ImageDomain(Domain):
         ``invalid``, an exception or ``exit()`` is ``error``.
         """
         extras = {"target": self.target, "metric": self.metric}
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            compiled = compile(code, PROGRAM_FILE, "exec")
-        except SyntaxError as exc:
-            return Evaluation.failure(
-                Status.INVALID, f"SyntaxError at line {exc.lineno}: {exc.msg}", extras=extras
-            )
-        except ValueError as exc:  # e.g. null bytes in the source
-            return Evaluation.failure(Status.INVALID, f"cannot compile: {exc}", extras=extras)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # RecursionError, MemoryError on pathological sources
-            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
-
         # numpy is pre-imported as np (as the API text says): small models often omit the import
-        namespace: dict[str, Any] = {"__name__": "__evolm_program__", "np": np}
-        try:
-            exec(compiled, namespace)
-            draw = namespace.get("draw")
-            if draw is None:
-                return Evaluation.failure(
-                    Status.INVALID, "program defines no function draw()", extras=extras
-                )
-            if not callable(draw):
-                return Evaluation.failure(
-                    Status.INVALID,
-                    f"draw is a {type(draw).__name__}, not a function",
-                    extras=extras,
-                )
-            value = draw()
-        except KeyboardInterrupt:
-            raise
-        except SystemExit as exc:
-            line = program_line(exc)
-            where = f" (line {line})" if line is not None else ""
-            return Evaluation.failure(Status.ERROR, f"program called exit(){where}", extras=extras)
-        except BaseException as exc:  # a program may raise anything; it is a result, not a crash
-            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
+        draw = load_function(code, "draw", seed, {"np": np})
+        if isinstance(draw, ProgramFailure):
+            return Evaluation.failure(draw.status, draw.error, extras=extras)
+        value, failed = call_program(draw)
+        if failed is not None:
+            return Evaluation.failure(failed.status, failed.error, extras=extras)
 
         img = self._check(value)
         if isinstance(img, str):

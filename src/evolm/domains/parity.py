@@ -40,7 +40,6 @@ program that always answers 0 and one that always answers 1 land in different ce
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +47,12 @@ from typing import Any
 import numpy as np
 
 from evolm.domains.base import Domain, DomainContext, register_domain
-from evolm.domains.program import PROGRAM_FILE, describe_exception, program_line
+from evolm.domains.program import (
+    ProgramFailure,
+    describe_exception,
+    load_function,
+    program_line,
+)
 from evolm.types import DescriptorSpace, Evaluation, Status
 
 __all__ = [
@@ -271,39 +275,9 @@ class ParityDomain(Domain):
         ``correct`` (int), ``fixed`` (bool), ``answers`` (16 ints or None, in
         :data:`INPUTS` order) and ``first_problem`` (str or None).
         """
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            compiled = compile(code, PROGRAM_FILE, "exec")
-        except SyntaxError as exc:
-            return Evaluation.failure(
-                Status.INVALID, f"SyntaxError at line {exc.lineno}: {exc.msg}"
-            )
-        except ValueError as exc:  # e.g. null bytes in the source
-            return Evaluation.failure(Status.INVALID, f"cannot compile: {exc}")
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # RecursionError, MemoryError on pathological sources
-            return Evaluation.failure(Status.ERROR, describe_exception(exc))
-
-        namespace: dict[str, Any] = {"__name__": "__evolm_program__"}
-        try:
-            exec(compiled, namespace)
-        except KeyboardInterrupt:
-            raise
-        except SystemExit as exc:
-            line = program_line(exc)
-            where = f" (line {line})" if line is not None else ""
-            return Evaluation.failure(Status.ERROR, f"program called exit(){where}")
-        except BaseException as exc:  # a program may raise anything; it is a result, not a crash
-            return Evaluation.failure(Status.ERROR, describe_exception(exc))
-        fn = namespace.get("parity")
-        if fn is None:
-            return Evaluation.failure(Status.INVALID, "program defines no function parity()")
-        if not callable(fn):
-            return Evaluation.failure(
-                Status.INVALID, f"parity is a {type(fn).__name__}, not a function"
-            )
+        fn = load_function(code, "parity", seed)
+        if isinstance(fn, ProgramFailure):
+            return Evaluation.failure(fn.status, fn.error)
         score = score_function(fn)
         extras = {
             "correct": score.correct,

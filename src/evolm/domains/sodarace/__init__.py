@@ -15,14 +15,13 @@ docs/sodarace.md for the semantics, the calibration of the descriptor bounds and
 from __future__ import annotations
 
 import math
-import random
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from evolm.domains.base import Domain, DomainContext, register_domain
-from evolm.domains.program import PROGRAM_FILE, describe_exception, program_line
+from evolm.domains.program import ProgramFailure, call_program, load_function
 from evolm.domains.sodarace.helpers import query_cppn
 from evolm.domains.sodarace.terrains import TERRAINS, Terrain, directional_fitness, make_terrain
 from evolm.domains.sodarace.walker import (
@@ -240,55 +239,23 @@ class SodaraceDomain(Domain):
         ``numpy.random`` are reseeded with ``seed`` first.
         """
         extras: dict[str, Any] = {"terrain": self.terrain.name}
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            compiled = compile(code, PROGRAM_FILE, "exec")
-        except SyntaxError as exc:
-            where = f" at line {exc.lineno}" if exc.lineno is not None else ""
-            return Evaluation.failure(
-                Status.INVALID, f"SyntaxError{where}: {exc.msg}", extras=extras
-            )
-        except ValueError as exc:  # null bytes in the source
-            return Evaluation.failure(Status.INVALID, f"cannot compile: {exc}", extras=extras)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # RecursionError, MemoryError on pathological sources
-            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
-
-        namespace: dict[str, Any] = {
-            "__name__": "__evolm_program__",
+        namespace = {
             "walker_creator": walker_creator,
             "query_cppn": query_cppn,
             "np": np,
             "math": math,
         }
-        try:
-            exec(compiled, namespace)
-            make_walker = namespace.get(_FUNCTION)
-            if make_walker is None:
-                return Evaluation.failure(
-                    Status.INVALID, f"program defines no function {_FUNCTION}()", extras=extras
-                )
-            if not callable(make_walker):
-                return Evaluation.failure(
-                    Status.INVALID,
-                    f"{_FUNCTION} is a {type(make_walker).__name__}, not a function",
-                    extras=extras,
-                )
+        make_walker = load_function(code, _FUNCTION, seed, namespace, invalid=(WalkerError,))
+        if isinstance(make_walker, ProgramFailure):
+            return Evaluation.failure(make_walker.status, make_walker.error, extras=extras)
+
+        def walker() -> Any:
             value = make_walker()
-            if isinstance(value, WalkerCreator):
-                value = value.get_walker()
-        except KeyboardInterrupt:
-            raise
-        except WalkerError as exc:
-            return Evaluation.failure(Status.INVALID, describe_exception(exc), extras=extras)
-        except SystemExit as exc:
-            line = program_line(exc)
-            where = f" (line {line})" if line is not None else ""
-            return Evaluation.failure(Status.ERROR, f"program called exit(){where}", extras=extras)
-        except BaseException as exc:  # a program may raise anything; it is a result
-            return Evaluation.failure(Status.ERROR, describe_exception(exc), extras=extras)
+            return value.get_walker() if isinstance(value, WalkerCreator) else value
+
+        value, failed = call_program(walker, invalid=(WalkerError,))
+        if failed is not None:
+            return Evaluation.failure(failed.status, failed.error, extras=extras)
         if not isinstance(value, Walker):
             return Evaluation.failure(
                 Status.INVALID,

@@ -29,38 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from evolm.domains.base import Domain, DomainContext
 from evolm.sandbox import SandboxPool, SandboxUnavailable, probe_tiers
-from evolm.types import DescriptorSpace, Evaluation, Status
+from evolm.types import Status
+from trivial_domain import TrivialDomain
 
-DOMAIN = "sandbox:TrivialDomain"
+DOMAIN = "trivial_domain:TrivialDomain"  # a light module: every zygote imports it
 PROGRAM = "def f():\n    return 2.5\n"
 LOOP = "def f():\n    while True:\n        pass\n"
-
-
-class TrivialDomain(Domain):
-    """``f()`` returns a number x; fitness -|x - 3|, one descriptor x mod 1."""
-
-    name = "trivial"
-
-    @property
-    def descriptor_space(self) -> DescriptorSpace:
-        return DescriptorSpace(("frac",), ((0.0, 1.0),))
-
-    def seeds(self) -> list[str]:
-        return [PROGRAM]
-
-    def context(self) -> DomainContext:
-        return DomainContext(description="Return a number near 3.", function_name="f")
-
-    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
-        ns: dict[str, object] = {}
-        try:
-            exec(compile(code, "<program>", "exec"), ns)
-            x = float(ns["f"]())  # type: ignore[operator]
-        except Exception as exc:
-            return Evaluation.failure(Status.ERROR, repr(exc))
-        return Evaluation(Status.OK, -abs(x - 3.0), (x % 1.0,))
 
 
 def summary(latencies: list[float]) -> tuple[float, float, float]:
@@ -120,7 +95,8 @@ async def sandbox_numbers(tier: str, workers: int, sequential: int, programs: in
 
 
 def fresh_command() -> list[str]:
-    body = f"import numpy\n{PROGRAM}x = float(f())\nprint(-abs(x - 3.0), x % 1.0)\n"
+    score = "print(-abs(x - 3.0), x % 1.0, min(abs(x) / 100.0, 1.0))"
+    body = f"import numpy\n{PROGRAM}x = float(f())\n{score}\n"
     return [sys.executable, "-I", "-c", body]
 
 

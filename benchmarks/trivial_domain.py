@@ -1,4 +1,5 @@
-"""A trivial domain for benchmarks/loop_overhead.py, in a module that imports almost nothing."""
+"""A trivial domain for benchmarks/loop_overhead.py and benchmarks/sandbox.py, in a module that
+imports almost nothing (every sandbox zygote imports it)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
 from evolm.types import Individual
 
-__all__ = ["Operator", "Proposal", "Result"]
+__all__ = ["Operator", "Proposal", "Result", "choice_weights", "validated_choices"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,50 @@ class Operator(ABC):
     @abstractmethod
     def finish(self, proposal: Proposal, completion: str) -> Result:
         """Extract the program from a completion text."""
+
+
+def choice_weights(weights: Sequence[float] | None, n: int, what: str) -> np.ndarray:
+    """Probabilities of ``n`` choices from relative ``weights`` (default: uniform).
+
+    ``what`` names one choice in messages, e.g. ``"instruction (4)"``.
+
+    Raises:
+        ValueError: ``weights`` is not a list of numbers, has the wrong length, or is negative,
+            non-finite or all zero.
+    """
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    if isinstance(weights, str):
+        raise ValueError(f"weights must be a list of numbers, got {weights!r}")
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"weights must be a list of numbers, got {weights!r}") from exc
+    if w.shape != (n,):
+        raise ValueError(f"weights must give one number per {what}, got {list(weights)}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be finite, >= 0 and not all zero, got {list(w)}")
+    return w / w.sum()
+
+
+def validated_choices(
+    items: Sequence[str], weights: Sequence[float] | None, what: str, one: str | None = None
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Non-empty strings to draw from and their probabilities (see :func:`choice_weights`).
+    ``what`` names the list in messages (``"instructions"``), ``one`` an entry of it
+    (default ``"entry of <what>"``).
+
+    Raises:
+        ValueError: ``items`` is one string, empty or holds a blank or non-string entry, or the
+            weights are bad.
+    """
+    if isinstance(items, str):
+        raise ValueError(f"{what} must be a list of strings, not one string")
+    chosen = tuple(items)
+    if not chosen:
+        raise ValueError(f"{what} must not be empty")
+    one = one or f"entry of {what}"
+    for item in chosen:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"every {one} must be a non-empty string, got {item!r}")
+    return chosen, choice_weights(weights, len(chosen), f"{one} ({len(chosen)})")

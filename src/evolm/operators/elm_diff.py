@@ -47,7 +47,7 @@ import numpy as np
 
 from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
-from evolm.operators.base import Proposal, Result
+from evolm.operators.base import Proposal, Result, validated_choices
 from evolm.operators.diff import DiffError, apply_hunks, parse_hunks
 from evolm.operators.extract import END_TOKENS, _parse, extract_code
 from evolm.operators.prompt import _fenced, _RewriteOperator
@@ -104,48 +104,6 @@ def diff_parent(request: Request) -> str | None:
     return blocks[-1][1] if blocks else None
 
 
-def _choices(
-    items: Sequence[str] | None,
-    weights: Sequence[float] | None,
-    default_items: tuple[str, ...],
-    default_weights: tuple[float, ...],
-    what: str,
-) -> tuple[tuple[str, ...], np.ndarray]:
-    """Validated strings to draw from and their probabilities.
-
-    Raises:
-        ValueError: ``items`` is one string, empty or holds a blank or non-string entry;
-            ``weights`` has the wrong length, or is negative, non-finite or all zero.
-    """
-    if items is None:
-        items = default_items
-        if weights is None:
-            weights = default_weights
-    if isinstance(items, str):
-        raise ValueError(f"{what} must be a list of strings, not one string")
-    chosen = tuple(items)
-    if not chosen:
-        raise ValueError(f"{what} must not be empty")
-    for item in chosen:
-        if not isinstance(item, str) or not item.strip():
-            raise ValueError(f"every entry of {what} must be a non-empty string, got {item!r}")
-    if weights is None:
-        weights = [1.0] * len(chosen)
-    if isinstance(weights, str):
-        raise ValueError(f"weights must be a list of numbers, got {weights!r}")
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"weights must be a list of numbers, got {weights!r}") from exc
-    if w.shape != (len(chosen),):
-        raise ValueError(
-            f"weights must give one number per entry of {what} ({len(chosen)}), got {list(weights)}"
-        )
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"weights must be finite, >= 0 and not all zero, got {list(w)}")
-    return chosen, w / w.sum()
-
-
 def _maybe_cut(completion: str) -> str | None:
     """The completion without its last line, if that line may have been cut by ``max_tokens``
     (no newline after it, no end-of-text token anywhere); None otherwise."""
@@ -190,9 +148,10 @@ class ElmDiff(_RewriteOperator):
         top_p: float = 0.95,
     ) -> None:
         super().__init__(context, mode, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
-        chosen, self.weights = _choices(
-            messages, weights, DEFAULT_MESSAGES, DEFAULT_MESSAGE_WEIGHTS, "messages"
-        )
+        if messages is None:
+            messages = DEFAULT_MESSAGES
+            weights = DEFAULT_MESSAGE_WEIGHTS if weights is None else weights
+        chosen, self.weights = validated_choices(messages, weights, "messages")
         fn = context.function_name
         self.messages = tuple(
             _one_line(m.replace("{fn}", fn).replace("{function}", fn)) for m in chosen

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evolm.domains.base import DomainContext
-from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.base import Operator, Proposal, Result, choice_weights
 from evolm.types import Individual
 
 __all__ = ["KINDS", "GPMutation", "Mutant"]
@@ -531,22 +531,9 @@ class GPMutation(Operator):
                 )
         if len(set(self.kinds)) != len(self.kinds):
             raise ValueError(f"kinds must not repeat, got {list(self.kinds)}")
-        if weights is None:
-            weights = [1.0] * len(self.kinds)
-        if isinstance(weights, str):
-            raise ValueError(f"weights must be numbers, got {weights!r}")
-        try:
-            w = np.asarray(weights, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"weights must be numbers, got {weights!r}") from exc
-        if w.shape != (len(self.kinds),):
-            raise ValueError(
-                f"weights must give one number per kind ({len(self.kinds)}: "
-                f"{', '.join(self.kinds)}), got {list(weights)}"
-            )
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"weights must be finite, >= 0 and not all zero, got {list(w)}")
-        self.weights = w / w.sum()
+        self.weights = choice_weights(
+            weights, len(self.kinds), f"kind ({len(self.kinds)}: {', '.join(self.kinds)})"
+        )
         if isinstance(sigma, bool) or not isinstance(sigma, int | float):
             raise ValueError(f"sigma must be a number > 0, got {sigma!r}")
         if not (math.isfinite(sigma) and sigma > 0):

@@ -36,7 +36,7 @@ import numpy as np
 
 from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
-from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.base import Operator, Proposal, Result, validated_choices
 from evolm.operators.extract import extract_code
 from evolm.types import Individual
 
@@ -263,28 +263,12 @@ class PromptMutation(_RewriteOperator):
             )
         if instructions is None:
             instructions = INSTRUCTION_SETS[instruction_set]
-        if isinstance(instructions, str):
-            raise ValueError("instructions must be a list of strings, not one string")
-        self.instructions = tuple(instructions)
-        if not self.instructions:
-            raise ValueError("instructions must not be empty")
-        for ins in self.instructions:
-            if not isinstance(ins, str) or not ins.strip():
-                raise ValueError(f"every instruction must be a non-empty string, got {ins!r}")
-        self.instructions = tuple(
-            ins.replace("{function}", context.function_name) for ins in self.instructions
+        chosen, self.weights = validated_choices(
+            instructions, weights, "instructions", "instruction"
         )
-        if weights is None:
-            weights = [1.0] * len(self.instructions)
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (len(self.instructions),):
-            raise ValueError(
-                f"weights must give one number per instruction ({len(self.instructions)}), "
-                f"got {list(weights)}"
-            )
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"weights must be finite, >= 0 and not all zero, got {list(w)}")
-        self.weights = w / w.sum()
+        self.instructions = tuple(
+            ins.replace("{function}", context.function_name) for ins in chosen
+        )
 
     def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
         """Draw an instruction (by ``weights``), then a request seed, both from ``rng``."""

@@ -115,7 +115,6 @@ class Arm:
     label: str
     operator: Operator
     llm: LLMBackend | None
-    model: str | None
     weight: float
 
 
@@ -297,7 +296,7 @@ class Engine:
             if oc.kind in OPERATORS and not OPERATORS[oc.kind].uses_llm:
                 op = make_operator(oc.kind, context, cfg.llm.mode, **oc.params)
                 op.name = op_label
-                arms.append(Arm(op_label, op, None, None, oc.weight))
+                arms.append(Arm(op_label, op, None, oc.weight))
                 continue
             per_model = []
             for m, llm, label in zip(cfg.model_list(), self.llms, labels, strict=True):
@@ -306,7 +305,7 @@ class Engine:
                     oc.kind, context, m.mode, **{**sampling, "top_p": m.top_p, **oc.params}
                 )
                 op.name = op_label
-                per_model.append(Arm(f"{op_label}@{label}", op, llm, label, oc.weight))
+                per_model.append(Arm(f"{op_label}@{label}", op, llm, oc.weight))
             total = sum(m.weight for m in cfg.model_list())
             arms += [
                 dataclasses.replace(a, weight=a.weight * m.weight / total if total > 0 else 0.0)

@@ -292,14 +292,8 @@ def run(
         overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox)
         cfg = load_config(preset=preset, file=config, overrides=overrides)
         from evolm.domains.base import get_domain
-        from evolm.operators import OPERATORS
 
         get_domain(cfg.domain.name, cfg.domain.params)
-        for oc in cfg.operator_list():
-            if oc.kind not in OPERATORS:
-                raise ConfigError(
-                    f"unknown operator {oc.kind!r}; known operators: {', '.join(OPERATORS)}"
-                )
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -464,7 +458,7 @@ def status(
         out.print(table)
         arms = store.arm_totals()
         if arms:
-            out.print(_arm_table(arms, cost_in_usd=any(m.prices for m in cfg.model_list())))
+            out.print(_arm_table(arms, cost_in_usd=cfg.cost_in_usd()))
         elite_ids = _elite_ids(store)
         rows = [r for r in store.export_rows() if r["id"] in elite_ids]
         if rows:

@@ -154,6 +154,15 @@ class OperatorConfig(_Strict):
     weight: float = Field(1.0, ge=0.0, description="relative share in a fixed mix")
     params: dict[str, Any] = Field(default_factory=dict, description="operator parameters")
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from evolm.operators import OPERATORS
+
+        if v not in OPERATORS:
+            raise ValueError(f"unknown operator {v!r}; known operators: {', '.join(OPERATORS)}")
+        return v
+
 
 class BanditConfig(_Strict):
     kind: Literal["fixed", "ucb1", "thompson"] = Field(
@@ -261,6 +270,10 @@ class RunConfig(_Strict):
     def model_list(self) -> list[LLMConfig]:
         """The models of the run: ``llm`` first, then ``models``."""
         return [self.llm, *self.models]
+
+    def cost_in_usd(self) -> bool:
+        """Whether costs are counted in USD (some model has ``prices``) rather than tokens."""
+        return any(m.prices is not None for m in self.model_list())
 
 
 def format_validation_error(exc: ValidationError) -> str:

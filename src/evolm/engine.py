@@ -249,7 +249,7 @@ class Engine:
             cost_aware=config.bandit.cost_aware,
             window=config.bandit.window,
         )
-        self._cost_in_usd = any(m.prices is not None for m in config.model_list())
+        self._cost_in_usd = config.cost_in_usd()
         self.eval_timeout = config.engine.eval_timeout or self.domain.eval_timeout
         self.seed_individuals: list[Individual] = []
         self._next_id = 0

@@ -113,9 +113,30 @@ class LLMConfig(_Strict):
         description="candidates sampled from each prompt, each with its own seed (vllm samples "
         "them in one request; llama_cpp evaluates the prompt once)",
     )
-    max_tokens: int = Field(512, ge=1, description="completion length limit")
+    max_tokens: int = Field(
+        512,
+        ge=1,
+        description="completion length limit (operators also stop at about 1.5-2x the parent's "
+        "length unless their parent_sized parameter is false)",
+    )
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
+    repeat_penalty: float = Field(
+        1.0,
+        gt=0.0,
+        le=5.0,
+        description="llama_cpp, hf: penalty on tokens already seen (1.0: off; 1.1 curbs loops)",
+    )
+    lora: str | None = Field(
+        None,
+        description="llama_cpp: GGUF LoRA adapter (`evolm finetune` writes DIR/adapter.gguf); "
+        "'package:NAME' names one shipped with evolm; hf: the adapter directory (DIR/adapter)",
+    )
+    lora_scale: float = Field(1.0, ge=0.0, le=4.0, description="llama_cpp: adapter strength")
+    token_healing: bool = Field(
+        True,
+        description="llama_cpp: let the model choose how a completion prompt's last token ends",
+    )
     timeout: float = Field(120.0, gt=0.0, description="seconds per request attempt")
     max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
     prices: tuple[float, float] | None = Field(

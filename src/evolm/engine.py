@@ -300,7 +300,11 @@ class Engine:
                 continue
             per_model = []
             for m, llm, label in zip(cfg.model_list(), self.llms, labels, strict=True):
-                sampling = {"max_tokens": m.max_tokens, "temperature": m.temperature}
+                sampling = {
+                    "max_tokens": m.max_tokens,
+                    "temperature": m.temperature,
+                    "repeat_penalty": m.repeat_penalty,
+                }
                 op = make_operator(
                     oc.kind, context, m.mode, **{**sampling, "top_p": m.top_p, **oc.params}
                 )
@@ -831,6 +835,9 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             n_threads=c.n_threads,
             concurrency=c.concurrency,
             prices=c.prices,
+            lora_path=resolve_adapter(c.lora) if c.lora else None,
+            lora_scale=c.lora_scale,
+            token_healing=c.token_healing,
             seed=config.seed,
         )
     if c.backend == "hf":
@@ -871,6 +878,31 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
         prices=c.prices,
         seed=config.seed,
     )
+
+
+def resolve_adapter(spec: str) -> str:
+    """A LoRA adapter path; ``package:NAME`` names one shipped in ``evolm/adapters``.
+
+    Raises:
+        ConfigError: no shipped adapter has that name.
+    """
+    if spec.startswith("package:"):
+        from importlib import resources
+
+        name = spec.split(":", 1)[1]
+        res = resources.files("evolm.adapters").joinpath(f"{name}.gguf")
+        if not res.is_file():
+            shipped = sorted(
+                f.name.removesuffix(".gguf")
+                for f in resources.files("evolm.adapters").iterdir()
+                if f.name.endswith(".gguf")
+            )
+            raise ConfigError(
+                f"llm.lora: no adapter named {name!r} ships with evolm; shipped: "
+                f"{', '.join(shipped) or 'none'}"
+            )
+        return str(res)
+    return spec
 
 
 def resolve_cassette(spec: str) -> str:

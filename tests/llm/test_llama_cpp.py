@@ -199,3 +199,58 @@ def test_make_backend_specs(llm: LlamaCppLLM) -> None:
     named = make_backend(f"llama_cpp:{default_gguf()}", model="mine")
     assert isinstance(named, LlamaCppLLM) and named.model == "mine"
     assert named._loaded is default._loaded is llm._loaded
+
+
+HEAD = "import numpy as np\n\n\ndef draw():\n"
+
+
+def test_token_healing_lets_the_model_indent_after_a_trailing_newline(llm: LlamaCppLLM) -> None:
+    # SmolLM2 writes "\n" and the next line's indentation as one token; a prompt ending in a bare
+    # "\n" token made the model start at column 0 ("expected an indented block").
+    reqs = [
+        Request(kind="completion", prompt=HEAD, max_tokens=12, seed=s, temperature=0.8)
+        for s in range(6)
+    ]
+    healed = run(llm, reqs)
+    for c in healed:
+        assert c.ok and c.extras["healed"] == "\n"
+        assert c.text.startswith(" "), c.text  # the body is indented: the prompt continues
+        assert c.tokens_in == llm.count_tokens(reqs[0])
+    raw = LlamaCppLLM(token_healing=False)
+    assert raw._loaded is llm._loaded
+    unhealed = run(raw, reqs)
+    assert all("healed" not in c.extras for c in unhealed)
+    assert [c.text for c in unhealed] != [c.text for c in healed]
+
+
+def test_token_healing_applies_stop_strings_to_the_answer_proper(llm: LlamaCppLLM) -> None:
+    req = Request(kind="completion", prompt=HEAD, max_tokens=40, seed=2, stop=("\n",))
+    (c,) = run(llm, [req])
+    assert c.ok and c.finish_reason == "stop"
+    assert c.text.strip() and "\n" not in c.text  # not cut to nothing by the healed "\n"
+
+
+def test_unheal_and_cut_at_stop() -> None:
+    from evolm.llm.llama_cpp import _cut_at_stop, _unheal
+
+    assert _unheal("\n    x = 1", "\n") == "    x = 1"
+    assert _unheal("\n", "\n   ") == ""  # a first token shorter than the healed text
+    assert _cut_at_stop("a\nb# c", ("# ", "\nb")) == ("a", True)
+    assert _cut_at_stop("abc", ("z",)) == ("abc", False)
+
+
+def test_repeat_penalty_reaches_llama_cpp(llm: LlamaCppLLM) -> None:
+    prompt = "one one one one one one one one one one one"
+    greedy = Request(kind="completion", prompt=prompt, max_tokens=8, temperature=0.0)
+    penalised = Request(
+        kind="completion", prompt=prompt, max_tokens=8, temperature=0.0, repeat_penalty=1.8
+    )
+    (a, again, b) = run(LlamaCppLLM(token_healing=False), [greedy, greedy, penalised])
+    assert a.ok and b.ok
+    assert a.text == again.text  # greedy: the same text each time ...
+    assert a.text != b.text  # ... until the penalty pushes the repeated tokens down
+
+
+def test_a_missing_lora_adapter_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(LLMError, match="evolm finetune"):
+        LlamaCppLLM(lora_path=tmp_path / "adapter.gguf")

@@ -106,7 +106,9 @@ def test_chat_prompt() -> None:
 
 
 def test_sampling_parameters_and_seed() -> None:
-    op = ElmDiff(CONTEXT, "completion", max_tokens=300, temperature=0.3, top_p=0.5)
+    op = ElmDiff(
+        CONTEXT, "completion", max_tokens=300, temperature=0.3, top_p=0.5, parent_sized=False
+    )
     request = propose(op).request
     assert request is not None
     assert (request.max_tokens, request.temperature, request.top_p) == (300, 0.3, 0.5)

@@ -10,9 +10,15 @@ import pytest
 
 from evolm.domains.base import DomainContext
 from evolm.domains.image import ImageDomain
+from evolm.llm.base import Request
 from evolm.llm.fake import mutating_responder
 from evolm.operators import OPERATORS, FullRewrite, PromptMutation, make_operator
-from evolm.operators.prompt import COMPLETION_STOP, DEFAULT_INSTRUCTIONS, completion_prefix
+from evolm.operators.prompt import (
+    COMPLETION_STOP,
+    DEFAULT_INSTRUCTIONS,
+    completion_prefix,
+    parent_token_budget,
+)
 from evolm.types import Evaluation, Individual, Program, Status
 
 DOMAIN = ImageDomain(target="circle", size=16)
@@ -52,11 +58,48 @@ def test_chat_prompt_has_parent_in_last_fence_and_instruction() -> None:
 
 
 def test_request_uses_sampling_parameters() -> None:
-    op = PromptMutation(CONTEXT, "chat", max_tokens=300, temperature=0.3, top_p=0.5)
+    op = PromptMutation(
+        CONTEXT,
+        "chat",
+        max_tokens=300,
+        temperature=0.3,
+        top_p=0.5,
+        repeat_penalty=1.1,
+        parent_sized=False,
+    )
     request = op.propose([individual()], np.random.default_rng(0)).request
     assert request is not None
     assert (request.max_tokens, request.temperature, request.top_p) == (300, 0.3, 0.5)
+    assert request.repeat_penalty == 1.1
     assert request.stop == ()
+
+
+@pytest.mark.parametrize(
+    "kind", ["prompt_mutation", "rewrite", "elm_diff", "search_replace", "lmx"]
+)
+def test_max_tokens_follow_the_parents_size(kind: str) -> None:
+    short = "import numpy as np\n\n\ndef draw():\n    return np.zeros((8, 8, 3))\n"
+    long = short + "".join(f"\n\ndef helper_{i}(x):\n    return x * {i} + 1\n" for i in range(80))
+    op = make_operator(kind, CONTEXT, "completion", max_tokens=1024)
+    rng = np.random.default_rng(0)
+    parents = [individual(short)] * op.num_parents
+    small = op.propose(parents, rng).request
+    big = op.propose([individual(long)] * op.num_parents, rng).request
+    assert small is not None and big is not None
+    assert small.max_tokens == parent_token_budget(short) < 200
+    assert big.max_tokens == 1024  # the configured cap still holds
+    unsized = make_operator(kind, CONTEXT, "completion", max_tokens=1024, parent_sized=False)
+    assert unsized.propose(parents, rng).request.max_tokens == 1024  # type: ignore[union-attr]
+
+
+def test_a_repeat_penalty_changes_the_replay_key_only_when_on() -> None:
+    plain = Request(kind="completion", prompt="x")
+    assert "repeat_penalty" not in plain.payload()  # keys recorded before it existed still match
+    on = Request(kind="completion", prompt="x", repeat_penalty=1.2)
+    assert on.key() != plain.key()
+    assert Request.from_json(on.to_json()) == on
+    with pytest.raises(ValueError, match="repeat_penalty"):
+        PromptMutation(CONTEXT, repeat_penalty=0.0)
 
 
 def test_default_instructions_are_used() -> None:
@@ -105,7 +148,7 @@ def test_seed_differs_per_proposal() -> None:
 
 
 def test_chat_round_trip_with_fake_mutation() -> None:
-    op = PromptMutation(CONTEXT, "chat")
+    op = PromptMutation(CONTEXT, "chat", parent_sized=False)
     rng = np.random.default_rng(0)
     for _ in range(10):
         proposal = op.propose([individual()], rng)

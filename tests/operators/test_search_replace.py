@@ -340,7 +340,9 @@ def test_operator_attributes() -> None:
 
 
 def test_chat_prompt() -> None:
-    op = SearchReplace(CONTEXT, "chat", instructions=["Make the disk bigger."], max_tokens=300)
+    op = SearchReplace(
+        CONTEXT, "chat", instructions=["Make the disk bigger."], max_tokens=300, parent_sized=False
+    )
     proposal = op.propose([individual()], np.random.default_rng(0))
     request = proposal.request
     assert proposal.parent_ids == (7,) and proposal.code is None

@@ -32,6 +32,8 @@ class Request:
 
     ``kind`` is ``"chat"`` (``messages`` is used) or ``"completion"`` (``prompt`` is used).
     ``seed`` is a per-request sampling seed; backends that support seeding must honour it.
+    ``repeat_penalty`` divides the logits of tokens already in the prompt or the answer
+    (llama.cpp's repetition penalty; 1.0 is off). Backends without it (openai, vllm) ignore it.
     """
 
     kind: Literal["chat", "completion"] = "chat"
@@ -42,10 +44,15 @@ class Request:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    repeat_penalty: float = 1.0
 
     def payload(self) -> dict[str, Any]:
-        """The parts that determine the answer, minus the seed (the replay key's content)."""
+        """The parts that determine the answer, minus the seed (the replay key's content).
+        ``repeat_penalty`` appears only when it is on, so requests recorded before it existed
+        keep their keys."""
+        extra = {} if self.repeat_penalty == 1.0 else {"repeat_penalty": self.repeat_penalty}
         return {
+            **extra,
             "kind": self.kind,
             "messages": [dict(m) for m in self.messages],
             "prompt": self.prompt,
@@ -81,6 +88,7 @@ class Request:
             top_p=float(d["top_p"]),
             stop=tuple(d.get("stop", ())),
             seed=d.get("seed"),
+            repeat_penalty=float(d.get("repeat_penalty", 1.0)),
         )
 
 

@@ -13,7 +13,21 @@ How a request becomes tokens:
 - ``chat`` requests on a base model (no template): the messages' contents, joined by blank
   lines, become a plain completion prompt.
 
-Every request carries its own seed, temperature, top-p, max tokens and stop sequences.
+Every request carries its own seed, temperature, top-p, max tokens, stop sequences and
+repetition penalty.
+
+**Token healing** (completion requests, and chat requests on a base model). A prompt that ends
+inside what the tokenizer would write as one token puts the model off its training
+distribution: SmolLM2's tokenizer writes a
+newline and the next line's indentation as one token (``"\n   "``), so a prompt that ends with
+``def draw():\n`` ends with a bare ``"\n"`` token the model has rarely seen before code, and the
+model then starts its answer at column 0. Here the prompt's last token is taken back, and the
+first generated token must be one whose text starts with the text taken back (or is a prefix of
+it); that text is cut from the front of the answer. The answer thus continues the prompt exactly,
+and the model chooses how the last token ends. This works for any tokenizer.
+
+**LoRA adapters.** ``lora_path`` applies a GGUF LoRA adapter (``evolm finetune`` writes one) on
+top of the model; the model and adapter pair is loaded once and shared like a model alone.
 
 **Prefix reuse.** llama.cpp keeps the KV cache of the previous prompt, and a request that shares
 a prefix with it evaluates only the rest. llama-cpp-python's own reuse changes completions:
@@ -71,14 +85,28 @@ class _Loaded:
     prompts: int = 0
     tokens_reused: int = 0
     tokens_evaluated: int = 0
+    vocab: list[bytes] | None = None  # every token's bytes, built on first use (token healing)
+
+    def token_bytes(self) -> list[bytes]:
+        if self.vocab is None:
+            llm = self.llm
+            self.vocab = [bytes(llm.detokenize([t], special=False)) for t in range(llm.n_vocab())]
+        return self.vocab
 
 
 _LOADED: weakref.WeakValueDictionary[tuple[Any, ...], _Loaded] = weakref.WeakValueDictionary()
 _LOAD_LOCK = threading.Lock()
 
 
-def _load(path: Path, n_ctx: int, n_threads: int, verbose: bool) -> _Loaded:
-    key = (str(path.resolve()), n_ctx, n_threads)
+def _load(
+    path: Path,
+    n_ctx: int,
+    n_threads: int,
+    verbose: bool,
+    lora: Path | None = None,
+    lora_scale: float = 1.0,
+) -> _Loaded:
+    key = (str(path.resolve()), n_ctx, n_threads, str(lora.resolve()) if lora else None, lora_scale)
     with _LOAD_LOCK:
         loaded = _LOADED.get(key)
         if loaded is not None:
@@ -97,9 +125,12 @@ def _load(path: Path, n_ctx: int, n_threads: int, verbose: bool) -> _Loaded:
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
                 verbose=verbose,
+                lora_path=str(lora) if lora else None,
+                lora_scale=lora_scale,
             )
         except (ValueError, RuntimeError) as exc:
-            raise LLMError(f"llama.cpp cannot load {path}: {exc}") from exc
+            what = f"{path} with the LoRA adapter {lora}" if lora else str(path)
+            raise LLMError(f"llama.cpp cannot load {what}: {exc}") from exc
         template = llm.metadata.get("tokenizer.chat_template")
         chat = None
         if template:
@@ -126,6 +157,51 @@ def _load(path: Path, n_ctx: int, n_threads: int, verbose: bool) -> _Loaded:
         return loaded
 
 
+def _first_token_only(allowed: np.ndarray) -> Any:
+    """A logits processor that masks the first generated token to ``allowed``."""
+    done: list[bool] = []
+
+    def process(input_ids: Any, scores: Any) -> Any:
+        if done:
+            return scores
+        done.append(True)
+        out = np.array(scores, copy=True)
+        out[: len(allowed)][~allowed] = -np.inf
+        return out
+
+    return process
+
+
+def _unheal(text: str, healed: str) -> str:
+    """The answer without the prompt text that token healing took back (a first token that was
+    a proper prefix of it is dropped whole)."""
+    if text.startswith(healed):
+        return text[len(healed) :]
+    k = 0
+    while k < min(len(text), len(healed)) and text[k] == healed[k]:
+        k += 1
+    return text[k:]
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to its first stop string, and whether one was found."""
+    at = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:at], True) if at >= 0 else (text, False)
+
+
+def _stop_after_heal(llm: Any, start: int, healed: str, stops: Sequence[str]) -> Any:
+    """A stopping criterion that finds ``stops`` in the answer after the healed text."""
+    live = [s for s in stops if s]
+
+    def stop(input_ids: Any, logits: Any) -> bool:
+        if not live:
+            return False
+        raw = bytes(llm.detokenize(list(input_ids[start:]))).decode("utf-8", "ignore")
+        return _cut_at_stop(_unheal(raw, healed), live)[1]
+
+    return stop
+
+
 class LlamaCppLLM(LocalBackend):
     """A GGUF model run in-process by llama.cpp.
 
@@ -144,11 +220,17 @@ class LlamaCppLLM(LocalBackend):
         prefix_reuse: reuse the KV cache of the previous prompt's shared prefix (see the
             module docstring); ``False`` evaluates every prompt from scratch.
         prices: USD per million (input, output) tokens, for cost budgets; default: cost 0.
+        lora_path: a GGUF LoRA adapter for this model (``evolm finetune`` writes one as
+            ``adapter.gguf``); default: none.
+        lora_scale: how strongly the adapter applies (1.0: as trained).
+        token_healing: take back the last prompt token of completion requests and let the
+            model choose how it ends (see the module docstring); ``False`` sends prompts as is.
         seed: seeds the seeds of requests that carry none.
         verbose: let llama.cpp print its logs to stderr.
 
     Raises:
-        LLMError: llama-cpp-python or the model file is missing, or llama.cpp cannot load it.
+        LLMError: llama-cpp-python, the model file or the adapter is missing, or llama.cpp cannot
+            load them.
         ValueError: bad ``n_ctx``, ``n_threads`` or ``prices``.
     """
 
@@ -164,6 +246,9 @@ class LlamaCppLLM(LocalBackend):
         concurrency: int = 4,
         prefix_reuse: bool = True,
         prices: tuple[float, float] | None = None,
+        lora_path: str | Path | None = None,
+        lora_scale: float = 1.0,
+        token_healing: bool = True,
         seed: int = 0,
         verbose: bool = False,
     ) -> None:
@@ -181,14 +266,24 @@ class LlamaCppLLM(LocalBackend):
         self.n_ctx_train = gguf_context_length(meta)
         if n_ctx is None:
             n_ctx = min(self.n_ctx_train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+        lora = Path(lora_path).expanduser() if lora_path is not None else None
+        if lora is not None and not lora.is_file():
+            raise LLMError(
+                f"LoRA adapter {lora} does not exist; `evolm finetune RUN.db --out DIR` writes "
+                "DIR/adapter.gguf"
+            )
         self.model_path = path
+        self.lora_path = lora
+        self.lora_scale = float(lora_scale)
+        self.token_healing = token_healing
         self.n_threads = n_threads or max(1, default_threads() - 1)
         self.prefix_reuse = prefix_reuse
         self._rng = random.Random(seed)
-        self._loaded = _load(path, n_ctx, self.n_threads, verbose)
+        self._loaded = _load(path, n_ctx, self.n_threads, verbose, lora, self.lora_scale)
 
     def __repr__(self) -> str:
-        return f"LlamaCppLLM(model={self.model!r}, model_path={str(self.model_path)!r})"
+        lora = f", lora_path={str(self.lora_path)!r}" if self.lora_path else ""
+        return f"LlamaCppLLM(model={self.model!r}, model_path={str(self.model_path)!r}{lora})"
 
     # -- what the engine's prompt-size check uses ---------------------------------------------
     @property
@@ -254,7 +349,7 @@ class LlamaCppLLM(LocalBackend):
         return max(reuse, 0)
 
     def _generate_sync(self, request: Request, seed: int, cancel: threading.Event) -> Completion:
-        from llama_cpp import StoppingCriteriaList
+        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
         m = self._loaded
         llm = m.llm
@@ -267,6 +362,16 @@ class LlamaCppLLM(LocalBackend):
                 f"{self.model} is {n_ctx}; raise llm.n_ctx (the model was trained on "
                 f"{self.n_ctx_train or '?'}) or shorten the prompt"
             )
+        healed = b""
+        processors = None
+        plain = request.kind == "completion" or m.chat is None  # a text the model continues
+        if self.token_healing and plain and len(tokens) > 1:
+            healed, allowed = self._heal(tokens[-1])
+            if allowed is not None:
+                tokens = tokens[:-1]
+                processors = LogitsProcessorList([_first_token_only(allowed)])
+            else:
+                healed = b""
         reuse = self._reusable(tokens)
         llm.n_tokens = reuse
         m.prompt_len = 0  # until the new prompt is in the cache
@@ -279,14 +384,25 @@ class LlamaCppLLM(LocalBackend):
                 return True
             return bool(template_stop is not None and template_stop(input_ids, logits))
 
+        criteria: list[Any] = [stop_early]
+
+        all_stops = [*request.stop, *stops]
+        if healed:
+            # llama.cpp would match stop strings against the answer with the healed text in
+            # front of it; match them against the answer proper instead.
+            start, healed_text = len(tokens), healed.decode("utf-8", "replace")
+            criteria.append(_stop_after_heal(llm, start, healed_text, all_stops))
+            all_stops = []
         out = llm.create_completion(
             prompt=tokens,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
-            stop=[*request.stop, *stops],
+            stop=all_stops,
             seed=seed,
-            stopping_criteria=StoppingCriteriaList([stop_early]),
+            repeat_penalty=request.repeat_penalty,
+            stopping_criteria=StoppingCriteriaList(criteria),
+            logits_processor=processors,
         )
         m.prompt_len = len(tokens)
         m.prompts += 1
@@ -296,24 +412,49 @@ class LlamaCppLLM(LocalBackend):
             raise LLMError("generation cancelled")
         elapsed = time.perf_counter() - t0
         choice = out["choices"][0]
+        text = choice["text"] or ""
+        finish = choice.get("finish_reason")
         usage = out["usage"]
         tokens_in, tokens_out = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        if healed:
+            text = _unheal(text, healed.decode("utf-8", "replace"))
+            text, cut = _cut_at_stop(text, request.stop + tuple(stops))
+            finish = "stop" if cut else finish
+            tokens_in += 1  # the prompt token taken back is still the caller's prompt
         capped = len(tokens) + request.max_tokens > n_ctx
         return Completion(
-            text=choice["text"] or "",
+            text=text,
             model=self.model,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             latency=elapsed,
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish,
             cost=price(self.prices, tokens_in, tokens_out),
             extras={
                 "seed": seed,
                 "reused_tokens": reuse,
+                **({"healed": healed.decode("utf-8", "replace")} if healed else {}),
                 "prompt_s": (first[0] if first else time.perf_counter()) - t0,
                 **({"max_tokens_capped_to": n_ctx - len(tokens)} if capped else {}),
             },
         )
+
+    def _heal(self, last: int) -> tuple[bytes, np.ndarray | None]:
+        """The bytes of the prompt's last token and the tokens the answer may start with: those
+        whose bytes start with them or are a proper prefix of them. ``None`` when the last token
+        is a special one or nothing but itself could follow (healing would change nothing)."""
+        vocab = self._loaded.token_bytes()
+        text = vocab[last]
+        if not text:
+            return text, None
+        allowed = np.fromiter(
+            (t.startswith(text) or (bool(t) and text.startswith(t)) for t in vocab),
+            dtype=bool,
+            count=len(vocab),
+        )
+        if int(allowed.sum()) <= 1:
+            return text, None
+        return text, allowed
 
     async def _generate_one(self, request: Request) -> Completion:
         seed = request.seed if request.seed is not None else self._rng.randrange(2**31)

@@ -146,8 +146,18 @@ class ElmDiff(_RewriteOperator):
         max_tokens: int = 512,
         temperature: float = 0.8,
         top_p: float = 0.95,
+        repeat_penalty: float = 1.0,
+        parent_sized: bool = True,
     ) -> None:
-        super().__init__(context, mode, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        super().__init__(
+            context,
+            mode,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            repeat_penalty=repeat_penalty,
+            parent_sized=parent_sized,
+        )
         if messages is None:
             messages = DEFAULT_MESSAGES
             weights = DEFAULT_MESSAGE_WEIGHTS if weights is None else weights
@@ -176,10 +186,10 @@ class ElmDiff(_RewriteOperator):
             )
         else:
             body = f"<NME> {ctx.file_name}\n{_BEF}{code}{_MSG}{message}\n<DFF>"
-        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng))
+        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))
 
-    def _request(self, body: str, rng: np.random.Generator) -> Request:
-        request = super()._request(body, rng)
+    def _request(self, body: str, rng: np.random.Generator, parent_code: str = "") -> Request:
+        request = super()._request(body, rng, parent_code)
         if self.mode == "chat":
             system = {"role": "system", "content": DIFF_SYSTEM_PROMPT}
             return replace(request, messages=(system, *request.messages[1:]))

@@ -78,8 +78,18 @@ class LMXCrossover(_RewriteOperator):
         max_tokens: int = 512,
         temperature: float = 0.8,
         top_p: float = 0.95,
+        repeat_penalty: float = 1.0,
+        parent_sized: bool = True,
     ) -> None:
-        super().__init__(context, mode, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        super().__init__(
+            context,
+            mode,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            repeat_penalty=repeat_penalty,
+            parent_sized=parent_sized,
+        )
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_PARENTS:
             raise ValueError(f"lmx: k must be an integer from 1 to {MAX_PARENTS}, got {k!r}")
         if selection not in LMX_SELECTIONS:
@@ -162,7 +172,8 @@ class LMXCrossover(_RewriteOperator):
                 f"{_marker(fn)}, combining ideas from the versions above\n{head}"
             )
         ids = tuple(p.program.id for p in parents)
-        return Proposal(parent_ids=ids, request=self._request(body, rng))
+        longest = max((p.program.code for p in parents), key=len)
+        return Proposal(parent_ids=ids, request=self._request(body, rng, longest))
 
 
 def near_weights(distances: np.ndarray) -> np.ndarray:

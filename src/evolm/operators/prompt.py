@@ -48,6 +48,7 @@ __all__ = [
     "FullRewrite",
     "PromptMutation",
     "completion_prefix",
+    "parent_token_budget",
 ]
 
 DEFAULT_INSTRUCTIONS: tuple[str, ...] = (
@@ -82,6 +83,13 @@ SYSTEM_PROMPT = (
 )
 COMPLETION_STOP: tuple[str, ...] = ("\n```", "\nif __name__", "\n# ")
 _IMPORT_LINE = re.compile(r"^(?:import[ \t]+\S|from[ \t]+\S+[ \t]+import[ \t]+[^(]*$)")
+
+
+def parent_token_budget(code: str) -> int:
+    """Tokens enough for a program a good deal longer than ``code`` (or a diff of it): 64 plus
+    one token per two characters. Code tokenizes at about 3 to 4 characters per token, so this
+    is 1.5 to 2 times the parent's own length."""
+    return 64 + math.ceil(len(code) / 2)
 
 
 def _marker(function_name: str) -> str:
@@ -151,10 +159,14 @@ class _RewriteOperator(Operator):
         max_tokens: int = 512,
         temperature: float = 0.8,
         top_p: float = 0.95,
+        repeat_penalty: float = 1.0,
+        parent_sized: bool = True,
     ) -> None:
         super().__init__(context, mode)
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+        if not (math.isfinite(repeat_penalty) and repeat_penalty > 0):
+            raise ValueError(f"repeat_penalty must be > 0 (1.0 is off), got {repeat_penalty!r}")
         if not (math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be >= 0, got {temperature!r}")
         if not (0 < top_p <= 1):
@@ -162,6 +174,8 @@ class _RewriteOperator(Operator):
         self.max_tokens = max_tokens
         self.temperature = float(temperature)
         self.top_p = float(top_p)
+        self.repeat_penalty = float(repeat_penalty)
+        self.parent_sized = bool(parent_sized)
 
     def _parent(self, parents: Sequence[Individual]) -> Individual:
         if len(parents) != self.num_parents:
@@ -177,8 +191,17 @@ class _RewriteOperator(Operator):
             text += "\n\nHelper code and conventions:\n" + _fenced(ctx.api, ctx.language)
         return text
 
-    def _request(self, body: str, rng: np.random.Generator) -> Request:
+    def _max_tokens(self, parent_code: str) -> int:
+        """The answer's token limit: ``max_tokens``, or with ``parent_sized`` at most
+        :func:`parent_token_budget` of the (longest) parent, so a model that starts repeating
+        itself stops soon after a program the parent's size would have ended."""
+        if not self.parent_sized or not parent_code:
+            return self.max_tokens
+        return min(self.max_tokens, parent_token_budget(parent_code))
+
+    def _request(self, body: str, rng: np.random.Generator, parent_code: str = "") -> Request:
         seed = int(rng.integers(2**31))
+        max_tokens = self._max_tokens(parent_code)
         if self.mode == "chat":
             return Request(
                 kind="chat",
@@ -186,19 +209,21 @@ class _RewriteOperator(Operator):
                     {"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": body},
                 ),
-                max_tokens=self.max_tokens,
+                max_tokens=max_tokens,
                 temperature=self.temperature,
                 top_p=self.top_p,
                 seed=seed,
+                repeat_penalty=self.repeat_penalty,
             )
         return Request(
             kind="completion",
             prompt=body,
-            max_tokens=self.max_tokens,
+            max_tokens=max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             stop=COMPLETION_STOP,
             seed=seed,
+            repeat_penalty=self.repeat_penalty,
         )
 
     def _completion_top(self) -> str:
@@ -232,7 +257,10 @@ class PromptMutation(_RewriteOperator):
             default uniform.
         instruction_set: a named set of :data:`INSTRUCTION_SETS` (``default``, ``exploit``,
             ``explore``), used when ``instructions`` is not given.
-        max_tokens, temperature, top_p: sampling parameters of every request.
+        max_tokens, temperature, top_p, repeat_penalty: sampling parameters of every request
+            (``max_tokens`` is a cap; see ``parent_sized``).
+        parent_sized: limit each answer to :func:`parent_token_budget` of the parent's code
+            (never above ``max_tokens``), so a degenerate answer stops early.
 
     Raises:
         ValueError: bad mode, empty or non-string instructions, weights of the wrong length,
@@ -254,8 +282,18 @@ class PromptMutation(_RewriteOperator):
         max_tokens: int = 512,
         temperature: float = 0.8,
         top_p: float = 0.95,
+        repeat_penalty: float = 1.0,
+        parent_sized: bool = True,
     ) -> None:
-        super().__init__(context, mode, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        super().__init__(
+            context,
+            mode,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            repeat_penalty=repeat_penalty,
+            parent_sized=parent_sized,
+        )
         if instruction_set not in INSTRUCTION_SETS:
             raise ValueError(
                 f"unknown instruction_set {instruction_set!r}; choose one of "
@@ -289,7 +327,7 @@ class PromptMutation(_RewriteOperator):
                 f"{_marker(ctx.function_name)}. {' '.join(instruction.split())}\n"
                 f"{_head(code, ctx.function_name, keep_setup=True)}"
             )
-        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng))
+        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))
 
 
 class FullRewrite(_RewriteOperator):
@@ -326,4 +364,4 @@ class FullRewrite(_RewriteOperator):
                 "approach\n"
                 f"{_head(code, ctx.function_name, keep_setup=False)}"
             )
-        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng))
+        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))

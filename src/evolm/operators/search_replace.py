@@ -414,7 +414,7 @@ class SearchReplace(PromptMutation):
                 f"{_comment('Goal of the edits: ' + instruction)}\n"
                 f"{SEARCH_MARKER}\n"
             )
-        request = self._request(body, rng)
+        request = self._request(body, rng, code)
         if request.kind == "chat":
             system = {"role": "system", "content": SYSTEM_PROMPT}
             request = replace(request, messages=(system, *request.messages[1:]))

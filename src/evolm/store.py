@@ -433,6 +433,27 @@ class RunStore:
         assert cur.lastrowid is not None
         return int(cur.lastrowid)
 
+    def llm_call(self, call_id: int) -> tuple[Request, Completion]:
+        """The request and answer stored under ``call_id`` (``Completion.extras`` is empty).
+
+        Raises:
+            KeyError: no call has that id.
+        """
+        row = self.conn.execute("SELECT * FROM llm_calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no LLM call with id {call_id} in {self.path}")
+        completion = Completion(
+            text=row["response"] or "",
+            model=row["model"] or "",
+            tokens_in=row["tokens_in"],
+            tokens_out=row["tokens_out"],
+            latency=row["latency"],
+            error=row["error"],
+            finish_reason=row["finish_reason"],
+            cost=row["cost"],
+        )
+        return Request.from_json(row["request_json"]), completion
+
     def llm_totals(self) -> dict[str, float]:
         row = self.conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0),"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -122,14 +123,24 @@ class _ProgressView:
             BarColumn(),
             TextColumn("{task.completed:.0f}/{task.total}" if self.total else ""),
             TextColumn("calls {task.fields[calls]}  evals {task.fields[evals]}"),
-            TextColumn("elites {task.fields[elites]}  best {task.fields[best]}"),
+            TextColumn(
+                "inserted {task.fields[inserted]}  elites {task.fields[elites]}  "
+                "best {task.fields[best]}"
+            ),
             TextColumn("QD {task.fields[qd]}"),
             TimeElapsedColumn(),
             console=console,
             disable=quiet,
         )
         self.task = self.progress.add_task(
-            "evolving", total=self.total, calls=0, evals=0, elites=0, best="-", qd="-"
+            "evolving",
+            total=self.total,
+            calls=0,
+            evals=0,
+            inserted=0,
+            elites=0,
+            best="-",
+            qd="-",
         )
 
     def __call__(self, snap: Any) -> None:
@@ -139,6 +150,7 @@ class _ProgressView:
             completed=snap.llm_calls if self.by_calls else snap.evaluations,
             calls=snap.llm_calls,
             evals=snap.evaluations,
+            inserted=snap.inserted,
             elites=snap.elites,
             best=best,
             qd=f"{snap.qd_score:.4g}",
@@ -209,6 +221,9 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
     except SandboxUnavailable as exc:
         _fail(f"{exc}\n(`evolm doctor` shows what this machine supports)")
         raise AssertionError from exc  # unreachable: _fail exits
+    except StoreError as exc:  # e.g. a fine-tuning round's adapter is gone (nothing changed)
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable: _fail exits
     snap = result.snapshot
     if result.status == "failed":
         console.print(f"[bold red]run failed:[/] {result.error}")
@@ -218,8 +233,8 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
         best = "-" if snap.max_fitness is None else f"{snap.max_fitness:.6g}"
         console.print(
             f"  {snap.evaluations} evaluations, {snap.llm_calls} LLM calls, "
-            f"{snap.elites} elites, best fitness {best}, QD score {snap.qd_score:.6g}, "
-            f"coverage {snap.coverage:.1%}"
+            f"{snap.inserted} new programs inserted, {snap.elites} elites, best fitness {best}, "
+            f"QD score {snap.qd_score:.6g}, coverage {snap.coverage:.1%}"
         )
     console.print(f"  run database: [bold]{store.path}[/]")
     console.print(
@@ -245,6 +260,13 @@ def run(
         typer.Option(
             help="llama_cpp[:FILE.gguf] | openai:MODEL[@URL] | hf[:PATH] | vllm:MODEL | "
             "replay:RUN.db | fake (overrides the config; `evolm models` lists them)."
+        ),
+    ] = None,
+    lora: Annotated[
+        str | None,
+        typer.Option(
+            help="LoRA adapter for the model: llama_cpp: a GGUF adapter (`evolm finetune` "
+            "writes DIR/adapter.gguf), 'shipped' or 'package:NAME'; hf: DIR/adapter."
         ),
     ] = None,
     budget_llm_calls: BudgetCalls = None,
@@ -278,6 +300,8 @@ def run(
         overrides: dict[str, Any] = {"domain": {"name": domain}}
         if llm:
             overrides["llm"] = parse_llm_spec(llm)
+        if lora:
+            overrides.setdefault("llm", {})["lora"] = lora
         budget = _budget_overrides(
             budget_llm_calls, budget_tokens, budget_evals, budget_time, budget_cost, target_fitness
         )
@@ -459,6 +483,15 @@ def status(
         arms = store.arm_totals()
         if arms:
             out.print(_arm_table(arms, cost_in_usd=cfg.cost_in_usd()))
+        from evolm.finetune.loop import period_rows
+
+        periods, rounds = period_rows(store)
+        if rounds:
+            out.print(_period_table(periods))
+            table, errors = _round_table(rounds)
+            out.print(table)
+            for line in errors:
+                out.print(line, highlight=False, markup=False)
         elite_ids = _elite_ids(store)
         rows = [r for r in store.export_rows() if r["id"] in elite_ids]
         if rows:
@@ -501,6 +534,76 @@ def _arm_table(arms: dict[str, dict[str, float]], *, cost_in_usd: bool) -> Table
             f"${cost:.4f}" if cost_in_usd else str(int(cost)),
         )
     return table
+
+
+def _period_table(periods: list[dict[str, Any]]) -> Table:
+    """ELM Fig. 11 by period: what the mutations did before and after each round (rates are
+    shares of the period's candidates), and the niches filled and QD score at its end."""
+    table = Table(
+        title="per round (ELM Fig. 11)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("period", no_wrap=True)
+    for name in ("batch", "cands", "calls", "parsed", "valid", "inserted", "niches", "QD"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for p in periods:
+        n = p["candidates"]
+
+        def share(key: str, n: int = n, p: dict[str, Any] = p) -> str:
+            return f"{p[key]} {p[key] / n:.0%}" if n else str(p[key])
+
+        first_last = p["batches"]
+        table.add_row(
+            p["period"],
+            f"{first_last[0]}-{first_last[1]}" if first_last else "-",
+            str(n),
+            str(p["llm_calls"]),
+            share("parsed"),
+            share("valid"),
+            share("inserted"),
+            "-" if p["elites"] is None else str(p["elites"]),
+            "-" if p["qd_score"] is None else f"{p['qd_score']:.4g}",
+        )
+    return table
+
+
+def _round_table(rounds: list[dict[str, Any]]) -> tuple[Table, list[str]]:
+    """Each fine-tuning round (its data, validation loss, speed and adapter), and a line per
+    failed round with its error."""
+    table = Table(
+        title="fine-tuning rounds", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    for name in ("round", "after", "accepted", "train/val", "val loss", "s", "tok/s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("adapter", no_wrap=True)
+    errors = []
+
+    def num(v: Any, fmt: str = ".4g") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for r in rounds:
+        m = r.get("metrics") or {}
+        ex = r.get("examples") or {}
+        if r["status"] != "ok":
+            where = "failed"
+            errors.append(f"round {r['round']} failed: {r.get('error')}")
+        elif r.get("applied"):
+            where = "loaded"
+        else:
+            where = "not applied" if r.get("adapter") else "none"
+        table.add_row(
+            str(r["round"]),
+            str(r["batch"]),
+            str(r.get("accepted", "-")),
+            f"{num(ex.get('train'), 'd')}/{num(ex.get('val'), 'd')}",
+            f"{num(m.get('val_loss_before'))} -> {num(m.get('val_loss_after'))}",
+            num(m.get("seconds", r.get("seconds")), ".1f"),
+            num(m.get("tokens_per_s"), ".0f"),
+            where,
+        )
+    return table, errors
 
 
 def _elite_ids(store: RunStore) -> set[int]:
@@ -644,3 +747,156 @@ def show(
         return
     for p in paths:
         console.print(f"wrote {p}")
+
+
+@app.command()
+def finetune(
+    runs: Annotated[list[Path], typer.Argument(help="Run databases to learn from.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output directory: adapter/, adapter.gguf, card.json, *.jsonl."),
+    ],
+    accept: Annotated[
+        str, typer.Option(help="Which children: inserted (into the archive), improved, valid.")
+    ] = "inserted",
+    format: Annotated[
+        str,
+        typer.Option("--format", help="Training pairs: full, elm_diff, search_replace, stored."),
+    ] = "full",
+    val_fraction: Annotated[float, typer.Option(help="Share held out for validation.")] = 0.1,
+    split_by: Annotated[
+        str, typer.Option(help="Groups kept whole by the split: lineage or parent.")
+    ] = "lineage",
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    alpha: Annotated[float, typer.Option(help="LoRA alpha (scale alpha/rank).")] = 16.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 2e-4,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = 1,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (overrides --epochs).")
+    ] = None,
+    max_len: Annotated[int, typer.Option(help="Most tokens per example.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 4,
+    grad_accum: Annotated[int, typer.Option(help="Forward passes per optimizer step.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the data, split and training.")] = 0,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="Base model: a .gguf file or a model directory (default: bundled)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (a CUDA GPU when present, else the CPU), cpu or cuda.")
+    ] = "auto",
+) -> None:
+    """Fine-tune the mutation model (LoRA) on the mutations that runs accepted (ELM section 4)."""
+    import importlib.util
+
+    from rich.markup import escape
+
+    from evolm.finetune.dataset import DatasetError, build_dataset
+
+    def fail(msg: str) -> None:
+        _fail(escape(msg))
+
+    missing = [
+        m for m in ("torch", "transformers", "peft", "gguf") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        fail(f"evolm finetune needs {', '.join(missing)}: pip install 'evolm[train]'")
+    for path in runs:
+        if not path.exists():
+            fail(f"run database {path} does not exist")
+    try:
+        dataset = build_dataset(
+            runs,
+            accept=accept,
+            format=format,
+            val_fraction=val_fraction,
+            split_by=split_by,
+            seed=seed,
+        )
+    except DatasetError as exc:
+        fail(str(exc))
+        return
+    c = dataset.counts
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(c.skipped.items())) or "none"
+    console.print(
+        f"dataset ({format}, accept {accept}): {c.rows} programs read, {c.qualifying} qualify; "
+        f"skipped: {skipped}; {c.duplicates} duplicates; {c.train} train, {c.val} validation "
+        f"in {c.groups} {split_by} groups",
+        highlight=False,
+        markup=False,
+    )
+    if not dataset.train:
+        fail(
+            f"no example to train on: {c.rows} programs seen in {len(runs)} run database(s), "
+            f"{c.qualifying} qualify under --accept {accept} (skipped: {skipped}). Try "
+            "--accept valid, another --format, or a longer run (a GP run needs no LLM: "
+            "evolm run DOMAIN --operator gp)"
+        )
+    if not dataset.val:
+        console.print(
+            "no validation set (a single group); --split-by parent splits finer", markup=False
+        )
+
+    from evolm.finetune.train import TrainConfig, TrainError, train_lora
+
+    try:
+        config = TrainConfig(
+            rank=rank,
+            alpha=alpha,
+            lr=lr,
+            epochs=epochs,
+            max_steps=max_steps,
+            max_len=max_len,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            seed=seed,
+            device=device,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    progress = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} tok/s"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    task = progress.add_task("train", total=None, loss="-", speed="-")
+
+    def on_progress(step: int, total: int, loss: float, tokens_per_s: float) -> None:
+        progress.update(
+            task, completed=step, total=total, loss=f"{loss:.4f}", speed=f"{tokens_per_s:.0f}"
+        )
+
+    console.print(
+        f"loading the base model {base or '(bundled SmolLM2-135M-Instruct)'} ...", markup=False
+    )
+    try:
+        with progress:
+            result = train_lora(dataset, out, base=base, config=config, on_progress=on_progress)
+    except TrainError as exc:
+        fail(str(exc))
+        return
+    m = result.metrics
+
+    def loss(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    console.print(
+        f"trained {m.steps} steps on {m.tokens} tokens in {m.seconds:.1f} s "
+        f"({m.tokens_per_s:.0f} tokens/s, {m.device}); validation loss "
+        f"{loss(m.val_loss_before)} -> {loss(m.val_loss_after)}",
+        highlight=False,
+        markup=False,
+    )
+    console.print(f"peft adapter: {result.adapter_dir}", highlight=False, markup=False)
+    if result.gguf is not None:
+        console.print(f"llama.cpp adapter: {result.gguf}", highlight=False, markup=False)
+    else:
+        console.print(
+            f"no GGUF adapter: {result.card.get('gguf_error')}", highlight=False, markup=False
+        )
+    console.print(f"card: {result.card_path}", highlight=False, markup=False)

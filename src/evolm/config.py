@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "BudgetConfig",
     "ConfigError",
     "EngineConfig",
+    "FinetuneConfig",
     "LLMConfig",
     "OperatorConfig",
     "RunConfig",
@@ -130,7 +132,8 @@ class LLMConfig(_Strict):
     lora: str | None = Field(
         None,
         description="llama_cpp: GGUF LoRA adapter (`evolm finetune` writes DIR/adapter.gguf); "
-        "'package:NAME' names one shipped with evolm; hf: the adapter directory (DIR/adapter)",
+        "'shipped': the one evolm ships for the bundled model and the run's domain, if any; "
+        "'package:NAME': a shipped one by name; hf: the peft adapter directory (DIR/adapter)",
     )
     lora_scale: float = Field(1.0, ge=0.0, le=4.0, description="llama_cpp: adapter strength")
     token_healing: bool = Field(
@@ -254,6 +257,60 @@ class BudgetConfig(_Strict):
         )
 
 
+class FinetuneConfig(_Strict):
+    """Fine-tuning rounds inside a run (ELM section 4): the mutation model is trained on the
+    mutations the run accepted, and the run goes on with the new adapter."""
+
+    every: int = Field(
+        ...,
+        ge=1,
+        description="train a round each time this many new mutations (seeds excluded) entered "
+        "the archive (NEW or IMPROVED) since the last round",
+    )
+    max_rounds: int = Field(2, ge=1, description="the most rounds in a run (failed ones count)")
+    accept: Literal["inserted", "improved", "valid"] = Field(
+        "inserted",
+        description="which children become training examples: inserted in the archive, "
+        "inserted and fitter than their parent, or every child that ran",
+    )
+    format: Literal["full", "elm_diff", "search_replace", "stored"] = Field(
+        "full",
+        description="example format: the prompt_mutation, elm_diff or search_replace operator's "
+        "prompt re-rendered, or the stored prompt and answer",
+    )
+    bootstrap: list[str] = Field(
+        default_factory=list,
+        description="more run databases whose accepted mutations join every round's data "
+        "(e.g. a cheap GP run of the same domain)",
+    )
+    trainer: str = Field(
+        "lora",
+        description="'lora' (peft, exported to GGUF for llama_cpp) or 'package.module:callable'",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="trainer parameters (lora: rank, alpha, lr, epochs, max_steps, batch_size, "
+        "max_len, ..., val_fraction, split_by, seed)",
+    )
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_form(cls, v: str) -> str:
+        module, sep, attr = v.partition(":")
+        if v != "lora" and not (sep and module and attr):
+            raise ValueError(f"trainer must be 'lora' or 'package.module:callable', got {v!r}")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _lora_params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("trainer") == "lora":
+            from evolm.finetune.loop import lora_params
+
+            lora_params(v)
+        return v
+
+
 class RunConfig(_Strict):
     seed: int = Field(0, ge=0, description="master seed of the run")
     domain: DomainConfig = Field(default_factory=DomainConfig)
@@ -270,6 +327,9 @@ class RunConfig(_Strict):
     bandit: BanditConfig = Field(default_factory=BanditConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    finetune: FinetuneConfig | None = Field(
+        None, description="fine-tuning rounds inside the run (none when absent)"
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> RunConfig:

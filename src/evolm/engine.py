@@ -17,6 +17,10 @@ How a run proceeds (see docs/design.md for the reasoning):
 
 A crash (even ``kill -9``) loses at most the batches in flight; ``evolm resume`` drops their
 traces and continues from the last told batch.
+
+With ``[finetune]``, fine-tuning rounds run between batches (:mod:`evolm.finetune.loop`): once
+enough mutations were accepted, the engine stops asking, tells the batches in flight, trains,
+loads the adapter, and restarts the pipeline as after the seed batch.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +43,7 @@ from evolm.archives import make_archive
 from evolm.archives.base import Archive, EmptyArchiveError
 from evolm.config import ConfigError, LLMConfig, RunConfig
 from evolm.domains.base import Domain, get_domain
+from evolm.finetune.loop import FinetuneLoop, swap_adapter
 from evolm.llm.base import Completion, LLMBackend, Request
 from evolm.llm.local import TokenCounter
 from evolm.operators import OPERATORS, make_operator
@@ -73,6 +79,7 @@ class Snapshot:
     qd_score: float
     coverage: float
     elapsed: float
+    inserted: int = 0  # candidates (seeds excluded) that entered the archive, NEW or IMPROVED
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,7 @@ class Engine:
         self._tokens = 0
         self._cost = 0.0
         self._evaluations = 0
+        self._inserted = 0
         self._calls_reserved = 0
         self._evals_reserved = 0
         self._elapsed_before = 0.0
@@ -267,6 +275,9 @@ class Engine:
         self._inflight: dict[int, _Batch] = {}
         self.last_snapshot: Snapshot | None = None
         self._prompt_checked = False
+        self._finetune = FinetuneLoop(config, store.path) if config.finetune else None
+        self._round: asyncio.Future[Any] | None = None  # the fine-tuning round being waited for
+        self._reload: Path | None = None  # a recorded round's adapter to load on resume
 
     # -- public control -------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -276,6 +287,8 @@ class Engine:
         for b in self._inflight.values():
             for t in b.tasks:
                 t.cancel()
+        if self._round is not None:
+            self._round.cancel()
 
     @property
     def elapsed(self) -> float:
@@ -373,6 +386,8 @@ class Engine:
         """Rebuild the archive and counters from the database (resume)."""
         last = self.store.last_event("step")
         last_batch = -1 if last is None else int(last["batch"])
+        if self._finetune is not None:  # raises before anything changes if an adapter is gone
+            self._reload = self._finetune.resume(self.store, last_batch)
         dropped = self.store.delete_unevaluated_after(last_batch)
         with self.store.transaction():
             self.store.conn.execute("DELETE FROM llm_calls WHERE batch > ?", (last_batch,))
@@ -389,11 +404,14 @@ class Engine:
         if last is not None:
             self._elapsed_before = float(last["payload"]["elapsed"])
 
-        arms_by_batch = {
-            int(e["batch"]): e["payload"].get("arms", {})
+        steps = [
+            e
             for e in self.store.events("step")
             if e["batch"] is not None and e["batch"] <= last_batch
-        }
+        ]
+        arms_by_batch = {int(e["batch"]): e["payload"].get("arms", {}) for e in steps}
+        inserted = {int(e["batch"]): len(e["payload"]["inserted"]) for e in steps if e["batch"] > 0}
+        self._inserted = sum(inserted.values())
 
         def ask_as_the_live_run_did(told: int) -> None:
             # The live run asked batch k right after telling batch max(k - depth, 0); ask the
@@ -402,6 +420,10 @@ class Engine:
             self._learn(arms_by_batch.get(told, {}))
             if told == 0:
                 self.seed_individuals = list(self.store.evaluated(max_batch=0))
+            if self._finetune is not None:
+                self._finetune.replay_told(
+                    told, inserted.get(told, 0), arms_by_batch.get(told, {}), self.store.path
+                )
             for k in self._asked_after(told):
                 if k == self._next_batch and self._stop_reason is None:
                     self._check_stop()
@@ -414,9 +436,16 @@ class Engine:
         )
 
     def _asked_after(self, told: int) -> range:
-        """Indices of the batches asked right after batch ``told`` is told."""
+        """Indices of the batches asked right after batch ``told`` is told: none while a
+        fine-tuning round is due (the drain); ``depth`` at once after the seed batch and after
+        a round (the pipeline restarts); else batch ``told + depth``."""
         depth = self.config.engine.pipeline_depth
-        return range(1, depth + 1) if told == 0 else range(told + depth, told + depth + 1)
+        schedule = self._finetune.schedule if self._finetune is not None else None
+        if schedule is not None and schedule.due:
+            return range(0)
+        if told == 0 or (schedule is not None and schedule.last_round_batch == told):
+            return range(told + 1, told + depth + 1)
+        return range(told + depth, told + depth + 1)
 
     # -- budgets --------------------------------------------------------------------------
     def _ask_size(self) -> int:
@@ -576,8 +605,12 @@ class Engine:
                 ]
             )
             self._evaluations += len(inds)
+            accepted = sum(st is not AddStatus.NOT_ADDED for st in statuses) if batch.index else 0
+            self._inserted += accepted
             arm_stats = self._arm_stats(batch, statuses)
             self._learn(arm_stats)
+            if self._finetune is not None:
+                self._finetune.schedule.told(batch.index, accepted, arm_stats)
             snap = self._snapshot(batch.index)
             counts: dict[str, int] = {}
             for ind in inds:
@@ -647,6 +680,7 @@ class Engine:
             qd_score=st.qd_score,
             coverage=st.coverage,
             elapsed=self.elapsed,
+            inserted=self._inserted,
         )
 
     # -- main loop ------------------------------------------------------------------------
@@ -670,10 +704,14 @@ class Engine:
             allow_weak=eng.allow_weak_sandbox,
         )
         await pool.start()  # raises SandboxUnavailable before anything is stored
-        if resume:
-            self._restore()
-        else:
-            self._start_new()
+        try:
+            if resume:
+                self._restore()  # raises AdapterMissing before anything changes
+            else:
+                self._start_new()
+        except BaseException:
+            pool.close()
+            raise
         self.store.set_status("running")
         self.store.add_event("sandbox", {"tier": pool.tier, "reason": pool.tier_reason})
         self._t0 = time.monotonic()
@@ -706,6 +744,9 @@ class Engine:
         return RunResult(status, reason, self.last_snapshot, str(self.store.path), error)
 
     async def _loop(self, pool: SandboxPool) -> None:
+        if self._reload is not None:
+            await self._use_adapter(self._reload)
+            self._reload = None
         if self._next_batch == 0:
             seeds = self.domain.seeds()
             if not seeds:
@@ -726,7 +767,13 @@ class Engine:
         for batch in self._inflight.values():
             self._start(batch, pool)
         wall = self.config.budget.wall_time
-        while self._inflight:
+        while self._inflight or self._round_due():
+            if not self._inflight:  # drained, and a fine-tuning round is due
+                if not await self._finetune_round():
+                    return
+                for new in self._after_tell(self._next_batch - 1):
+                    self._start(new, pool)
+                continue
             index = min(self._inflight)
             batch = self._inflight[index]
             try:
@@ -764,6 +811,56 @@ class Engine:
                 break
             asked.append(batch)
         return asked
+
+    def _round_due(self) -> bool:
+        """A fine-tuning round is due, the drain is over (nothing in flight) and no budget or
+        stop request ends the run first."""
+        if self._finetune is None or not self._finetune.schedule.due or self._inflight:
+            return False
+        self._check_stop()
+        return self._stop_reason is None
+
+    async def _finetune_round(self) -> bool:
+        """Train the due round and load its adapter; False if the run stopped meanwhile."""
+        assert self._finetune is not None
+        self._round = self._finetune.start(self._next_batch - 1)
+        wall = self.config.budget.wall_time
+        try:
+            left = None if wall is None else max(wall - self.elapsed, 0.0)
+            outcome = await asyncio.wait_for(self._round, left)
+        except TimeoutError:
+            self._stop_reason = f"wall-time budget {wall} s spent"
+            return False
+        except asyncio.CancelledError:
+            if self._interrupted:
+                return False
+            raise
+        finally:
+            self._round = None
+        applied: list[str] = []
+        note = ""
+        if outcome.error is None and outcome.adapter is not None:
+            try:
+                applied, note = await self._use_adapter(outcome.adapter)
+            except Exception as exc:
+                outcome = dataclasses.replace(
+                    outcome, error=f"the adapter cannot be loaded: {type(exc).__name__}: {exc}"
+                )
+        self._finetune.record(self.store, outcome, applied, note)
+        return True
+
+    async def _use_adapter(self, adapter: Path) -> tuple[list[str], str]:
+        """Rebuild the models that take ``adapter`` and put them in every arm that used the old
+        ones; returns their labels and a note for the round's event."""
+        built, applied, note = swap_adapter(self.config, adapter, build_backend)
+        for i, new in built.items():
+            old = self.llms[i]
+            self.llms[i] = new
+            self.arms = [dataclasses.replace(a, llm=new) if a.llm is old else a for a in self.arms]
+            with contextlib.suppress(Exception):
+                await old.aclose()
+        self.llm = self.llms[0]
+        return applied, note
 
     def _ask_next(self) -> _Batch | None:
         batch = self._ask(self._next_batch)
@@ -835,7 +932,7 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             n_threads=c.n_threads,
             concurrency=c.concurrency,
             prices=c.prices,
-            lora_path=resolve_adapter(c.lora) if c.lora else None,
+            lora_path=resolve_adapter(c.lora, config.domain.name, c.model_path),
             lora_scale=c.lora_scale,
             token_healing=c.token_healing,
             seed=config.seed,
@@ -849,6 +946,7 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             quantization=c.quantization,
             concurrency=c.concurrency,
             prices=c.prices,
+            lora_path=c.lora if c.lora not in (None, SHIPPED) else None,
             seed=config.seed,
         )
     if c.backend == "vllm":
@@ -880,22 +978,34 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
     )
 
 
-def resolve_adapter(spec: str) -> str:
-    """A LoRA adapter path; ``package:NAME`` names one shipped in ``evolm/adapters``.
+SHIPPED = "shipped"
+"""``llm.lora`` value for the adapter evolm ships for the bundled model and the run's domain."""
+
+
+def resolve_adapter(spec: str | None, domain: str, model_path: str | None = None) -> str | None:
+    """The LoRA adapter file an ``llm.lora`` value names, or None.
+
+    ``"shipped"`` is the adapter trained for the bundled SmolLM2 model and ``domain``
+    (``evolm/adapters/smollm2-<domain>.gguf``); with another model, or a domain without one, it
+    is no adapter. ``package:NAME`` names a shipped adapter; anything else is a path.
 
     Raises:
         ConfigError: no shipped adapter has that name.
     """
-    if spec.startswith("package:"):
-        from importlib import resources
+    from importlib import resources
 
+    if spec is None:
+        return None
+    root = resources.files("evolm.adapters")
+    if spec == SHIPPED:
+        res = root.joinpath(f"smollm2-{domain}.gguf")
+        return str(res) if model_path is None and res.is_file() else None
+    if spec.startswith("package:"):
         name = spec.split(":", 1)[1]
-        res = resources.files("evolm.adapters").joinpath(f"{name}.gguf")
+        res = root.joinpath(f"{name}.gguf")
         if not res.is_file():
             shipped = sorted(
-                f.name.removesuffix(".gguf")
-                for f in resources.files("evolm.adapters").iterdir()
-                if f.name.endswith(".gguf")
+                f.name.removesuffix(".gguf") for f in root.iterdir() if f.name.endswith(".gguf")
             )
             raise ConfigError(
                 f"llm.lora: no adapter named {name!r} ships with evolm; shipped: "

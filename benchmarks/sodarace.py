@@ -35,7 +35,8 @@ and with 20/20 velocity/position iterations, for the simulator's spring muscles 
 driven as rigid length constraints (``MUSCLE_SPRING_HZ = 0``), and prints the median distance
 and, for the seeds, the range of distance ratios between the two iteration counts.
 
-**Calibration**: ``--calibrate N`` runs N fake-LLM evaluations from the seeds on a 12^3 grid with
+**Calibration**: ``--calibrate N`` runs N evaluations of the GP baseline (``--calibrate-operator
+fake``: the fake LLM) from the seeds on a 12^3 grid with
 wide bounds (height and width 0..100, mass 0..2000, so the archive does not clip), once per
 ``--seeds`` value (default 0 1 2), then prints percentiles of the height, width and mass of every
 valid walker produced, seeds and examples included. docs/sodarace.md says how the default bounds
@@ -212,9 +213,10 @@ def run_split(evaluations: int) -> dict[str, float]:
     }
 
 
-def calibrate(evaluations: int, seeds: list[int]) -> dict[str, list[float]]:
-    """Descriptors of every valid walker of wide-bounds fake-LLM runs (one per seed), plus the
-    seeds' and examples' walkers."""
+def calibrate(evaluations: int, seeds: list[int], operator: str = "gp") -> dict[str, list[float]]:
+    """Descriptors of every valid walker of wide-bounds runs (one per seed) of ``operator``
+    (``gp``: the GP baseline's AST edits; ``fake``: the fake LLM's numeric perturbations), plus
+    the seeds' and examples' walkers."""
     import evolm
     from evolm.store import RunStore
 
@@ -228,6 +230,7 @@ def calibrate(evaluations: int, seeds: list[int]) -> dict[str, list[float]]:
                     "seed": seed,
                     "budget": {"evaluations": evaluations},
                     "domain": {"params": {"descriptor_bounds": wide}},
+                    **({"operator": {"kind": "gp"}} if operator == "gp" else {}),
                 },
                 preset="sodarace-elm",
                 out=db,
@@ -311,6 +314,12 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=0, help="evaluations per calibration run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="calibration runs")
     parser.add_argument(
+        "--calibrate-operator",
+        choices=("gp", "fake"),
+        default="gp",
+        help="who mutates in calibration runs: the GP baseline (real edits) or the fake LLM",
+    )
+    parser.add_argument(
         "--solver", type=int, default=0, help="random walkers for the solver-sensitivity check"
     )
     args = parser.parse_args()
@@ -328,7 +337,7 @@ def main() -> None:
         return
 
     if args.calibrate:
-        data = calibrate(args.calibrate, args.seeds)
+        data = calibrate(args.calibrate, args.seeds, args.calibrate_operator)
         print(f"descriptor percentiles over {len(data['height'])} valid walkers")
         print(
             f"{'descriptor':<10} {'min':>8} {'p5':>8} {'p50':>8} {'p90':>8} {'p95':>8} "

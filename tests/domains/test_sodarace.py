@@ -413,12 +413,17 @@ def test_context_holds_the_api_and_helper_code() -> None:
     ctx = SodaraceDomain(terrain="right-wall", sim_seconds=8).context()
     assert ctx.function_name == "make_walker"
     assert ctx.file_name == "walker.py"
-    assert ctx.api.endswith(helper_code())
     for fact in ("add_joint(x, y)", "add_muscle(j0, j1, amplitude=0.0, phase=0.0)", "[-0.5, 0.5]"):
         assert fact in ctx.api
     assert "8 seconds" in ctx.description
     assert "to the left" in ctx.description  # a right wall: the walker must move left
-    compile(ctx.api, "<api>", "exec")  # the helper block is valid Python
+    # query_cppn's listing is shown only with a parent that calls it
+    assert "def query_cppn" not in ctx.api
+    assert ctx.optional_api == {"query_cppn": helper_code()}
+    assert "def query_cppn" not in ctx.api_for(seed_code("square"))
+    with_cppn = ctx.api_for(seed_code("cppn_fixed"))
+    assert with_cppn.startswith(ctx.api.rstrip()) and with_cppn.endswith(helper_code())
+    compile(with_cppn, "<api>", "exec")  # the helper block is valid Python
 
 
 @pytest.mark.parametrize("operator", [PromptMutation, FullRewrite])
@@ -432,7 +437,8 @@ def test_prompts_quote_the_seed_exactly(operator: type, mode: str, name: str) ->
     req = op.propose([parent], np.random.default_rng(0)).request
     text = req.prompt if mode == "completion" else req.messages[-1]["content"]
     assert seed_code(name).rstrip() in text
-    assert helper_code().rstrip() in text
+    # query_cppn's listing only where the parent calls it (the CPPN seeds), not for Square
+    assert (helper_code().rstrip() in text) == ("query_cppn" in seed_code(name))
 
 
 def test_seeds_do_not_share_one_corner_cell() -> None:

@@ -207,3 +207,24 @@ def test_real_smollm2_weights_from_the_bundled_gguf() -> None:
     embedded = LlamaCppLLM()
     for r, c in zip(reqs, out, strict=True):
         assert c.tokens_in == embedded.count_tokens(r)  # same template, same tokenizer
+
+
+def test_a_peft_adapter_is_applied(tmp_path: Path, tiny: HFLLM) -> None:
+    peft = pytest.importorskip("peft", reason="pip install 'evolm[train]'")
+    directory = Path(tiny.model_path)
+    base = transformers.AutoModelForCausalLM.from_pretrained(str(directory))
+    lora = peft.get_peft_model(
+        base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"])
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 2.0)  # a strong adapter: greedy text must change
+    lora.save_pretrained(tmp_path / "adapter")
+    adapted = HFLLM(directory, lora_path=tmp_path / "adapter", concurrency=2)
+    req = completion(4)
+    (plain,), (changed,) = run(tiny, [req]), run(adapted, [req])
+    assert plain.ok and changed.ok and plain.text != changed.text
+    with pytest.raises(LLMError, match="not a peft adapter directory"):
+        HFLLM(directory, lora_path=tmp_path)

@@ -9,6 +9,7 @@ parameters, so a worker process can rebuild the same domain from ``(name, params
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ class DomainContext:
         api: helper code or API text shown before the program (may be empty).
         language: language tag for fenced code blocks.
         file_name: file name used by diff-style prompts.
+        optional_api: API text shown only for programs that use it: each key is a name, and
+            its text follows ``api`` when a program shown in the prompt mentions the name. A
+            small model copes better with a prompt that holds only what its parent uses.
     """
 
     description: str
@@ -37,6 +41,17 @@ class DomainContext:
     language: str = "python"
     file_name: str = "program.py"
     extras: dict[str, Any] = field(default_factory=dict)
+    optional_api: dict[str, str] = field(default_factory=dict)
+
+    def api_for(self, *codes: str) -> str:
+        """``api`` plus the :attr:`optional_api` texts whose names one of ``codes`` mentions
+        (as a whole word), in the order of :attr:`optional_api`."""
+        parts = [self.api.rstrip("\n")] if self.api.strip() else []
+        for name, text in self.optional_api.items():
+            word = re.compile(rf"\b{re.escape(name)}\b")
+            if any(word.search(code) for code in codes):
+                parts.append(text.strip("\n"))
+        return "\n\n".join(parts) + "\n" if parts else ""
 
 
 class Domain(ABC):

@@ -97,11 +97,13 @@ class HFLLM(LocalBackend):
             be installed; it needs a CUDA GPU); ``None`` loads them as they are.
         concurrency: the largest batch (and the most requests in flight).
         prices: USD per million (input, output) tokens; default: cost 0.
+        lora_path: a peft LoRA adapter directory (``evolm finetune`` writes one as
+            ``DIR/adapter``), merged into the weights after loading; default: none.
         seed: seeds the seeds of requests that carry none.
 
     Raises:
-        LLMError: transformers, torch, gguf or bitsandbytes is missing, or the model cannot be
-            loaded.
+        LLMError: transformers, torch, gguf, peft (with an adapter) or bitsandbytes is missing,
+            or the model or adapter cannot be loaded.
     """
 
     name = "hf"
@@ -116,6 +118,7 @@ class HFLLM(LocalBackend):
         quantization: str | None = None,
         concurrency: int = 8,
         prices: tuple[float, float] | None = None,
+        lora_path: str | Path | None = None,
         seed: int = 0,
     ) -> None:
         directory, gguf_file, bundled = _locate(model_path)
@@ -162,6 +165,9 @@ class HFLLM(LocalBackend):
         finally:
             if bars:
                 transformers.utils.logging.enable_progress_bar()
+        self.lora_path = Path(lora_path).expanduser() if lora_path is not None else None
+        if self.lora_path is not None:
+            lm = self._with_adapter(lm, self.lora_path)
         if not quantization:
             lm.to(self.device)
         lm.eval()
@@ -171,6 +177,23 @@ class HFLLM(LocalBackend):
         self._eos_ids = self._eos(tok, lm)
         self._worker = ModelWorker(f"hf-{self.model}")
         self._batcher = MicroBatcher(self._generate_batch, self._worker, max_batch=concurrency)
+
+    @staticmethod
+    def _with_adapter(lm: Any, path: Path) -> Any:
+        """``lm`` with the peft LoRA adapter in ``path`` merged into its weights."""
+        if not (path / "adapter_config.json").is_file():
+            raise LLMError(
+                f"{path} is not a peft adapter directory (no adapter_config.json); "
+                "`evolm finetune RUN.db --out DIR` writes one as DIR/adapter"
+            )
+        try:
+            import peft
+        except ImportError as exc:
+            raise LLMError("LoRA adapters need peft: pip install 'evolm[train]'") from exc
+        try:
+            return peft.PeftModel.from_pretrained(lm, str(path)).merge_and_unload()
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise LLMError(f"peft cannot apply the adapter {path}: {exc}") from exc
 
     @staticmethod
     def _bnb(transformers: Any, quantization: str) -> Any:
@@ -196,7 +219,8 @@ class HFLLM(LocalBackend):
         return ids
 
     def __repr__(self) -> str:
-        return f"HFLLM(model={self.model!r}, model_path={str(self.model_path)!r})"
+        lora = f", lora_path={str(self.lora_path)!r}" if self.lora_path else ""
+        return f"HFLLM(model={self.model!r}, model_path={str(self.model_path)!r}{lora})"
 
     @property
     def batch_sizes(self) -> list[int]:

@@ -175,7 +175,7 @@ class ElmDiff(_RewriteOperator):
         ctx = self.context
         if self.mode == "chat":
             body = (
-                f"{self._task()}\n\n"
+                f"{self._task(code)}\n\n"
                 f"Here is the current program, `{ctx.file_name}`:\n"
                 f"{_fenced(code, ctx.language)}\n\n"
                 f"Make this change to it: {message}\n"

@@ -143,6 +143,7 @@ class LMXCrossover(_RewriteOperator):
         if len(parents) != self.num_parents:
             raise ValueError(f"lmx takes {self.num_parents} parents, got {len(parents)}")
         ordered = sorted(parents, key=_score)  # stable: equal scores keep their draw order
+        codes = [p.program.code for p in ordered]
         ctx = self.context
         fn = ctx.function_name
         if self.mode == "chat":
@@ -151,7 +152,7 @@ class LMXCrossover(_RewriteOperator):
                 for i, p in enumerate(ordered, 1)
             )
             body = (
-                f"{self._task()}\n\n"
+                f"{self._task(*codes)}\n\n"
                 f"Here are {len(ordered)} programs for this task, worst first:\n\n{shown}\n\n"
                 f"Write one new program for this task that combines the best ideas of the "
                 f"programs above and scores better than all of them.\n{self._reply_format()}"
@@ -168,7 +169,7 @@ class LMXCrossover(_RewriteOperator):
             def_line = head.rstrip("\n").split("\n")[-1]
             head = ("\n".join(imports) + "\n\n\n" if imports else "") + def_line + "\n"
             body = (
-                f"{self._completion_top()}{shown}\n\n\n"
+                f"{self._completion_top(*codes)}{shown}\n\n\n"
                 f"{_marker(fn)}, combining ideas from the versions above\n{head}"
             )
         ids = tuple(p.program.id for p in parents)

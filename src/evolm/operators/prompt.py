@@ -184,11 +184,14 @@ class _RewriteOperator(Operator):
             )
         return parents[0]
 
-    def _task(self) -> str:
+    def _task(self, *codes: str) -> str:
+        """The task for chat prompts: the description and the API that ``codes`` (the programs
+        the prompt shows) need."""
         ctx = self.context
         text = ctx.description.strip()
-        if ctx.api.strip():
-            text += "\n\nHelper code and conventions:\n" + _fenced(ctx.api, ctx.language)
+        api = ctx.api_for(*codes)
+        if api.strip():
+            text += "\n\nHelper code and conventions:\n" + _fenced(api, ctx.language)
         return text
 
     def _max_tokens(self, parent_code: str) -> int:
@@ -226,9 +229,10 @@ class _RewriteOperator(Operator):
             repeat_penalty=self.repeat_penalty,
         )
 
-    def _completion_top(self) -> str:
+    def _completion_top(self, *codes: str) -> str:
         ctx = self.context
-        top = ctx.api.rstrip() + "\n\n" if ctx.api.strip() else ""
+        api = ctx.api_for(*codes)
+        top = api.rstrip() + "\n\n" if api.strip() else ""
         return top + _comment("Task: " + ctx.description) + "\n\n"
 
     def _reply_format(self) -> str:
@@ -316,13 +320,13 @@ class PromptMutation(_RewriteOperator):
         ctx = self.context
         if self.mode == "chat":
             body = (
-                f"{self._task()}\n\n"
+                f"{self._task(code)}\n\n"
                 f"Here is the current program:\n{_fenced(code, ctx.language)}\n\n"
                 f"{instruction.strip()}\n{self._reply_format()}"
             )
         else:
             body = (
-                f"{self._completion_top()}"
+                f"{self._completion_top(code)}"
                 f"# Previous version of {ctx.function_name}()\n{code.rstrip()}\n\n\n"
                 f"{_marker(ctx.function_name)}. {' '.join(instruction.split())}\n"
                 f"{_head(code, ctx.function_name, keep_setup=True)}"
@@ -349,7 +353,7 @@ class FullRewrite(_RewriteOperator):
         note = _score_note(parent)
         if self.mode == "chat":
             body = (
-                f"{self._task()}\n\n"
+                f"{self._task(code)}\n\n"
                 f"For reference, here is a previous attempt ({note}):\n"
                 f"{_fenced(code, ctx.language)}\n\n"
                 "Write a new program for this task from scratch, taking a different approach "
@@ -358,7 +362,7 @@ class FullRewrite(_RewriteOperator):
             )
         else:
             body = (
-                f"{self._completion_top()}"
+                f"{self._completion_top(code)}"
                 f"# Previous attempt at {ctx.function_name}() ({note})\n{code.rstrip()}\n\n\n"
                 f"{_marker(ctx.function_name)}, rewritten from scratch with a different "
                 "approach\n"

@@ -398,12 +398,12 @@ class SearchReplace(PromptMutation):
         fn = ctx.function_name
         if self.mode == "chat":
             body = (
-                f"{self._task()}\n\n{PROGRAM_HEADER}{_fenced(code, ctx.language)}\n\n"
+                f"{self._task(code)}\n\n{PROGRAM_HEADER}{_fenced(code, ctx.language)}\n\n"
                 f"{instruction.strip()}\n\n{_chat_format(fn)}"
             )
         else:
             body = (
-                f"{self._completion_top()}{_start_marker(fn)}{code.rstrip()}{_end_marker(fn)}\n\n"
+                f"{self._completion_top(code)}{_start_marker(fn)}{code.rstrip()}{_end_marker(fn)}\n\n"
                 f"# Edits to {fn}() above, as SEARCH/REPLACE blocks. Each block is:\n"
                 f"# {SEARCH_MARKER}\n"
                 "# (lines copied exactly from the program)\n"
@@ -428,18 +428,25 @@ class SearchReplace(PromptMutation):
         if request is None:
             return None
         fn = self.context.function_name
+        # The API shown above the program depends on the program, so the program is found by
+        # its markers, not by the text before it.
         if request.kind == "completion":
-            head = self._completion_top() + _start_marker(fn)
-            end = request.prompt.rfind(_end_marker(fn))
-            if not request.prompt.startswith(head) or end < len(head):
+            prompt = request.prompt
+            start = prompt.find("\n" + _start_marker(fn))
+            start = 0 if prompt.startswith(_start_marker(fn)) else start + 1 if start >= 0 else -1
+            end = prompt.rfind(_end_marker(fn))
+            if start < 0 or end < start + len(_start_marker(fn)):
                 return None
-            return request.prompt[len(head) : end].rstrip() + "\n"
+            return prompt[start + len(_start_marker(fn)) : end].rstrip() + "\n"
         users = [m.get("content", "") for m in request.messages if m.get("role") == "user"]
-        head = f"{self._task()}\n\n{PROGRAM_HEADER}"
-        if not users or not users[-1].startswith(head):
+        description = self.context.description.strip()
+        if not users or not users[-1].startswith(description):
             return None
         message = users[-1]
-        m = re.compile(r"(`{3,})[^\n]*\n").match(message, len(head))
+        at = message.find("\n\n" + PROGRAM_HEADER, len(description))
+        if at < 0:
+            return None
+        m = re.compile(r"(`{3,})[^\n]*\n").match(message, at + 2 + len(PROGRAM_HEADER))
         if m is None:
             return None
         end = message.find("\n" + m[1], m.end() - 1)

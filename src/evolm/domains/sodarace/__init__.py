@@ -64,9 +64,9 @@ EXAMPLES: tuple[str, ...] = ("wheel", "galloper", "runner")
 """Names of the example programs (files in ``examples/``)."""
 
 DESCRIPTOR_BOUNDS: dict[str, tuple[float, float]] = {
-    "height": (0.0, 18.0),
-    "width": (0.0, 42.0),
-    "mass": (0.0, 2400.0),
+    "height": (0.0, 12.0),
+    "width": (0.0, 48.0),
+    "mass": (0.0, 1800.0),
 }
 """Default descriptor bounds (units), calibrated as docs/sodarace.md describes."""
 
@@ -95,8 +95,8 @@ def helper_code() -> str:
 def _api_text(muscle_hz: float) -> str:
     period = f"{1 / muscle_hz:g} s"
     return (
-        "# Already defined in every program: walker_creator, query_cppn (below), numpy as np,\n"
-        "# math. (`from evolm.domains.sodarace import walker_creator, query_cppn` also works.)\n"
+        "# Already defined in every program: walker_creator, query_cppn (a grid builder),\n"
+        "# numpy as np, math. (`from evolm.domains.sodarace import walker_creator` works too.)\n"
         "#\n"
         "# wc = walker_creator()\n"
         "# wc.add_joint(x, y) -> joint\n"
@@ -111,8 +111,8 @@ def _api_text(muscle_hz: float) -> str:
         "in radians.\n"
         "# wc.get_walker() -> the finished robot, which make_walker() returns.\n"
         f"# Limits: {MAX_JOINTS} joints, {MAX_MUSCLES} muscles, {MAX_MUSCLES_PER_JOINT} muscles "
-        f"on one joint, {MAX_EXTENT:g} units wide or tall.\n\n"
-    ) + helper_code()
+        f"on one joint, {MAX_EXTENT:g} units wide or tall.\n"
+    )
 
 
 @register_domain("sodarace")
@@ -228,6 +228,8 @@ class SodaraceDomain(Domain):
             description=description,
             function_name=_FUNCTION,
             api=_api_text(cfg.muscle_hz),
+            # query_cppn's listing (600 tokens) only for parents that call it
+            optional_api={"query_cppn": helper_code()},
             file_name="walker.py",
             extras={"terrain": self.terrain.name},
         )

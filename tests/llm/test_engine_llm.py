@@ -58,14 +58,16 @@ def test_prompts_that_cannot_fit_are_refused_before_anything_is_stored(tmp_path:
         asyncio.run(engine.run())
     message = str(info.value)
     match = re.match(
-        r"prompt needs (\d+) tokens \+ max_tokens 512 > context 256 of smollm2-135m-instruct; "
+        r"prompt needs (\d+) tokens \+ max_tokens (\d+) > context 256 of smollm2-135m-instruct; "
         r"lower llm\.max_tokens or use a model with a longer context \(this model was trained "
         r"on 8192 tokens: raise llm\.n_ctx to (\d+) or more\)",
         message,
     )
     assert match, message
-    need = int(match.group(1))
-    assert need > 100 and int(match.group(2)) == need + 512
+    need, answer = int(match.group(1)), int(match.group(2))
+    # the answer limit is the request's: sized from the longest seed, at most llm.max_tokens
+    assert 64 < answer <= 512
+    assert need > 100 and int(match.group(3)) == need + answer
     with pytest.raises(StoreError, match="holds no run"):
         store.run_info()
     assert store.counts() == {}

@@ -22,12 +22,14 @@ def finetune(*args: object) -> tuple[int, str]:
 
 
 def test_a_missing_database_is_named(tmp_path):
+    pytest.importorskip("peft")  # the training packages are checked first
     code, out = finetune(tmp_path / "nope.db", "--out", tmp_path / "o")
     assert code == 2 and f"run database {tmp_path / 'nope.db'} does not exist" in out
     assert "Traceback" not in out
 
 
 def test_no_qualifying_example_says_what_was_seen_and_what_to_try(tmp_path):
+    pytest.importorskip("peft")  # the training packages are checked first
     db = make_db(
         tmp_path / "seeds.db",
         [
@@ -48,10 +50,12 @@ def test_missing_training_packages_name_the_extra(tmp_path, gp_db, monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a)
     )
     code, out = finetune(gp_db, "--out", tmp_path / "o")
-    assert code == 2 and "evolm finetune needs peft: pip install 'evolm[train]'" in out
+    assert code == 2 and "evolm finetune needs" in out and "peft" in out
+    assert "pip install 'evolm[train]'" in out
 
 
 def test_bad_options_fail_without_a_traceback(tmp_path, gp_db):
+    pytest.importorskip("peft")  # the training packages are checked first
     code, out = finetune(gp_db, "--out", tmp_path / "o", "--format", "chat")
     assert code == 2 and "format must be one of full, elm_diff, search_replace, stored" in out
     pytest.importorskip("peft")

@@ -230,13 +230,14 @@ def test_token_healing_applies_stop_strings_to_the_answer_proper(llm: LlamaCppLL
     assert c.text.strip() and "\n" not in c.text  # not cut to nothing by the healed "\n"
 
 
-def test_unheal_and_cut_at_stop() -> None:
-    from evolm.llm.llama_cpp import _cut_at_stop, _unheal
+def test_unheal_andcut_at_stop() -> None:
+    from evolm.llm.base import cut_at_stop
+    from evolm.llm.llama_cpp import _unheal
 
     assert _unheal("\n    x = 1", "\n") == "    x = 1"
     assert _unheal("\n", "\n   ") == ""  # a first token shorter than the healed text
-    assert _cut_at_stop("a\nb# c", ("# ", "\nb")) == ("a", True)
-    assert _cut_at_stop("abc", ("z",)) == ("abc", False)
+    assert cut_at_stop("a\nb# c", ("# ", "\nb")) == ("a", True)
+    assert cut_at_stop("abc", ("z",)) == ("abc", False)
 
 
 def test_repeat_penalty_reaches_llama_cpp(llm: LlamaCppLLM) -> None:

@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from evolm.domains.base import DomainContext, get_domain
+from evolm.llm.base import cut_at_stop
 from evolm.operators.base import Operator, Proposal
 from evolm.store import RunStore, StoreError
 from evolm.types import AddStatus, Individual, Status
@@ -193,15 +194,9 @@ def _same(a: str, b: str) -> bool:
     ]
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """``text`` as a backend returns it: cut at the first stop sequence, which is removed."""
-    at = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
-    return text[:at]
-
-
 def _round_trips(op: Operator, proposal: Proposal, completion: str, child: str) -> bool:
     assert proposal.request is not None
-    result = op.finish(proposal, _cut_at_stop(completion, proposal.request.stop))
+    result = op.finish(proposal, cut_at_stop(completion, proposal.request.stop)[0])
     return result.ok and _same(result.code, child)
 
 

@@ -17,9 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Completion", "LLMBackend", "LLMError", "Message", "Request"]
+__all__ = ["Completion", "LLMBackend", "LLMError", "Message", "Request", "cut_at_stop"]
 
 Message = dict[str, str]
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` as a backend returns it: up to its first stop string (removed), and whether one
+    was found."""
+    at = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:at], True) if at >= 0 else (text, False)
 
 
 class LLMError(RuntimeError):

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from evolm.llm.base import Completion, LLMError, Message, Request
+from evolm.llm.base import Completion, LLMError, Message, Request, cut_at_stop
 from evolm.llm.local import LocalBackend, ModelWorker, default_threads, price, validate_prices
 from evolm.llm.models import BUNDLED_NAME, default_gguf, gguf_context_length, read_gguf_metadata
 
@@ -183,12 +183,6 @@ def _unheal(text: str, healed: str) -> str:
     return text[k:]
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to its first stop string, and whether one was found."""
-    at = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    return (text[:at], True) if at >= 0 else (text, False)
-
-
 def _stop_after_heal(llm: Any, start: int, healed: str, stops: Sequence[str]) -> Any:
     """A stopping criterion that finds ``stops`` in the answer after the healed text."""
     live = [s for s in stops if s]
@@ -197,7 +191,7 @@ def _stop_after_heal(llm: Any, start: int, healed: str, stops: Sequence[str]) ->
         if not live:
             return False
         raw = bytes(llm.detokenize(list(input_ids[start:]))).decode("utf-8", "ignore")
-        return _cut_at_stop(_unheal(raw, healed), live)[1]
+        return cut_at_stop(_unheal(raw, healed), live)[1]
 
     return stop
 
@@ -418,7 +412,7 @@ class LlamaCppLLM(LocalBackend):
         tokens_in, tokens_out = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
         if healed:
             text = _unheal(text, healed.decode("utf-8", "replace"))
-            text, cut = _cut_at_stop(text, request.stop + tuple(stops))
+            text, cut = cut_at_stop(text, request.stop + tuple(stops))
             finish = "stop" if cut else finish
             tokens_in += 1  # the prompt token taken back is still the caller's prompt
         capped = len(tokens) + request.max_tokens > n_ctx

@@ -75,6 +75,10 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         }
     else:
         raise SystemExit(f"unknown setting {setting!r}; choose from {', '.join(SETTINGS)}")
+    if args.model:
+        llm["model"] = args.model
+    if args.max_tokens:
+        llm["max_tokens"] = args.max_tokens
     out: dict[str, Any] = {
         "domain": domain,
         "llm": {"backend": "llama_cpp", **llm},
@@ -153,6 +157,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--settings", default="chat,completion,adapter,best_of_n,gp")
     ap.add_argument("--adapter", default=None, help="GGUF adapter for the adapter settings")
+    ap.add_argument(
+        "--model", default=None, help="a GGUF file instead of the bundled SmolLM2 (LLM settings)"
+    )
+    ap.add_argument("--max-tokens", type=int, default=None, help="llm.max_tokens (a cap)")
+    ap.add_argument("--label", default="", help="a suffix for the run files and the table rows")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run databases here")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -169,19 +178,20 @@ def main() -> None:
     print(
         f"# {args.domain}, preset {args.preset}, operator {args.operator}, {args.calls} LLM "
         f"calls per run (GP: {args.calls + args.seed_count} evaluations), seeds {seeds}; "
-        f"adapter {args.adapter}; {platform.processor() or platform.machine()}, "
+        f"adapter {args.adapter}; model {args.model or 'bundled SmolLM2'}; "
+        f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores"
     )
     results: dict[str, list[dict[str, float]]] = {}
     for setting in settings:
         for seed in seeds:
-            db = out_dir / f"{args.domain}-{setting}-{seed}.db"
+            db = out_dir / f"{args.domain}-{setting}{args.label}-{seed}.db"
             db.unlink(missing_ok=True)
             t0 = time.perf_counter()
             cfg = overrides(setting, args) | {"seed": seed}
             evolm.run(cfg, preset=args.preset, out=str(db))
             row = measure(db) | {"seconds": time.perf_counter() - t0}
-            results.setdefault(setting, []).append(row)
+            results.setdefault(setting + args.label, []).append(row)
             print(f"  {setting} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
     keys = ["parsed", "valid", "inserted", "new elites", "QD score", "best", "best - seeds"]
     keys.append("seconds")

@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--max-steps", type=int, default=None, help="cap the optimizer steps")
+    ap.add_argument("--max-len", type=int, default=1024, help="most tokens per example")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--install", action="store_true", help="copy into src/evolm/adapters/")
@@ -76,6 +78,8 @@ def main() -> None:
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        max_steps=args.max_steps,
+        max_len=args.max_len,
         seed=args.seed,
     )
 
@@ -94,7 +98,8 @@ def main() -> None:
             f"scripts/train_shipped_adapter.py --domain {args.domain} --gp-runs {args.gp_runs} "
             f"--gp-evals {args.gp_evals} --accept {args.accept} --rank {args.rank} --alpha "
             f"{args.alpha} --lr {args.lr} --epochs {args.epochs} --batch-size {args.batch_size} "
-            f"--seed {args.seed}"
+            + (f"--max-steps {args.max_steps} " if args.max_steps else "")
+            + f"--max-len {args.max_len} --seed {args.seed}"
         )
         (ADAPTERS / f"{name}.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         print(f"installed {ADAPTERS / (name + '.gguf')}")

@@ -143,6 +143,36 @@ class _ProgressView:
             qd="-",
         )
 
+    def round(self, phase: str, info: dict[str, Any]) -> None:
+        """Say what a fine-tuning round is doing (the bar stands still while it trains)."""
+        if self.quiet:
+            return
+        n = info["round"]
+        if phase == "start":
+            self.progress.console.print(
+                f"fine-tuning round {n}: training a LoRA adapter on the accepted mutations "
+                f"({info['accepted']} new since the last round); evolution resumes after it"
+            )
+            self.progress.update(self.task, description=f"training round {n}")
+            return
+        self.progress.update(self.task, description="evolving")
+        if info["status"] != "ok":
+            self.progress.console.print(f"[yellow]fine-tuning round {n} failed: {info['error']}[/]")
+            return
+        examples = info.get("examples") or {}
+        metrics = info.get("metrics") or {}
+        before, after = metrics.get("val_loss_before"), metrics.get("val_loss_after")
+        loss_text = ""
+        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+            loss_text = f", validation loss {before:.4g} -> {after:.4g}"
+        applied = info.get("applied") or []
+        used = f"adapter loaded into {', '.join(applied)}" if applied else "adapter not loaded"
+        self.progress.console.print(
+            f"fine-tuning round {n}: {examples.get('train')} training examples{loss_text}, "
+            f"{info['seconds']:.0f} s; {used}"
+            + (f" ({info['note']})" if info.get("note") else "")
+        )
+
     def __call__(self, snap: Any) -> None:
         best = "-" if snap.max_fitness is None else f"{snap.max_fitness:.4g}"
         self.progress.update(
@@ -184,7 +214,7 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
         console.print(f"[dim]loading the {config.llm.backend} model...[/]")
     try:
         view = _ProgressView(config, quiet)
-        engine = Engine(config, store, on_step=view)
+        engine = Engine(config, store, on_step=view, on_round=view.round)
         engine.check_prompt_fits()
     except (ValueError, StoreError, ConfigError, LLMError) as exc:
         _fail(str(exc))

@@ -220,6 +220,9 @@ class Engine:
         llm: the LLM backend; built from ``config.llm`` when None.
         models: backends for ``config.models`` (one each, in order); built when None.
         on_step: called with a :class:`Snapshot` after every told batch.
+        on_round: called with ``("start", {"round": n, "accepted": k})`` when a fine-tuning
+            round starts training and with ``("end", payload)`` (the round's stored event)
+            when it ends, so a front end can say why the run pauses.
     """
 
     def __init__(
@@ -230,10 +233,12 @@ class Engine:
         llm: LLMBackend | None = None,
         models: Sequence[LLMBackend] | None = None,
         on_step: Callable[[Snapshot], None] | None = None,
+        on_round: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.on_step = on_step
+        self.on_round = on_round
         self.domain: Domain = get_domain(config.domain.name, config.domain.params)
         self.space = self.domain.descriptor_space
         self.archive = build_archive(config, self.domain)
@@ -823,6 +828,9 @@ class Engine:
     async def _finetune_round(self) -> bool:
         """Train the due round and load its adapter; False if the run stopped meanwhile."""
         assert self._finetune is not None
+        if self.on_round is not None:
+            n = self._finetune.schedule.rounds + 1
+            self.on_round("start", {"round": n, "accepted": self._finetune.schedule.accepted})
         self._round = self._finetune.start(self._next_batch - 1)
         wall = self.config.budget.wall_time
         try:
@@ -846,7 +854,9 @@ class Engine:
                 outcome = dataclasses.replace(
                     outcome, error=f"the adapter cannot be loaded: {type(exc).__name__}: {exc}"
                 )
-        self._finetune.record(self.store, outcome, applied, note)
+        payload = self._finetune.record(self.store, outcome, applied, note)
+        if self.on_round is not None:
+            self.on_round("end", payload)
         return True
 
     async def _use_adapter(self, adapter: Path) -> tuple[list[str], str]:

@@ -435,3 +435,57 @@ def test_kill_9_during_a_round_then_resume_trains_it_again_and_matches(tmp_path)
     training = st[st.index("fine-tuning rounds") :]
     assert "2.5 -> 1.25" in training and "not applied" in training
     assert "operators (ELM Fig. 11c" in st  # the rest of the output is still there
+
+
+def test_the_front_end_hears_each_round_start_and_end(tmp_path):
+    """``on_round`` tells the CLI why the bar stands still, then what the round gave."""
+    heard = []
+    store = RunStore(tmp_path / "r.db")
+    eng = Engine(
+        ft_config(),
+        store,
+        llm=FakeLLM(responder=mutating_responder),
+        on_round=lambda phase, info: heard.append((phase, dict(info))),
+    )
+    asyncio.run(eng.run())
+    rounds = rounds_of(store)
+    assert [p for p, _ in heard] == ["start", "end"] * len(rounds) and len(rounds) == 2
+    starts = [i for p, i in heard if p == "start"]
+    assert [s["round"] for s in starts] == [1, 2]
+    assert all(s["accepted"] >= 4 for s in starts)  # every = 4
+    ends = [i for p, i in heard if p == "end"]
+    assert [(e["round"], e["status"]) for e in ends] == [(r["round"], "ok") for r in rounds]
+
+
+def test_evolm_run_says_when_a_round_trains_and_what_it_gave(tmp_path):
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text(
+        f"""
+seed = 1
+[domain]
+name = "{TOY}"
+[archive]
+kind = "grid"
+bins = [5, 5]
+[llm]
+backend = "fake"
+[engine]
+batch_size = 4
+workers = 2
+init_batches = 1
+[budget]
+evaluations = 50
+[finetune]
+every = 4
+max_rounds = 1
+trainer = "{STUB}"
+"""
+    )
+    out = tmp_path / "ft.db"
+    res = CliRunner().invoke(app, ["run", TOY, "--config", str(cfg), "--out", str(out)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, text
+    assert "fine-tuning round 1: training a LoRA adapter on the accepted mutations" in text
+    assert "fine-tuning round 1: " in text.split("training a LoRA adapter", 1)[1]
+    assert "adapter not loaded" in text  # the fake LLM takes no adapter, and the note says so
+    assert "fine-tuning round 2" not in text

@@ -19,7 +19,8 @@ Settings (``--settings``, comma-separated; each starts from ``--preset``):
 ``completion``     completion mode with token healing and parent-sized max_tokens
 ``penalty``        ``completion`` plus a repetition penalty of 1.1
 ``adapter``        ``completion`` plus the LoRA adapter ``--adapter`` (default: the one the
-                   preset ships for the domain)
+                   preset ships for the domain), with the operator whose format the adapter
+                   learnt (its card's ``format``; ``--adapter-operator`` overrides)
 ``best_of_n``      ``adapter`` with a best-of-N archive: every parent is a seed (is evolution
                    needed?), at the same LLM calls
 ``gp``             the GP baseline (AST edits, no LLM) at the same number of evaluations
@@ -57,6 +58,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     budget = {"llm_calls": args.calls}
     completion = {"mode": "completion", "token_healing": True, "lora": None}
     op_params: dict[str, Any] = {}
+    operator = args.operator
     if setting == "chat":
         llm = {"mode": "chat", "token_healing": False, "lora": None, "max_tokens": 384}
         op_params = {"parent_sized": False}
@@ -66,6 +68,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         llm = {**completion, "repeat_penalty": 1.1}
     elif setting in ("adapter", "best_of_n"):
         llm = {**completion, "lora": args.adapter}
+        operator = args.adapter_operator
     elif setting == "gp":
         return {
             "domain": domain,
@@ -82,12 +85,31 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "domain": domain,
         "llm": {"backend": "llama_cpp", **llm},
-        "operator": {"kind": args.operator, "params": op_params},
+        "operator": {"kind": operator, "params": op_params},
         "budget": budget,
     }
     if setting == "best_of_n":
         out["archive"] = {"kind": "best_of_n"}
     return out
+
+
+#: the operator whose prompts each dataset format renders (evolm.finetune.dataset)
+FORMAT_OPERATOR = {
+    "full": "prompt_mutation",
+    "elm_diff": "elm_diff",
+    "search_replace": "search_replace",
+}
+
+
+def adapter_operator(spec: str | None, domain: str) -> str | None:
+    """The operator an adapter was trained for, from its card (``<adapter>.json``)."""
+    from evolm.engine import resolve_adapter
+
+    path = resolve_adapter(spec, domain)
+    card = Path(path).with_suffix(".json") if path else None
+    if card is None or not card.is_file():
+        return None
+    return FORMAT_OPERATOR.get(json.loads(card.read_text()).get("format", ""))
 
 
 def measure(db: Path) -> dict[str, float]:
@@ -152,7 +174,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--domain", default="image")
     ap.add_argument("--preset", default="embedded")
-    ap.add_argument("--operator", default="prompt_mutation")
+    ap.add_argument("--operator", default="prompt_mutation", help="operator of the other settings")
+    ap.add_argument(
+        "--adapter-operator",
+        default=None,
+        help="operator of the adapter settings (default: the format the adapter was trained on)",
+    )
     ap.add_argument("--calls", type=int, default=32, help="LLM calls per run")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--settings", default="chat,completion,adapter,best_of_n,gp")
@@ -170,13 +197,16 @@ def main() -> None:
         from evolm.config import load_preset
 
         args.adapter = load_preset(args.preset).get("llm", {}).get("lora")
+    if args.adapter_operator is None:
+        args.adapter_operator = adapter_operator(args.adapter, args.domain) or args.operator
     from evolm.domains.base import get_domain
 
     args.seed_count = len(get_domain(args.domain, {}).seeds())
     out_dir = args.keep or Path(tempfile.mkdtemp(prefix="evolm-si-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
-        f"# {args.domain}, preset {args.preset}, operator {args.operator}, {args.calls} LLM "
+        f"# {args.domain}, preset {args.preset}, operator {args.operator} (adapter settings: "
+        f"{args.adapter_operator}), {args.calls} LLM "
         f"calls per run (GP: {args.calls + args.seed_count} evaluations), seeds {seeds}; "
         f"adapter {args.adapter}; model {args.model or 'bundled SmolLM2'}; "
         f"{platform.processor() or platform.machine()}, "

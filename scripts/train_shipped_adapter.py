@@ -41,6 +41,12 @@ def main() -> None:
     ap.add_argument("--gp-runs", type=int, default=3)
     ap.add_argument("--gp-evals", type=int, default=1500)
     ap.add_argument("--accept", default="inserted")
+    ap.add_argument(
+        "--format",
+        default="search_replace",
+        choices=["full", "elm_diff", "search_replace"],
+        help="the operator format the adapter learns (the embedded preset's operator)",
+    )
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=16.0)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -69,7 +75,7 @@ def main() -> None:
     print(f"GP runs: {len(runs)} x {args.gp_evals} evaluations in {time.perf_counter() - t0:.0f} s")
 
     dataset = build_dataset(
-        runs, accept=args.accept, format="full", split_by="parent", seed=args.seed
+        runs, accept=args.accept, format=args.format, split_by="parent", seed=args.seed
     )
     print(f"dataset: {dataset.counts}")
     config = TrainConfig(
@@ -96,7 +102,8 @@ def main() -> None:
         card = dict(result.card)
         card["recipe"] = (
             f"scripts/train_shipped_adapter.py --domain {args.domain} --gp-runs {args.gp_runs} "
-            f"--gp-evals {args.gp_evals} --accept {args.accept} --rank {args.rank} --alpha "
+            f"--gp-evals {args.gp_evals} --accept {args.accept} --format {args.format} "
+            f"--rank {args.rank} --alpha "
             f"{args.alpha} --lr {args.lr} --epochs {args.epochs} --batch-size {args.batch_size} "
             + (f"--max-steps {args.max_steps} " if args.max_steps else "")
             + f"--max-len {args.max_len} --seed {args.seed}"

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from evolm.domains.base import get_domain
-from evolm.finetune.dataset import DatasetError, Example, build_dataset, read_jsonl
+from evolm.finetune.dataset import (
+    DatasetError,
+    Example,
+    build_dataset,
+    parent_layout,
+    read_jsonl,
+)
 from evolm.llm.base import Request
 from evolm.operators.base import Proposal
 from evolm.operators.elm_diff import DIFF_STOP, ElmDiff
@@ -170,10 +176,28 @@ def test_re_rendered_formats_round_trip_through_the_operator(request, run, forma
             result = op.finish(proposal, text)
             assert result.ok, result.error
             child = store.program(ex.program_id).program.code
-            if format == "full":  # GP's re-printed head is taken as the parent's: same code
-                assert ast.dump(ast.parse(result.code)) == ast.dump(ast.parse(child))
-            else:
-                assert _same(result.code, child)
+            parent = store.program(ex.parent_id).program.code
+            # the child's code, in the parent's layout where GP only re-printed a line
+            assert ast.dump(ast.parse(result.code)) == ast.dump(ast.parse(child))
+            if format != "full" or run == "fake_db":
+                assert _same(result.code, parent_layout(parent, child))
+
+
+def test_layout_only_changes_take_the_parents_layout_and_real_edits_stay():
+    parent = "import numpy as np\n\n\ndef draw():\n    a = 1 +  2\n    b = 'x  y'\n    return a\n"
+    child = "import numpy as np\n\ndef draw():\n    a = 1 + 2\n    b = 'x  y'\n    return a * 3\n"
+    made = parent_layout(parent, child)
+    assert (
+        made
+        == "import numpy as np\n\n\ndef draw():\n    a = 1 +  2\n    b = 'x  y'\n    return a * 3\n"
+    )
+    # spacing inside a string is meaning, not layout: such a child stays as it is
+    moved = child.replace("'x  y'", "'x y'")
+    assert parent_layout(parent, moved) == moved
+    # an indentation change is never layout, and code that does not parse is left alone
+    nested = parent.replace("    return a", "    if a:\n        return a")
+    flat = parent.replace("    return a", "    if a:\n    return a")
+    assert parent_layout(nested, flat) == flat
 
 
 def test_gp_children_reformatted_from_seeds_keep_the_parents_head(gp_db):

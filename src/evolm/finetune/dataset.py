@@ -226,6 +226,49 @@ def _with_head(child: str, head: str, fn: str) -> str:
     return head + "\n".join(lines[i + 1 :]) if same else child
 
 
+def _layout_key(lines: Sequence[str]) -> list[tuple[int, str]]:
+    """The lines as layout-blind keys: blank lines dropped, each line its indentation width and
+    its text without whitespace."""
+    return [
+        (len(line) - len(line.lstrip()), "".join(line.split())) for line in lines if line.strip()
+    ]
+
+
+def parent_layout(parent: str, child: str) -> str:
+    """``child`` with every stretch of lines that differs from ``parent`` only in layout (blank
+    lines, spacing inside a line) written as the parent writes it.
+
+    GP re-prints the whole program, so a GP child also changes blank lines and spacing that
+    mean nothing; an example made from it would teach the model those edits too (an edit block
+    that only removes a blank line, a body re-spaced throughout). The result is checked to be
+    the same code as ``child`` (same syntax tree); when it is not (whitespace inside a string,
+    say) or ``child`` does not parse, ``child`` is returned unchanged.
+    """
+    import ast
+
+    old, new = parent.rstrip().split("\n"), child.rstrip().split("\n")
+    out: list[str] = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        a, b = old[i1:i2], new[j1:j2]
+        if tag == "equal" or _layout_key(a) == _layout_key(b):
+            out.extend(a)
+            continue
+        # a real edit among re-printed lines: keep the parent's lines the edit left alone
+        keys_a = [(len(x) - len(x.lstrip()), "".join(x.split())) for x in a]
+        keys_b = [(len(x) - len(x.lstrip()), "".join(x.split())) for x in b]
+        inner = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
+        for t, k1, k2, m1, m2 in inner.get_opcodes():
+            out.extend(a[k1:k2] if t == "equal" else b[m1:m2])
+    made = "\n".join(out) + "\n"
+    try:
+        if ast.dump(ast.parse(made)) != ast.dump(ast.parse(child)):
+            return child
+    except SyntaxError:
+        return child
+    return made
+
+
 def _full(ctx: DomainContext) -> _Render:
     from evolm.operators.prompt import PromptMutation, completion_prefix
 
@@ -391,6 +434,10 @@ def _examples(
         if render is None:
             made = _stored(store, row)
         else:
+            child = parent_layout(parent.program.code, child)
+            if _same(child, parent.program.code):
+                counts.skip("layout only")
+                continue
             made = render(parent, child, _rng(seed, parent.program.code, child))
         if isinstance(made, str):
             counts.skip(made)

@@ -21,13 +21,15 @@ Settings (``--settings``, comma-separated; each starts from ``--preset``):
 ``adapter``        ``completion`` plus the LoRA adapter ``--adapter`` (default: the one the
                    preset ships for the domain), with the operator whose format the adapter
                    learnt (its card's ``format``; ``--adapter-operator`` overrides)
-``best_of_n``      ``adapter`` with a best-of-N archive: every parent is a seed (is evolution
+``preset``         the preset as it ships (``embedded``: its operator mix and bandit, with
+                   the adapter ``--adapter``)
+``best_of_n``      ``preset`` with a best-of-N archive: every parent is a seed (is evolution
                    needed?), at the same LLM calls
 ``gp``             the GP baseline (AST edits, no LLM) at the same number of evaluations
 =================  ==========================================================================
 
-    .venv/bin/python benchmarks/self_improvement.py --domain image --calls 32 --seeds 1,2,3 \\
-        --settings chat,completion,adapter,best_of_n,gp
+    .venv/bin/python benchmarks/self_improvement.py --domain image --calls 64 --seeds 1,2,3 \\
+        --settings completion,adapter,preset,best_of_n,gp
 
 Every figure comes from the run databases, which are kept in ``--keep DIR`` when given.
 """
@@ -49,7 +51,7 @@ import numpy as np
 
 import evolm
 
-SETTINGS = ("chat", "completion", "penalty", "adapter", "best_of_n", "gp")
+SETTINGS = ("chat", "completion", "penalty", "adapter", "preset", "best_of_n", "gp")
 
 
 def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -58,6 +60,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     budget = {"llm_calls": args.calls}
     completion = {"mode": "completion", "token_healing": True, "lora": None}
     op_params: dict[str, Any] = {}
+    operators: list[dict[str, Any]] | None = None  # None: the preset's own operators
     operator = args.operator
     if setting == "chat":
         llm = {"mode": "chat", "token_healing": False, "lora": None, "max_tokens": 384}
@@ -66,18 +69,22 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         llm = completion
     elif setting == "penalty":
         llm = {**completion, "repeat_penalty": 1.1}
-    elif setting in ("adapter", "best_of_n"):
+    elif setting == "adapter":
         llm = {**completion, "lora": args.adapter}
         operator = args.adapter_operator
+    elif setting in ("preset", "best_of_n"):
+        llm = {"lora": args.adapter}
     elif setting == "gp":
         return {
             "domain": domain,
-            "operator": {"kind": "gp", "params": {}},
+            "operators": [{"kind": "gp", "params": {}}],
             "llm": {"backend": "fake", "model": "fake", "lora": None},
             "budget": {"evaluations": args.calls + args.seed_count},
         }
     else:
         raise SystemExit(f"unknown setting {setting!r}; choose from {', '.join(SETTINGS)}")
+    if setting not in ("preset", "best_of_n"):
+        operators = [{"kind": operator, "params": op_params}]
     if args.model:
         llm["model"] = args.model
     if args.max_tokens:
@@ -85,9 +92,10 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "domain": domain,
         "llm": {"backend": "llama_cpp", **llm},
-        "operator": {"kind": operator, "params": op_params},
         "budget": budget,
     }
+    if operators is not None:
+        out["operators"] = operators
     if setting == "best_of_n":
         out["archive"] = {"kind": "best_of_n"}
     return out
@@ -182,7 +190,7 @@ def main() -> None:
     )
     ap.add_argument("--calls", type=int, default=32, help="LLM calls per run")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--settings", default="chat,completion,adapter,best_of_n,gp")
+    ap.add_argument("--settings", default="completion,adapter,preset,best_of_n,gp")
     ap.add_argument("--adapter", default=None, help="GGUF adapter for the adapter settings")
     ap.add_argument(
         "--model", default=None, help="a GGUF file instead of the bundled SmolLM2 (LLM settings)"

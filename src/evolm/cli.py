@@ -169,8 +169,7 @@ class _ProgressView:
         used = f"adapter loaded into {', '.join(applied)}" if applied else "adapter not loaded"
         self.progress.console.print(
             f"fine-tuning round {n}: {examples.get('train')} training examples{loss_text}, "
-            f"{info['seconds']:.0f} s; {used}"
-            + (f" ({info['note']})" if info.get("note") else "")
+            f"{info['seconds']:.0f} s; {used}" + (f" ({info['note']})" if info.get("note") else "")
         )
 
     def __call__(self, snap: Any) -> None:

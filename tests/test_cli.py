@@ -257,6 +257,8 @@ def test_quickstart_replays_the_shipped_real_model_cassette_exactly(tmp_path):
         assert [r["code"] for r in rows] == [r["code"] for r in c.export_rows()]
         recorded = c.run_info()["config"]["llm"]
         assert recorded["backend"] == "llama_cpp" and recorded["lora"] == "shipped"
+    # status names the model the calls used and the adapter, though the config left both implicit
+    assert "llama_cpp / smollm2-135m-instruct + LoRA shipped" in evolm("status", cassette).stdout
     # what the README says the Quickstart shows: programs the model wrote entered the archive,
     # and the best of them beats every seed
     seeds = [r["fitness"] for r in rows if r["operator"] == "seed"]

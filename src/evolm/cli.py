@@ -474,6 +474,9 @@ def status(
         counts = store.counts()
         totals = store.llm_totals()
         last = store.last_event("step")
+        # the model the calls name, where the configuration left it to the backend's default
+        called = store.llm_models()
+        default_model = called[0] if len(called) == 1 else "-"
         table = Table(title=f"evolm run {run_db}", show_header=False)
         table.add_row("status", info["status"])
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
@@ -482,7 +485,8 @@ def status(
         table.add_row(
             "llm",
             ", ".join(
-                f"{m.backend} / {m.name or m.model or m.model_path or '-'}"
+                f"{m.backend} / {m.name or m.model or m.model_path or default_model}"
+                + (f" + LoRA {m.lora}" if m.lora else "")
                 for m in cfg.model_list()
             ),
         )

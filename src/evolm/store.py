@@ -467,6 +467,13 @@ class RunStore:
             "errors": row[4],
         }
 
+    def llm_models(self) -> list[str]:
+        """The model names the recorded LLM calls carry, in order of first use."""
+        rows = self.conn.execute(
+            "SELECT model FROM llm_calls WHERE model IS NOT NULL GROUP BY model ORDER BY MIN(id)"
+        ).fetchall()
+        return [r[0] for r in rows]
+
     # -- events ---------------------------------------------------------------------------
     def add_event(self, kind: str, payload: dict[str, Any], batch: int | None = None) -> None:
         self.conn.execute(

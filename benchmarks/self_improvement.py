@@ -86,7 +86,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     if setting not in ("preset", "best_of_n"):
         operators = [{"kind": operator, "params": op_params}]
     if args.model:
-        llm["model"] = args.model
+        llm["model_path"] = args.model
     if args.max_tokens:
         llm["max_tokens"] = args.max_tokens
     out: dict[str, Any] = {

@@ -348,7 +348,7 @@ def test_the_schedule_counts_from_the_last_round_and_stops_at_max_rounds():
 
 
 # -- the command line: a real kill -9 during a round, and `evolm status` -----------------------
-def _write_config(path: Path, evals: int) -> Path:
+def _write_config(path: Path, evals: int, max_rounds: int = 2) -> Path:
     path.write_text(
         f"""
 seed = 3
@@ -369,7 +369,7 @@ init_batches = 1
 evaluations = {evals}
 [finetune]
 every = 4
-max_rounds = 2
+max_rounds = {max_rounds}
 trainer = "{STUB}"
 params = {{ sleep_round = 2, sleep = 1.0 }}
 """
@@ -458,29 +458,7 @@ def test_the_front_end_hears_each_round_start_and_end(tmp_path):
 
 
 def test_evolm_run_says_when_a_round_trains_and_what_it_gave(tmp_path):
-    cfg = tmp_path / "ft.toml"
-    cfg.write_text(
-        f"""
-seed = 1
-[domain]
-name = "{TOY}"
-[archive]
-kind = "grid"
-bins = [5, 5]
-[llm]
-backend = "fake"
-[engine]
-batch_size = 4
-workers = 2
-init_batches = 1
-[budget]
-evaluations = 50
-[finetune]
-every = 4
-max_rounds = 1
-trainer = "{STUB}"
-"""
-    )
+    cfg = _write_config(tmp_path / "ft.toml", 50, max_rounds=1)
     out = tmp_path / "ft.db"
     res = CliRunner().invoke(app, ["run", TOY, "--config", str(cfg), "--out", str(out)])
     text = " ".join(res.output.split())

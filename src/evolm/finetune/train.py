@@ -30,7 +30,6 @@ before and after training.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import math
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from evolm.finetune.dataset import Example, SFTDataset
+from evolm.finetune.loop import sha256_of
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -561,19 +561,6 @@ def _loop(
 
 
 # -- a whole round ----------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (names and contents, in name order)."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def train_lora(
     dataset: SFTDataset,
     out_dir: str | Path,
@@ -638,12 +625,12 @@ def train_lora(
         "format": dataset.format,
         "accept": dataset.accept,
         "split_by": dataset.split_by,
-        "sources": [{"path": str(p.resolve()), "sha256": _sha256(p)} for p in dataset.sources],
+        "sources": [{"path": str(p.resolve()), "sha256": sha256_of(p)} for p in dataset.sources],
         "dataset": dataset.counts.to_dict(),
         "hyperparameters": hyper,
         "base_model": {
             "path": str(loaded.path.resolve()),
-            "sha256": _sha256(loaded.path),
+            "sha256": sha256_of(loaded.path),
             "add_bos": loaded.add_bos,
         },
         "metrics": {k: v for k, v in metrics.to_dict().items() if k != "losses"},

@@ -226,12 +226,14 @@ def _with_head(child: str, head: str, fn: str) -> str:
     return head + "\n".join(lines[i + 1 :]) if same else child
 
 
+def _line_key(line: str) -> tuple[int, str]:
+    """A layout-blind key of one line: its indentation width and its text without whitespace."""
+    return len(line) - len(line.lstrip()), "".join(line.split())
+
+
 def _layout_key(lines: Sequence[str]) -> list[tuple[int, str]]:
-    """The lines as layout-blind keys: blank lines dropped, each line its indentation width and
-    its text without whitespace."""
-    return [
-        (len(line) - len(line.lstrip()), "".join(line.split())) for line in lines if line.strip()
-    ]
+    """The lines as layout-blind keys, blank lines dropped."""
+    return [_line_key(line) for line in lines if line.strip()]
 
 
 def parent_layout(parent: str, child: str) -> str:
@@ -255,8 +257,7 @@ def parent_layout(parent: str, child: str) -> str:
             out.extend(a)
             continue
         # a real edit among re-printed lines: keep the parent's lines the edit left alone
-        keys_a = [(len(x) - len(x.lstrip()), "".join(x.split())) for x in a]
-        keys_b = [(len(x) - len(x.lstrip()), "".join(x.split())) for x in b]
+        keys_a, keys_b = [_line_key(x) for x in a], [_line_key(x) for x in b]
         inner = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
         for t, k1, k2, m1, m2 in inner.get_opcodes():
             out.extend(a[k1:k2] if t == "equal" else b[m1:m2])

@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--max-steps", type=int, default=None, help="cap the optimizer steps")
     ap.add_argument("--max-len", type=int, default=1024, help="most tokens per example")
+    ap.add_argument("--edit-weight", type=float, default=1.0, help="loss weight of new-code tokens")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--install", action="store_true", help="copy into src/evolm/adapters/")
@@ -86,6 +87,7 @@ def main() -> None:
         batch_size=args.batch_size,
         max_steps=args.max_steps,
         max_len=args.max_len,
+        edit_weight=args.edit_weight,
         seed=args.seed,
     )
 
@@ -106,7 +108,7 @@ def main() -> None:
             f"--rank {args.rank} --alpha "
             f"{args.alpha} --lr {args.lr} --epochs {args.epochs} --batch-size {args.batch_size} "
             + (f"--max-steps {args.max_steps} " if args.max_steps else "")
-            + f"--max-len {args.max_len} --seed {args.seed}"
+            + f"--max-len {args.max_len} --edit-weight {args.edit_weight} --seed {args.seed}"
         )
         (ADAPTERS / f"{name}.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         print(f"installed {ADAPTERS / (name + '.gguf')}")

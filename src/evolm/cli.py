@@ -808,6 +808,10 @@ def finetune(
         int | None, typer.Option(help="Optimizer steps (overrides --epochs).")
     ] = None,
     max_len: Annotated[int, typer.Option(help="Most tokens per example.")] = 1024,
+    edit_weight: Annotated[
+        float,
+        typer.Option(help="Loss weight of REPLACE lines that write new code (1: off)."),
+    ] = 1.0,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 4,
     grad_accum: Annotated[int, typer.Option(help="Forward passes per optimizer step.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the data, split and training.")] = 0,
@@ -880,6 +884,7 @@ def finetune(
             epochs=epochs,
             max_steps=max_steps,
             max_len=max_len,
+            edit_weight=edit_weight,
             batch_size=batch_size,
             grad_accum=grad_accum,
             seed=seed,

@@ -4,6 +4,7 @@ trip through the operators, de-duplication and the lineage split."""
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import sqlite3
 from pathlib import Path
@@ -198,6 +199,33 @@ def test_layout_only_changes_take_the_parents_layout_and_real_edits_stay():
     nested = parent.replace("    return a", "    if a:\n        return a")
     flat = parent.replace("    return a", "    if a:\n    return a")
     assert parent_layout(nested, flat) == flat
+
+
+def test_comments_gp_dropped_come_back_and_only_the_real_edit_remains():
+    parent = (
+        "def draw():\n"
+        "    # the base value\n"
+        "    a = 2  # two\n"
+        "\n"
+        "    # scale it\n"
+        "    b = a * 3\n"
+        "    return b\n"
+    )
+    # what GP prints (ast.unparse): comments and blank lines gone, one constant changed
+    child = "def draw():\n    a = 2\n    b = a * 4\n    return b\n"
+    made = parent_layout(parent, child)
+    assert made == parent.replace("a * 3", "a * 4")
+    # the edit blocks made from it hold the changed line alone, not the lost comments
+    diff = [
+        line
+        for line in difflib.unified_diff(parent.split("\n"), made.split("\n"), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("---", "+++"))
+    ]
+    assert diff == ["-    b = a * 3", "+    b = a * 4"]
+    # a '#' inside a string is code: the string's change is kept, whatever the key saw
+    sharp = parent.replace("return b", "return '#1'")
+    changed = child.replace("return b", "return '#2'")
+    assert "'#2'" in parent_layout(sharp, changed)
 
 
 def test_gp_children_reformatted_from_seeds_keep_the_parents_head(gp_db):

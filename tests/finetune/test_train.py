@@ -16,7 +16,10 @@ from evolm.finetune.dataset import Example, build_dataset
 from evolm.finetune.train import (
     TrainConfig,
     TrainError,
+    _batch,
     _eval_loss,
+    _nll,
+    edited_spans,
     encode_example,
     train_adapter,
     train_lora,
@@ -76,6 +79,54 @@ def test_loss_counts_completion_tokens_only_whatever_the_padding(char_tokenizer)
             count += n
     batched = _eval_loss(torch, model, encoded, 2, tok.pad_token_id, "cpu")
     assert batched == pytest.approx(total / count, rel=1e-4)
+
+
+SR = (
+    "    a = 1\n"
+    "    b = 2\n"
+    "=======\n"
+    "    a = 1\n"
+    "    b = 3\n"
+    ">>>>>>> REPLACE\n"
+    "<<<<<<< SEARCH\n"
+    "    c = 4\n"
+    "=======\n"
+    "    c = 4\n"
+    ">>>>>>> REPLACE\n"
+    "# End of edits\n"
+)
+
+
+def test_edited_spans_are_the_replace_lines_their_search_does_not_hold():
+    spans = edited_spans(SR)
+    assert [SR[a:b] for a, b in spans] == ["    b = 3\n"]
+    # a block that changes nothing and a deletion write no new code; other formats have none
+    assert edited_spans(SR.replace("    b = 3\n", "")) == []
+    assert edited_spans("    return 1\n\n# End of draw()\n") == []
+
+
+def test_edited_tokens_weigh_edit_weight_in_the_training_loss(char_tokenizer):
+    tok = char_tokenizer
+    model = tiny_llama(len(tok)).eval()
+    enc, _ = encode_example(
+        Example("<<<<<<< SEARCH\n", SR, "x", 1, 0), tok, add_bos=False, max_len=400
+    )
+    assert enc is not None
+    start = SR.index("    b = 3")
+    assert [i for i, e in enumerate(enc.edited) if e] == list(range(start, start + 10))
+    with torch.no_grad():
+        batch = _batch(torch, [enc], tok.pad_token_id, "cpu", edit_weight=4.0)
+        plain, n = _nll(torch, model, batch)
+        weighted, w = _nll(torch, model, batch, weighted=True)
+        # by hand: each completion token's NLL, the edited ones counted 4 times
+        ids = torch.tensor([enc.input_ids])
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+        target = ids[0, 1:]
+        nll = -logp[torch.arange(len(target)), target][enc.n_prompt - 1 :]
+        mask = torch.tensor(enc.edited)
+    assert n == enc.n_completion and w == pytest.approx(n + 3 * 10)
+    assert float(plain) == pytest.approx(float(nll.sum()), rel=1e-4)
+    assert float(weighted) == pytest.approx(float(nll.sum() + 3 * nll[mask].sum()), rel=1e-4)
 
 
 def test_a_lora_round_lowers_validation_loss(fake_db, char_tokenizer):

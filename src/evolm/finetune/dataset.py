@@ -227,22 +227,32 @@ def _with_head(child: str, head: str, fn: str) -> str:
 
 
 def _line_key(line: str) -> tuple[int, str]:
-    """A layout-blind key of one line: its indentation width and its text without whitespace."""
-    return len(line) - len(line.lstrip()), "".join(line.split())
+    """A layout-blind key of one line: its indentation width and its code without whitespace or
+    a trailing comment (a ``#`` inside a string may cut the key short; ``parent_layout`` checks
+    the syntax tree of what it builds, so such a line costs only the clean-up, never the code)."""
+    code = line.split("#", 1)[0] if "#" in line else line
+    return len(line) - len(line.lstrip()), "".join(code.split())
+
+
+def _is_layout(line: str) -> bool:
+    """A line that carries no code: blank or only a comment."""
+    text = line.strip()
+    return not text or text.startswith("#")
 
 
 def _layout_key(lines: Sequence[str]) -> list[tuple[int, str]]:
-    """The lines as layout-blind keys, blank lines dropped."""
-    return [_line_key(line) for line in lines if line.strip()]
+    """The lines as layout-blind keys, blank and comment-only lines dropped."""
+    return [_line_key(line) for line in lines if not _is_layout(line)]
 
 
 def parent_layout(parent: str, child: str) -> str:
     """``child`` with every stretch of lines that differs from ``parent`` only in layout (blank
-    lines, spacing inside a line) written as the parent writes it.
+    lines, comments, spacing inside a line) written as the parent writes it.
 
-    GP re-prints the whole program, so a GP child also changes blank lines and spacing that
-    mean nothing; an example made from it would teach the model those edits too (an edit block
-    that only removes a blank line, a body re-spaced throughout). The result is checked to be
+    GP re-prints the whole program from its syntax tree, so a GP child also drops comments and
+    changes blank lines and spacing, none of which mean anything; an example made from it would
+    teach the model those edits too (an edit block that only deletes a comment, a body re-spaced
+    throughout). The result is checked to be
     the same code as ``child`` (same syntax tree); when it is not (whitespace inside a string,
     say) or ``child`` does not parse, ``child`` is returned unchanged.
     """
@@ -260,7 +270,17 @@ def parent_layout(parent: str, child: str) -> str:
         keys_a, keys_b = [_line_key(x) for x in a], [_line_key(x) for x in b]
         inner = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
         for t, k1, k2, m1, m2 in inner.get_opcodes():
-            out.extend(a[k1:k2] if t == "equal" else b[m1:m2])
+            if t == "equal":
+                out.extend(a[k1:k2])
+                continue
+            # the parent's comments and blank lines stay where the edit did not put code
+            kept = a[k1:k2]
+            if t == "delete" and all(_is_layout(x) for x in kept):
+                out.extend(kept)
+                continue
+            while kept and _is_layout(kept[0]):
+                out.append(kept.pop(0))
+            out.extend(b[m1:m2])
     made = "\n".join(out) + "\n"
     try:
         if ast.dump(ast.parse(made)) != ast.dump(ast.parse(child)):

@@ -51,6 +51,7 @@ __all__ = [
     "TrainError",
     "TrainMetrics",
     "TrainResult",
+    "edited_spans",
     "encode_example",
     "load_base",
     "train_adapter",
@@ -94,6 +95,11 @@ class TrainConfig:
         batch_size: examples per forward pass.
         grad_accum: forward passes per optimizer step.
         max_len: most tokens per example (prompt + completion).
+        edit_weight: the training loss weight of completion tokens that write new code: lines
+            of a SEARCH/REPLACE block's REPLACE part that its SEARCH part does not hold
+            (:func:`edited_spans`); every other completion token weighs 1. Above 1 it counters
+            what copying-heavy edits teach (a REPLACE part that repeats its SEARCH part, an edit
+            that changes nothing). Validation loss stays unweighted.
         weight_decay: AdamW weight decay.
         seed: seeds torch (LoRA initialisation, data order, dropout).
         device: ``cpu``, ``cuda``, or ``auto`` (CUDA when available, else CPU).
@@ -111,6 +117,7 @@ class TrainConfig:
     batch_size: int = 4
     grad_accum: int = 1
     max_len: int = 1024
+    edit_weight: float = 1.0
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "cpu"
@@ -138,6 +145,8 @@ class TrainConfig:
             raise ValueError(f"alpha must be > 0, got {self.alpha!r}")
         if not (0 <= self.dropout < 1):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not (math.isfinite(self.edit_weight) and self.edit_weight > 0):
+            raise ValueError(f"edit_weight must be > 0 (1.0 is off), got {self.edit_weight!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.schedule not in _SCHEDULES:
@@ -185,6 +194,8 @@ class Encoded:
 
     input_ids: tuple[int, ...]
     n_prompt: int
+    #: per completion token, True where it writes new code (:func:`edited_spans`); empty: none
+    edited: tuple[bool, ...] = ()
 
     @property
     def n_completion(self) -> int:
@@ -313,6 +324,50 @@ def _prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]], add_bos: boo
     return ids
 
 
+_SR_SEARCH, _SR_SPLIT, _SR_REPLACE = "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE"
+
+
+def edited_spans(completion: str) -> list[tuple[int, int]]:
+    """Character spans of ``completion`` that write new code: each line of a SEARCH/REPLACE
+    block's REPLACE part that is not among the lines of its SEARCH part (the completion may
+    start inside the first block's SEARCH part, as the operator's prompt opens it). Other
+    formats have no spans."""
+    spans: list[tuple[int, int]] = []
+    state, pos = "search", 0
+    search: set[str] = set()
+    for line in completion.splitlines(keepends=True):
+        text = line.rstrip("\n")
+        if text.startswith(_SR_SEARCH):
+            state, search = "search", set()
+        elif text.startswith(_SR_SPLIT) and state == "search":
+            state = "replace"
+        elif text.startswith(_SR_REPLACE):
+            state = "out"
+        elif state == "search":
+            search.add(text.rstrip())
+        elif state == "replace" and text.strip() and text.rstrip() not in search:
+            spans.append((pos, pos + len(line)))
+        pos += len(line)
+    return spans
+
+
+def _edited_mask(tokenizer: Any, completion: str, n: int) -> tuple[bool, ...]:
+    """Per token of ``completion`` (``n`` tokens), whether it overlaps an edited span; empty
+    when there are none or the tokenizer gives no character offsets."""
+    spans = edited_spans(completion)
+    if not spans:
+        return ()
+    try:
+        offsets = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+    except (NotImplementedError, KeyError, TypeError, ValueError):
+        return ()
+    if len(offsets) != n:
+        return ()
+    return tuple(any(a < e and s < b for s, e in spans) for a, b in offsets)
+
+
 def encode_example(
     example: Example, tokenizer: Any, *, add_bos: bool, max_len: int
 ) -> tuple[Encoded | None, bool]:
@@ -325,14 +380,16 @@ def encode_example(
     """
     prompt = _prompt_ids(tokenizer, example.prompt, add_bos)
     completion = list(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
+    edited = _edited_mask(tokenizer, example.completion, len(completion))
     if tokenizer.eos_token_id is not None:
         completion.append(int(tokenizer.eos_token_id))
+        edited = (*edited, False) if edited else ()
     if not prompt or len(completion) >= max_len:
         return None, False
     truncated = len(prompt) + len(completion) > max_len
     if truncated:
         prompt = prompt[len(prompt) + len(completion) - max_len :]
-    return Encoded(tuple(prompt + completion), len(prompt)), truncated
+    return Encoded(tuple(prompt + completion), len(prompt), edited), truncated
 
 
 def _encode_all(
@@ -351,32 +408,44 @@ def _encode_all(
 
 
 # -- the loop ---------------------------------------------------------------------------------
-def _batch(torch: Any, items: Sequence[Encoded], pad: int, device: Any) -> dict[str, Any]:
-    """Left-padded ids, mask, positions and completion labels of the last ``keep`` positions."""
+def _batch(
+    torch: Any, items: Sequence[Encoded], pad: int, device: Any, edit_weight: float = 1.0
+) -> dict[str, Any]:
+    """Left-padded ids, mask, positions and completion labels of the last ``keep`` positions,
+    and each label's loss weight (``edit_weight`` on edited tokens, 1 on the others)."""
     width = max(len(e.input_ids) for e in items)
     keep = max(e.n_completion for e in items) + 1
     ids = torch.full((len(items), width), pad, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     labels = torch.full((len(items), keep - 1), -100, dtype=torch.long)
+    weights = torch.zeros((len(items), keep - 1), dtype=torch.float32)
     for row, e in enumerate(items):
         n = len(e.input_ids)
         ids[row, width - n :] = torch.tensor(e.input_ids, dtype=torch.long)
         mask[row, width - n :] = 1
         c = e.n_completion
         labels[row, keep - 1 - c :] = torch.tensor(e.input_ids[e.n_prompt :], dtype=torch.long)
+        weights[row, keep - 1 - c :] = 1.0
+        if e.edited and edit_weight != 1.0:
+            edited = torch.tensor(e.edited, dtype=torch.bool)
+            weights[row, keep - 1 - c :][edited] = edit_weight
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return {
         "input_ids": ids.to(device),
         "attention_mask": mask.to(device),
         "position_ids": positions.to(device),
         "labels": labels.to(device),
+        "weights": weights.to(device),
         "keep": keep,
         "tokens": int(mask.sum()),
     }
 
 
-def _nll(torch: Any, model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
-    """Summed completion NLL of a batch and the number of completion tokens."""
+def _nll(
+    torch: Any, model: Any, batch: dict[str, Any], weighted: bool = False
+) -> tuple[Any, float]:
+    """Summed completion NLL of a batch and the number of completion tokens; ``weighted``: the
+    NLL summed with each token's weight, and the sum of the weights."""
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -386,6 +455,15 @@ def _nll(torch: Any, model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     )
     logits = out.logits[:, :-1, :].float()
     labels = batch["labels"]
+    if weighted:
+        per_token = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+        )
+        w = batch["weights"].reshape(-1)
+        return (per_token * w).sum(), float(w.sum())
     loss = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
@@ -398,7 +476,7 @@ def _eval_loss(
     if not items:
         return None
     model.eval()
-    total, count = 0.0, 0
+    total, count = 0.0, 0.0
     with torch.no_grad():
         for start in range(0, len(items), size):
             loss, n = _nll(torch, model, _batch(torch, items[start : start + size], pad, device))
@@ -531,15 +609,16 @@ def _loop(
         for start in range(0, len(order), per_step):
             group = [items[i] for i in order[start : start + per_step]]
             batches = [
-                _batch(torch, group[b : b + cfg.batch_size], pad, device)
+                _batch(torch, group[b : b + cfg.batch_size], pad, device, cfg.edit_weight)
                 for b in range(0, len(group), cfg.batch_size)
             ]
             n_labels = sum(int((b["labels"] != -100).sum()) for b in batches)
+            weight = sum(float(b["weights"].sum()) for b in batches)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for batch in batches:
-                loss, _ = _nll(torch, model, batch)
-                (loss / n_labels).backward()
+                loss, _ = _nll(torch, model, batch, weighted=True)
+                (loss / weight).backward()
                 step_loss += float(loss.detach())
                 metrics.tokens += batch["tokens"]
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -547,7 +626,7 @@ def _loop(
             scheduler.step()
             step += 1
             metrics.completion_tokens += n_labels
-            metrics.losses.append(step_loss / n_labels)
+            metrics.losses.append(step_loss / weight)
             metrics.seconds = time.perf_counter() - t0
             metrics.tokens_per_s = metrics.tokens / metrics.seconds if metrics.seconds else 0.0
             if on_progress is not None:

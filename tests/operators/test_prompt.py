@@ -18,6 +18,8 @@ from evolm.operators.prompt import (
     DEFAULT_INSTRUCTIONS,
     completion_prefix,
     parent_token_budget,
+    previous_version,
+    restore_return,
 )
 from evolm.types import Evaluation, Individual, Program, Status
 
@@ -183,6 +185,58 @@ def test_completion_prompt_and_round_trip() -> None:
     assert result.ok, result.error
     assert result.code == head + "    return np.full((16, 16, 3), SCALE * 1.5)\n"
     assert DOMAIN.evaluate(result.code).ok
+
+
+WALKER = (
+    "def make_walker():\n"
+    "    wc = walker_creator()\n"
+    "    a = wc.add_joint(0, 0)\n"
+    "    b = wc.add_joint(1, 0)\n"
+    "    wc.add_muscle(a, b, 0.3, 0.0)\n"
+    "    return wc.get_walker()\n"
+)
+
+
+def test_a_body_cut_before_its_return_gets_the_parents_closing_line() -> None:
+    op = PromptMutation(
+        CONTEXT.__class__(**{**CONTEXT.__dict__, "function_name": "make_walker"}),
+        "completion",
+        instructions=["Add a joint."],
+    )
+    proposal = op.propose([individual(WALKER)], np.random.default_rng(0))
+    assert proposal.request is not None
+    assert previous_version(proposal.request.prompt, "make_walker") == WALKER
+    # the model added a joint and a muscle, then stopped (or ran out of tokens mid-line)
+    reply = (
+        "    wc = walker_creator()\n    a = wc.add_joint(0, 0)\n    b = wc.add_joint(1, 0)\n"
+        "    c = wc.add_joint(2, 1)\n    wc.add_muscle(b, c, 0.2, 1.0)\n    wc.add_muscle(a, "
+    )
+    result = op.finish(proposal, reply)
+    assert result.ok, result.error
+    assert result.code.endswith("    wc.add_muscle(b, c, 0.2, 1.0)\n    return wc.get_walker()\n")
+    # off: the program stays as the model left it
+    off = PromptMutation(
+        op.context, "completion", instructions=["Add a joint."], restore_return=False
+    )
+    assert "return" not in off.finish(proposal, reply).code
+
+
+def test_restore_return_leaves_programs_with_a_return_or_odd_parents_alone() -> None:
+    body = "def make_walker():\n    wc = walker_creator()\n"
+    # a return anywhere in the function's own body counts; a nested function's does not
+    branchy = body + "    if wc:\n        return wc.get_walker()\n"
+    assert restore_return(branchy, WALKER, "make_walker") == branchy
+    nested = body + "    def f():\n        return 1\n"
+    assert restore_return(nested, WALKER, "make_walker").endswith(
+        "        return 1\n    return wc.get_walker()\n"
+    )
+    # the closing line goes inside the function, before code that follows it at top level
+    trailing = body + "\n\nX = 1\n"
+    made = restore_return(trailing, WALKER, "make_walker")
+    assert made == body + "    return wc.get_walker()\n\n\nX = 1\n"
+    # a parent that does not end in a return, or does not parse, gives nothing to copy
+    assert restore_return(body, WALKER.replace("return ", "print("), "make_walker") == body
+    assert restore_return(body, "def make_walker(:\n", "make_walker") == body
 
 
 def test_completion_prompt_comments_multiline_instruction() -> None:

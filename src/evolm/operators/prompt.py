@@ -27,6 +27,7 @@ Two prompt modes:
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 import textwrap
@@ -104,6 +105,72 @@ def completion_prefix(prompt: str, function_name: str) -> str:
         return ""
     end = prompt.find("\n", at + 1)
     return "" if end < 0 else prompt[end + 1 :]
+
+
+def previous_version(prompt: str, function_name: str) -> str:
+    """The parent's code in a completion-mode prompt-mutation prompt ("" if it has none)."""
+    start = prompt.rfind(f"# Previous version of {function_name}()\n")
+    if start < 0:
+        return ""
+    start = prompt.index("\n", start) + 1
+    end = prompt.find(f"\n\n\n{_marker(function_name)}", start)
+    return "" if end < 0 else prompt[start:end] + "\n"
+
+
+def _function(tree: ast.Module, function_name: str) -> ast.FunctionDef | None:
+    defs = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == function_name
+    ]
+    return defs[-1] if defs else None
+
+
+def _returns(fn: ast.FunctionDef) -> bool:
+    """Whether ``fn`` has a ``return`` of its own (not one of a nested function or class)."""
+    todo: list[ast.AST] = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Return):
+            return True
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def restore_return(code: str, parent: str, function_name: str) -> str:
+    """``code`` with the parent's closing ``return`` statement appended to ``function_name``
+    when the function has no ``return`` of its own and the parent's ends with one.
+
+    Small models writing a long body often stop, or are cut off by the token limit, before the
+    function's last line (measured on Sodarace: 5 to 11 of 16 SmolLM2 programs per run lacked
+    ``return wc.get_walker()``). The closing statement is the parent's, copied, not invented;
+    the program still runs in the sandbox and is scored like any other. ``code`` is returned
+    unchanged when it has a return, the parent's function does not end in one, or the result
+    would not parse.
+    """
+    try:
+        child_fn = _function(ast.parse(code), function_name)
+        parent_fn = _function(ast.parse(parent), function_name)
+    except (SyntaxError, ValueError, RecursionError):
+        return code
+    if child_fn is None or parent_fn is None or _returns(child_fn):
+        return code
+    last = parent_fn.body[-1]
+    if not isinstance(last, ast.Return):
+        return code
+    text = ast.get_source_segment(parent, last)
+    if text is None or child_fn.end_lineno is None:
+        return code
+    indent = " " * child_fn.body[0].col_offset
+    lines = code.rstrip("\n").split("\n")
+    added = [indent + line.strip() if i == 0 else line for i, line in enumerate(text.split("\n"))]
+    made = "\n".join(lines[: child_fn.end_lineno] + added + lines[child_fn.end_lineno :]) + "\n"
+    try:
+        ast.parse(made)
+    except (SyntaxError, ValueError, RecursionError):
+        return code
+    return made
 
 
 def _fenced(code: str, language: str) -> str:
@@ -265,6 +332,8 @@ class PromptMutation(_RewriteOperator):
             (``max_tokens`` is a cap; see ``parent_sized``).
         parent_sized: limit each answer to :func:`parent_token_budget` of the parent's code
             (never above ``max_tokens``), so a degenerate answer stops early.
+        restore_return: in completion mode, give a program whose function has no ``return``
+            the parent's closing ``return`` statement (:func:`restore_return`).
 
     Raises:
         ValueError: bad mode, empty or non-string instructions, weights of the wrong length,
@@ -288,6 +357,7 @@ class PromptMutation(_RewriteOperator):
         top_p: float = 0.95,
         repeat_penalty: float = 1.0,
         parent_sized: bool = True,
+        restore_return: bool = True,
     ) -> None:
         super().__init__(
             context,
@@ -298,6 +368,7 @@ class PromptMutation(_RewriteOperator):
             repeat_penalty=repeat_penalty,
             parent_sized=parent_sized,
         )
+        self.restore_return = bool(restore_return)
         if instruction_set not in INSTRUCTION_SETS:
             raise ValueError(
                 f"unknown instruction_set {instruction_set!r}; choose one of "
@@ -332,6 +403,15 @@ class PromptMutation(_RewriteOperator):
                 f"{_head(code, ctx.function_name, keep_setup=True)}"
             )
         return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))
+
+    def finish(self, proposal: Proposal, completion: str) -> Result:
+        result = super().finish(proposal, completion)
+        if not (result.ok and self.restore_return and self.mode == "completion"):
+            return result
+        assert proposal.request is not None  # completion mode always sends a prompt
+        fn = self.context.function_name
+        parent = previous_version(proposal.request.prompt, fn)
+        return Result(code=restore_return(result.code, parent, fn)) if parent else result
 
 
 class FullRewrite(_RewriteOperator):

@@ -216,3 +216,48 @@ def test_numpy_and_nan_extras_from_the_sandbox_are_stored(tmp_path):
     assert result.status == "completed"
     extras = [i.evaluation.extras for i in store.evaluated() if i.program.batch > 0]
     assert {"a": [0, 1, 2], "b": "nan"} in extras
+
+
+class _ClosingFake(FakeLLM):
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _Recorder:
+    """A hook that records every told batch and what the store held when it ran."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int]] = []
+
+    async def after_tell(self, runner, told) -> None:
+        stored = len(list(runner.store.export_rows()))
+        self.seen.append((told.index, told.snapshot.evaluations, stored))
+
+
+def test_hooks_run_after_every_told_batch_once_it_is_stored(tmp_path):
+    hook = _Recorder()
+    store = RunStore(tmp_path / "r.db")
+    llm = _ClosingFake(responder=mutating_responder)
+    eng = Engine(toy_config(), store, llm=llm, hooks=[hook])
+    result = asyncio.run(eng.run())
+    assert result.status == "completed"
+    assert [s[0] for s in hook.seen] == list(range(len(hook.seen)))  # every batch, in order
+    assert all(evaluations == stored for _, evaluations, stored in hook.seen)
+    assert hook.seen[-1][1] == 30
+    assert not llm.closed  # the runner closes only the backends it built
+
+
+def test_the_runner_closes_the_backends_it_built(tmp_path, monkeypatch):
+    built = []
+
+    def build(config, llm_config=None):
+        llm = _ClosingFake(responder=mutating_responder)
+        built.append(llm)
+        return llm
+
+    monkeypatch.setattr("evolm.engine.build_backend", build)
+    eng = Engine(toy_config(), RunStore(tmp_path / "r.db"))
+    asyncio.run(eng.run())
+    assert len(built) == 1 and built[0].closed

@@ -20,6 +20,7 @@ from evolm.types import AddStatus, DescriptorSpace, Evaluation, Individual, Prog
 if TYPE_CHECKING:
     from evolm.config import RunConfig
     from evolm.engine import RunResult
+    from evolm.evaluators import Evaluator
     from evolm.llm.base import LLMBackend
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ def run(
     out: str | Path,
     preset: str | None = None,
     llm: LLMBackend | None = None,
+    evaluator: Evaluator | None = None,
 ) -> RunResult:
     """Run an evolution to completion and return how it ended.
 
@@ -54,6 +56,8 @@ def run(
         out: the run database to create (must not exist).
         preset: a shipped preset the dict overrides (ignored for a ``RunConfig``).
         llm: a backend instance to use instead of the one the config names.
+        evaluator: where programs run instead of the local sandbox pool (see
+            :class:`evolm.evaluators.Evaluator`); the caller closes it.
 
     Raises:
         evolm.config.ConfigError: invalid configuration.
@@ -72,7 +76,7 @@ def run(
             f"{path} already exists; continue it with evolm.resume({str(path)!r})"
         )
     with RunStore(path) as store:
-        return asyncio.run(Engine(cfg, store, llm=llm).run())
+        return asyncio.run(Engine(cfg, store, llm=llm, evaluator=evaluator).run())
 
 
 def resume(path: str | Path, *, llm: LLMBackend | None = None) -> RunResult:

@@ -22,11 +22,11 @@ from evolm.finetune.dataset import (
 from evolm.llm.base import Request
 from evolm.operators.base import Proposal
 from evolm.operators.elm_diff import DIFF_STOP, ElmDiff
-from evolm.operators.prompt import COMPLETION_STOP, PromptMutation
+from evolm.operators.prompt import COMPLETION_STOP, PromptMutation, completion_prefix
 from evolm.operators.search_replace import COMPLETION_STOP as EDITS_STOP
 from evolm.operators.search_replace import SearchReplace
 from evolm.store import RunStore
-from evolm.types import AddStatus
+from evolm.types import AddStatus, Evaluation, Individual, Program, Status
 
 from .conftest import IMAGE, make_db
 
@@ -173,7 +173,16 @@ def test_re_rendered_formats_round_trip_through_the_operator(request, run, forma
             # what a backend returns for a model that writes the completion, stops applied
             text = _cut(ex.completion, stops)
             assert text != ex.completion  # the completion ends with a stop the operator sets
-            proposal = Proposal((ex.parent_id,), Request(kind="completion", prompt=ex.prompt))
+            stored = store.program(ex.parent_id)
+            assert isinstance(stored, Individual)
+            # the proposal as propose() made it: its parent, and the head the model continues
+            head = completion_prefix(ex.prompt, op.context.function_name)
+            proposal = Proposal(
+                (ex.parent_id,),
+                Request(kind="completion", prompt=ex.prompt),
+                parents=(stored,),
+                prefix=head if format == "full" else "",
+            )
             result = op.finish(proposal, text)
             assert result.ok, result.error
             child = store.program(ex.program_id).program.code
@@ -258,8 +267,9 @@ def test_search_replace_widens_context_until_the_edit_lands(tmp_path):
     search = ex.completion.split("=======")[0]
     assert search.count("\n") > 3  # one line of context either side would hit the first copy
     op = SearchReplace(get_domain(IMAGE["name"], IMAGE["params"]).context(), mode="completion")
+    stored = Individual(Program(0, parent), Evaluation(Status.OK, fitness=-1.0))
     result = op.finish(
-        Proposal((0,), Request(kind="completion", prompt=ex.prompt)),
+        Proposal((0,), Request(kind="completion", prompt=ex.prompt), parents=(stored,)),
         _cut(ex.completion, EDITS_STOP),
     )
     assert result.code == child

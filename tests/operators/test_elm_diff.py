@@ -11,7 +11,6 @@ import pytest
 
 from evolm.domains.base import DomainContext
 from evolm.domains.image import ImageDomain
-from evolm.llm.base import Request
 from evolm.operators.base import Proposal
 from evolm.operators.elm_diff import (
     DEFAULT_MESSAGE_WEIGHTS,
@@ -19,7 +18,6 @@ from evolm.operators.elm_diff import (
     DIFF_STOP,
     DIFF_SYSTEM_PROMPT,
     ElmDiff,
-    diff_parent,
 )
 from evolm.types import Evaluation, Individual, Program, Status
 
@@ -86,7 +84,6 @@ def test_completion_prompt_is_the_elm_commit_format() -> None:
     assert request.stop == DIFF_STOP
     assert "<NME>" in request.stop and "<|endoftext|>" in request.stop
     assert len(request.stop) <= 4
-    assert diff_parent(request) == WALKER_CODE.rstrip()
 
 
 def test_chat_prompt() -> None:
@@ -102,7 +99,6 @@ def test_chat_prompt() -> None:
     assert "Make this change to it: Small change to draw function." in text
     assert "unified diff" in text and "`--- a/image.py`" in text and "`@@`" in text
     assert text.index("```python\nimport numpy") < text.index("Make this change")
-    assert diff_parent(request) == PARENT_CODE.rstrip()
 
 
 def test_sampling_parameters_and_seed() -> None:
@@ -185,18 +181,24 @@ def test_wrong_number_of_parents() -> None:
         ElmDiff(CONTEXT).propose([individual(), individual(pid=8)], np.random.default_rng(0))
 
 
-def test_diff_parent_edge_cases() -> None:
-    assert diff_parent(Request(kind="completion", prompt="no commit here")) is None
-    assert diff_parent(Request(kind="chat", messages=({"role": "user", "content": "hi"},))) is None
-    assert diff_parent(Request(kind="chat")) is None
-    # A parent holding backticks is fenced with a longer fence and still comes back whole.
-    code = 'DOC = """```x```"""\n\n\ndef draw():\n    return None\n'
-    request = propose(ElmDiff(CONTEXT), code).request
-    assert request is not None and diff_parent(request) == code.rstrip()
-    # A parent with a line of its own starting with "<MSG> ".
-    code = 'DOC = """\n<MSG> x\n"""\n\n\ndef draw():\n    return DOC\n'
-    request = propose(ElmDiff(CONTEXT, "completion"), code).request
-    assert request is not None and diff_parent(request) == code.rstrip()
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [
+        # a parent holding backticks (its fence in the prompt is longer)
+        ("chat", 'DOC = """```x```"""\n\n\ndef draw():\n    return None\n'),
+        # a parent with a line of its own starting with "<MSG> "
+        ("completion", 'DOC = """\n<MSG> x\n"""\n\n\ndef draw():\n    return DOC\n'),
+    ],
+)
+def test_the_diff_applies_to_the_proposals_parent_whatever_it_holds(mode: str, code: str) -> None:
+    op = ElmDiff(CONTEXT, mode)
+    parent = individual(code)
+    proposal = op.propose([parent], np.random.default_rng(0))
+    assert proposal.parents == (parent,) and proposal.parent_ids == (7,)
+    last = code.rstrip().split("\n")[-1]
+    result = op.finish(proposal, f"@@ -5,1 +5,1 @@\n-{last}\n+    return 1\n")
+    assert result.ok, result.error
+    assert result.code == code.replace(last, "    return 1")
 
 
 def test_completion_round_trip() -> None:
@@ -293,8 +295,10 @@ def test_completion_cut_by_max_tokens() -> None:
     assert result.error is not None and "does not parse" in result.error
 
 
-def test_finish_without_parent_in_request() -> None:
+def test_finish_of_a_proposal_without_parents() -> None:
     op = ElmDiff(CONTEXT, "completion")
-    proposal = Proposal(parent_ids=(1,), request=Request(kind="completion", prompt="x"))
-    assert op.finish(proposal, "@@\n-a\n+b\n").error == "the parent program is not in the request"
-    assert op.finish(Proposal((1,), None), "").error == "the parent program is not in the request"
+    # the prompt holds a parent, but finish reads only the proposal's parents
+    request = propose(op).request
+    proposal = Proposal(parent_ids=(1,), request=request)
+    assert op.finish(proposal, "@@\n-a\n+b\n").error == "the proposal carries no parent program"
+    assert op.finish(Proposal((1,), None), "").error == "the proposal carries no parent program"

@@ -18,7 +18,6 @@ from evolm.operators.prompt import (
     DEFAULT_INSTRUCTIONS,
     completion_prefix,
     parent_token_budget,
-    previous_version,
     restore_return,
 )
 from evolm.types import Evaluation, Individual, Program, Status
@@ -180,6 +179,7 @@ def test_completion_prompt_and_round_trip() -> None:
     head = "import numpy as np\n\nSCALE = 0.5\n\n\ndef draw():\n"
     assert prompt.endswith("\n" + head)
     assert completion_prefix(prompt, "draw") == head
+    assert proposal.prefix == head  # finish takes the head from here, not from the prompt
     reply = "    return np.full((16, 16, 3), SCALE * 1.5)\n\n\nprint(draw())\n"
     result = op.finish(proposal, reply)
     assert result.ok, result.error
@@ -205,7 +205,7 @@ def test_a_body_cut_before_its_return_gets_the_parents_closing_line() -> None:
     )
     proposal = op.propose([individual(WALKER)], np.random.default_rng(0))
     assert proposal.request is not None
-    assert previous_version(proposal.request.prompt, "make_walker") == WALKER
+    assert [p.program.code for p in proposal.parents] == [WALKER]
     # the model added a joint and a muscle, then stopped (or ran out of tokens mid-line)
     reply = (
         "    wc = walker_creator()\n    a = wc.add_joint(0, 0)\n    b = wc.add_joint(1, 0)\n"

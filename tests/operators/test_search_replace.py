@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from evolm.domains.base import DomainContext
 from evolm.domains.image import ImageDomain
-from evolm.llm.base import Request
 from evolm.llm.fake import mutating_responder
 from evolm.operators.base import Proposal
 from evolm.operators.prompt import DEFAULT_INSTRUCTIONS
@@ -432,19 +431,27 @@ def test_wrong_number_of_parents() -> None:
         "x = '''\n# End of current version of draw()\n'''\n\n\ndef draw():\n    return x\n",
     ],
 )
-def test_parent_code_round_trip(mode: str, code: str) -> None:
+def test_edits_apply_to_the_proposals_parent_whatever_it_holds(mode: str, code: str) -> None:
     op = SearchReplace(CONTEXT, mode)
-    request = op.propose([individual(code)], np.random.default_rng(0)).request
-    assert op.parent_code(request) == code.rstrip() + "\n"
+    parent = individual(code)
+    proposal = op.propose([parent], np.random.default_rng(0))
+    assert proposal.parents == (parent,) and proposal.parent_ids == (7,)
+    answer = block("def draw():\n", "def draw():\n    # edited\n")
+    if mode == "completion":  # the prompt ends with the opening marker
+        answer = answer.split("\n", 1)[1]
+    result = op.finish(proposal, answer)
+    assert result.ok, result.error
+    # the parent as the prompt shows it (trailing whitespace made one newline), edited
+    edited = code.rstrip().replace("def draw():\n", "def draw():\n    # edited\n") + "\n"
+    assert result.code == edited
 
 
-def test_parent_code_of_a_foreign_request() -> None:
+def test_finish_of_a_proposal_without_parents() -> None:
     op = SearchReplace(CONTEXT)
-    assert op.parent_code(None) is None
-    assert op.parent_code(Request(messages=({"role": "user", "content": "hi"},))) is None
-    assert SearchReplace(CONTEXT, "completion").parent_code(Request(kind="completion")) is None
-    result = op.finish(Proposal(parent_ids=(7,), request=None), block("a\n", "b\n"))
-    assert result.error == "cannot find the current program in the request"
+    request = op.propose([individual()], np.random.default_rng(0)).request
+    for proposal in (Proposal((7,), request), Proposal(parent_ids=(7,), request=None)):
+        result = op.finish(proposal, block("a\n", "b\n"))
+        assert result.error == "the proposal carries no current program"
 
 
 def chat_finish(completion: str, code: str = PROGRAM) -> tuple[SearchReplace, str | None, str]:

@@ -291,7 +291,7 @@ def parent_layout(parent: str, child: str) -> str:
 
 
 def _full(ctx: DomainContext) -> _Render:
-    from evolm.operators.prompt import PromptMutation, completion_prefix
+    from evolm.operators.prompt import PromptMutation
 
     op = PromptMutation(ctx, mode="completion")
     fn = ctx.function_name
@@ -300,7 +300,7 @@ def _full(ctx: DomainContext) -> _Render:
         proposal = op.propose([parent], rng)
         assert proposal.request is not None
         prompt = proposal.request.prompt
-        head = completion_prefix(prompt, fn)
+        head = proposal.prefix
         if head and not child.startswith(head):
             child = _with_head(child, head, fn)
         if not head or not child.startswith(head):
@@ -314,15 +314,14 @@ def _full(ctx: DomainContext) -> _Render:
 
 
 def _elm_diff(ctx: DomainContext) -> _Render:
-    from evolm.operators.elm_diff import ElmDiff, diff_parent
+    from evolm.operators.elm_diff import ElmDiff
 
     op = ElmDiff(ctx, mode="completion")
 
     def render(parent: Individual, child: str, rng: np.random.Generator) -> tuple[str, str] | str:
         proposal = op.propose([parent], rng)
         assert proposal.request is not None
-        before = diff_parent(proposal.request)
-        assert before is not None
+        before = parent.program.code.rstrip()  # the parent as the prompt shows it
         lines = difflib.unified_diff(
             before.split("\n"), child.rstrip().split("\n"), lineterm="", n=3
         )
@@ -365,8 +364,7 @@ def _search_replace(ctx: DomainContext) -> _Render:
     def render(parent: Individual, child: str, rng: np.random.Generator) -> tuple[str, str] | str:
         proposal = op.propose([parent], rng)
         assert proposal.request is not None
-        before = op.parent_code(proposal.request)
-        assert before is not None
+        before = parent.program.code
         old, new = before.rstrip().split("\n"), child.rstrip().split("\n")
         for context in _SR_CONTEXTS:
             target = _edit_blocks(old, new, context)

@@ -3,14 +3,16 @@
 An operator works in two steps so the engine can batch LLM calls and record everything:
 :meth:`Operator.propose` turns parents into a :class:`Proposal` holding an LLM request (or, for
 LLM-free operators, the finished code), and :meth:`Operator.finish` turns the completion text into
-program code or a recorded failure reason.
+program code or a recorded failure reason. The proposal carries its parents and whatever else
+``finish`` needs (:attr:`Proposal.prefix`), so ``finish`` never reads the prompt back.
+LLM-free operators (``uses_llm = False``) implement only ``propose``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,12 +28,27 @@ __all__ = ["Operator", "Proposal", "Result", "choice_weights", "validated_choice
 class Proposal:
     """What an operator wants generated. ``request`` is None for LLM-free operators, whose
     ``code`` is already final, or whose ``error`` says why they produced nothing (the candidate
-    is then recorded as ``invalid`` with that reason)."""
+    is then recorded as ``invalid`` with that reason).
+
+    Attributes:
+        parent_ids: ids of the parents, in the order the operator was given them.
+        request: the LLM request, or None (LLM-free operators, seeds).
+        code: finished code of an LLM-free proposal.
+        error: why an LLM-free operator produced nothing.
+        parents: the parents themselves (keyword only; empty for seeds), in the order of
+            ``parent_ids``. :meth:`Operator.finish` reads the parent's code from here. Not
+            compared: ``parent_ids`` names the same parents.
+        prefix: keyword only. In completion mode, the head of the new program that ends the
+            prompt and that the model continues (imports and the ``def`` line); ``finish``
+            prepends it to unfenced answer text. ``""`` when there is none.
+    """
 
     parent_ids: tuple[int, ...]
     request: Request | None
     code: str | None = None
     error: str | None = None
+    parents: tuple[Individual, ...] = field(default=(), kw_only=True, compare=False)
+    prefix: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -75,9 +92,22 @@ class Operator(ABC):
     def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
         """Build a proposal from ``parents`` (len == ``num_parents``)."""
 
-    @abstractmethod
     def finish(self, proposal: Proposal, completion: str) -> Result:
-        """Extract the program from a completion text."""
+        """Extract the program from a completion text; LLM operators override this.
+
+        Raises:
+            NotImplementedError: the operator does not call an LLM (its proposals carry their
+                code already), or an LLM operator does not implement ``finish``.
+        """
+        if not self.uses_llm:
+            raise NotImplementedError(
+                f"operator {self.name!r} does not call an LLM: its proposals already carry their "
+                "code (Proposal.code), so there is no completion to finish"
+            )
+        raise NotImplementedError(
+            f"operator {self.name!r} ({type(self).__name__}) sets uses_llm = True but does not "
+            "implement finish(proposal, completion); implement it, or set uses_llm = False"
+        )
 
 
 def choice_weights(weights: Sequence[float] | None, n: int, what: str) -> np.ndarray:

@@ -11,7 +11,7 @@ Models write diffs loosely, so :func:`parse_hunks` is lenient:
 
 * The text is cleaned first: line endings become ``\\n``, closed ``<think>...</think>`` sections
   are removed, and the text is cut at the first end-of-text token
-  (:data:`~evolm.operators.extract.END_TOKENS`).
+  (:data:`~evolm.operators.textmatch.END_TOKENS`).
 * Prose before, between and after hunks is skipped, and so are fence lines (```` ``` ````,
   ``~~~``), ``---``/``+++`` file headers, ``diff --git``/``index`` lines and horizontal rules.
 * A header is any line starting (after blanks) with ``@@``; its numbers are read when present
@@ -51,16 +51,22 @@ kept. Failures raise :class:`DiffError` naming the hunk (1-based) and the reason
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evolm.operators.extract import END_TOKENS
+from evolm.operators.textmatch import (
+    MATCH_LEVELS,
+    clean_completion,
+    first_line_preview,
+    indent_of,
+    indent_width,
+    make_indent,
+    match_positions,
+)
 
 __all__ = ["DiffError", "Hunk", "apply_diff", "apply_hunks", "parse_hunks"]
 
 MAX_FUZZ = 2
-_TAB = 4
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _HEADER = re.compile(
     r"@@+[ \t]*(?:-(?P<old>\d+)(?:,(?P<old_len>\d+))?)?[ \t]*(?:\+(?P<new>\d+)(?:,\d+)?)?"
 )
@@ -108,13 +114,6 @@ class Hunk:
         return self.before != self.after
 
 
-def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _THINK.sub("", text)
-    cut = min((i for i in (text.find(t) for t in END_TOKENS) if i >= 0), default=len(text))
-    return text[:cut]
-
-
 def _is_header(line: str) -> bool:
     return line.lstrip(" \t").startswith("@@")
 
@@ -150,7 +149,7 @@ def parse_hunks(text: str) -> list[Hunk]:
         The hunks in order of appearance (possibly none). Hunks are not checked here: one that
         changes nothing is reported by :func:`apply_hunks`.
     """
-    lines = _clean(text).split("\n")
+    lines = clean_completion(text).split("\n")
     explicit = any(_is_header(line) for line in lines)
     fenced = any(_FENCE.match(line) for line in lines)
     fence_tag: str | None = None  # None: outside any fenced block
@@ -205,22 +204,6 @@ def parse_hunks(text: str) -> list[Hunk]:
     return hunks
 
 
-_Compare = Callable[[str, str], bool]
-_COMPARISONS: tuple[tuple[_Compare, bool], ...] = (
-    (lambda a, b: a == b, False),
-    (lambda a, b: a.rstrip() == b.rstrip(), False),
-    (lambda a, b: a.strip() == b.strip(), True),
-)
-
-
-def _indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
-
-
-def _width(indent: str) -> int:
-    return len(indent.expandtabs(_TAB))
-
-
 class _Reindenter:
     """Maps the hunk's indentation onto the parent's, from the lines that matched."""
 
@@ -231,24 +214,21 @@ class _Reindenter:
         for hunk_line, source_line in pairs:
             if not hunk_line.strip():
                 continue
-            h, s = _indent(hunk_line), _indent(source_line)
+            h, s = indent_of(hunk_line), indent_of(source_line)
             self.exact.setdefault(h, s)
-            self.levels.append((_width(h), _width(s)))
+            self.levels.append((indent_width(h), indent_width(s)))
             self.tabs = self.tabs or "\t" in s
 
     def __call__(self, line: str) -> str:
         if not line.strip() or not self.levels:
             return line
-        indent = _indent(line)
+        indent = indent_of(line)
         body = line[len(indent) :]
         if indent in self.exact:
             return self.exact[indent] + body
-        width = _width(indent)
+        width = indent_width(indent)
         h, s = min(self.levels, key=lambda hs: abs(hs[0] - width))
-        width = max(0, width + s - h)
-        if self.tabs:
-            return "\t" * (width // _TAB) + " " * (width % _TAB) + body
-        return " " * width + body
+        return make_indent(max(0, width + s - h), self.tabs) + body
 
 
 @dataclass(frozen=True)
@@ -256,13 +236,6 @@ class _Match:
     start: int
     lines: tuple[tuple[str, str], ...]
     reindent: bool
-
-
-def _positions(work: list[str], before: list[str], same: _Compare) -> list[int]:
-    n = len(before)
-    return [
-        p for p in range(len(work) - n + 1) if all(same(work[p + k], before[k]) for k in range(n))
-    ]
 
 
 def _context_runs(lines: tuple[tuple[str, str], ...]) -> tuple[int, int]:
@@ -281,8 +254,8 @@ def _locate(work: list[str], hunk: Hunk, expected: int | None, floor: int) -> _M
         before = [text for op, text in lines if op != "+"]
         if not before:
             continue
-        for same, reindent in _COMPARISONS:
-            found = _positions(work, before, same)
+        for key, reindent in MATCH_LEVELS:
+            found = match_positions(work, before, key)
             if not found:
                 continue
             pool = [p for p in found if p >= floor] or found
@@ -296,9 +269,7 @@ def _locate(work: list[str], hunk: Hunk, expected: int | None, floor: int) -> _M
 
 
 def _describe(hunk: Hunk) -> str:
-    first = next((line.strip() for line in hunk.before if line.strip()), "")
-    if len(first) > 60:
-        first = first[:57] + "..."
+    first = first_line_preview(hunk.before)
     return f" (first line: {first!r})" if first else ""
 
 

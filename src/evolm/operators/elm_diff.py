@@ -27,7 +27,8 @@ Two prompt modes:
   requested change, and a request for a unified diff with ``---``/``+++`` headers and ``@@``
   hunks in one fenced ``diff`` block.
 
-:meth:`ElmDiff.finish` recovers the parent from the request (:func:`diff_parent`), reads the hunks
+:meth:`ElmDiff.finish` takes the parent from the proposal (its code without trailing whitespace,
+as the prompt shows it), reads the hunks
 (:func:`~evolm.operators.diff.parse_hunks`, lenient about prose, fences, headers and
 whitespace) and applies them (:func:`~evolm.operators.diff.apply_hunks`); failures are recorded
 as ``"diff did not apply: <reason>"``. If the answer holds no hunk at all, a chat-mode answer
@@ -39,7 +40,6 @@ tried once more without its last, possibly cut, line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -49,8 +49,16 @@ from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
 from evolm.operators.base import Proposal, Result, validated_choices
 from evolm.operators.diff import DiffError, apply_hunks, parse_hunks
-from evolm.operators.extract import END_TOKENS, _parse, extract_code
-from evolm.operators.prompt import _fenced, _RewriteOperator
+from evolm.operators.extract import extract_code
+from evolm.operators.prompt import _RewriteOperator
+from evolm.operators.textmatch import (
+    END_TOKENS,
+    PARSE_ERRORS,
+    defines_function,
+    describe_parse_error,
+    fenced,
+    one_line,
+)
 from evolm.types import Individual
 
 __all__ = [
@@ -59,7 +67,6 @@ __all__ = [
     "DIFF_STOP",
     "DIFF_SYSTEM_PROMPT",
     "ElmDiff",
-    "diff_parent",
 ]
 
 DEFAULT_MESSAGES: tuple[str, ...] = (
@@ -77,31 +84,6 @@ DIFF_SYSTEM_PROMPT = (
 )
 _BEF = "<BEF> "
 _MSG = "\n<MSG> "
-_LAST_FENCE = re.compile(r"^(`{3,})[^\n`]*\n(.*?)\n\1[ \t]*$", re.MULTILINE | re.DOTALL)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def diff_parent(request: Request) -> str | None:
-    """The parent program inside a request built by :class:`ElmDiff` (None if there is none).
-
-    Completion mode: the text between ``<BEF> `` and the last ``\\n<MSG> ``. Chat mode: the
-    last fenced block of the last user message. Either way it is the parent without trailing
-    whitespace, as the prompt shows it.
-    """
-    if request.kind == "completion":
-        prompt = request.prompt
-        start, end = prompt.find(_BEF), prompt.rfind(_MSG)
-        if start < 0 or end < start:
-            return None
-        return prompt[start + len(_BEF) : end]
-    users = [m["content"] for m in request.messages if m.get("role") == "user"]
-    if not users:
-        return None
-    blocks = _LAST_FENCE.findall(users[-1])
-    return blocks[-1][1] if blocks else None
 
 
 def _maybe_cut(completion: str) -> str | None:
@@ -164,7 +146,7 @@ class ElmDiff(_RewriteOperator):
         chosen, self.weights = validated_choices(messages, weights, "messages")
         fn = context.function_name
         self.messages = tuple(
-            _one_line(m.replace("{fn}", fn).replace("{function}", fn)) for m in chosen
+            one_line(m.replace("{fn}", fn).replace("{function}", fn)) for m in chosen
         )
 
     def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
@@ -177,7 +159,7 @@ class ElmDiff(_RewriteOperator):
             body = (
                 f"{self._task(code)}\n\n"
                 f"Here is the current program, `{ctx.file_name}`:\n"
-                f"{_fenced(code, ctx.language)}\n\n"
+                f"{fenced(code, ctx.language)}\n\n"
                 f"Make this change to it: {message}\n"
                 f"Reply with the change as a unified diff against the program above, with "
                 f"`--- a/{ctx.file_name}` and `+++ b/{ctx.file_name}` header lines and `@@` "
@@ -186,7 +168,7 @@ class ElmDiff(_RewriteOperator):
             )
         else:
             body = f"<NME> {ctx.file_name}\n{_BEF}{code}{_MSG}{message}\n<DFF>"
-        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))
+        return self._proposal((parent,), self._request(body, rng, code))
 
     def _request(self, body: str, rng: np.random.Generator, parent_code: str = "") -> Request:
         request = super()._request(body, rng, parent_code)
@@ -196,18 +178,19 @@ class ElmDiff(_RewriteOperator):
         return replace(request, stop=DIFF_STOP)
 
     def finish(self, proposal: Proposal, completion: str) -> Result:
-        """Apply the diff in ``completion`` to the parent held in the proposal's request.
+        """Apply the diff in ``completion`` to the proposal's parent (its code without trailing
+        whitespace, as the prompt shows it).
 
         Returns:
             ``Result(code)`` with the edited program (it parses and defines the function at
-            top level), or ``Result("", error)``: "diff did not apply: <reason>", "the parent
-            program is not in the request", or "diff applied but the program does not parse:
-            SyntaxError at line N: ..." / "... no longer defines draw() at top level".
+            top level), or ``Result("", error)``: "diff did not apply: <reason>", "the proposal
+            carries no parent program" (one not made by :meth:`propose`), or "diff applied but
+            the program does not parse: SyntaxError at line N: ..." / "... no longer defines
+            draw() at top level".
         """
-        request = proposal.request
-        parent = diff_parent(request) if request is not None else None
-        if parent is None:
-            return Result(code="", error="the parent program is not in the request")
+        if not proposal.parents:
+            return Result(code="", error="the proposal carries no parent program")
+        parent = proposal.parents[0].program.code.rstrip()
         result = self._apply(parent, completion)
         if not result.ok:
             shorter = _maybe_cut(completion)
@@ -230,20 +213,12 @@ class ElmDiff(_RewriteOperator):
             return Result(code="", error=f"diff did not apply: {exc.reason}")
         code = code.strip("\n").rstrip() + "\n"
         try:
-            if _parse(code, fn):
+            if defines_function(code, fn):
                 return Result(code=code)
-        except SyntaxError as exc:
+        except PARSE_ERRORS as exc:
             return Result(
                 code="",
-                error=(
-                    "diff applied but the program does not parse: "
-                    f"SyntaxError at line {exc.lineno}: {exc.msg}"
-                ),
-            )
-        except (ValueError, RecursionError) as exc:
-            return Result(
-                code="",
-                error=f"diff applied but the program does not parse: {type(exc).__name__}: {exc}",
+                error=f"diff applied but the program does not parse: {describe_parse_error(exc)}",
             )
         return Result(
             code="", error=f"diff applied but the program no longer defines {fn}() at top level"

@@ -33,26 +33,20 @@ Rules, in order:
 
 from __future__ import annotations
 
-import ast
 import re
 import textwrap
 
 from evolm.operators.base import Result
+from evolm.operators.textmatch import (
+    END_TOKENS,
+    PARSE_ERRORS,
+    clean_completion,
+    defines_function,
+    describe_parse_error,
+)
 
 __all__ = ["END_TOKENS", "extract_code"]
 
-END_TOKENS = (
-    "<|endoftext|>",
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|end|>",
-    "<|eom_id|>",
-    "</s>",
-    "<end_of_turn>",
-    "<eos>",
-)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _PYTHON_TAGS = frozenset({"", "python", "python3", "py", "py3"})
 _IMPORT = r"[\w.]+(?:[ \t]+as[ \t]+\w+)?"
@@ -73,13 +67,6 @@ def _defines_re(function_name: str) -> re.Pattern[str]:
     return re.compile(
         rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(function_name)}[ \t]*\(", re.MULTILINE
     )
-
-
-def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _THINK.sub("", text)
-    cut = min((i for i in (text.find(t) for t in END_TOKENS) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 def _fenced_blocks(text: str) -> list[tuple[str, str]]:
@@ -183,19 +170,6 @@ def _longest_block(blocks: list[tuple[str, str]]) -> str:
     return max(python or [code for _, code in blocks], key=len)
 
 
-def _parse(code: str, function_name: str) -> bool:
-    """Whether ``code`` parses with a top-level definition of ``function_name``.
-
-    Raises:
-        SyntaxError, ValueError, RecursionError: ``code`` does not parse.
-    """
-    tree = ast.parse(code)
-    return any(
-        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function_name
-        for node in tree.body
-    )
-
-
 def _validate(code: str, function_name: str) -> Result:
     code = code.strip("\n").rstrip() + "\n"
     missing = f"no function {function_name}() in completion"
@@ -203,13 +177,11 @@ def _validate(code: str, function_name: str) -> Result:
     if not defines.search(code):
         return Result(code="", error=missing)
     try:
-        if _parse(code, function_name):
+        if defines_function(code, function_name):
             return Result(code=code)
         return Result(code="", error=f"{missing} at top level")
-    except SyntaxError as exc:
-        reason = f"completion does not parse: SyntaxError at line {exc.lineno}: {exc.msg}"
-    except (ValueError, RecursionError) as exc:
-        reason = f"completion does not parse: {type(exc).__name__}: {exc}"
+    except PARSE_ERRORS as exc:
+        reason = f"completion does not parse: {describe_parse_error(exc)}"
     lines = code.rstrip("\n").split("\n")
     k = len(lines) - 1
     for _ in range(_MAX_PARSE_ATTEMPTS):
@@ -217,7 +189,7 @@ def _validate(code: str, function_name: str) -> Result:
         if k <= 0 or not defines.search(candidate):
             break
         try:
-            if _parse(candidate, function_name):
+            if defines_function(candidate, function_name):
                 return Result(code=candidate)
             break
         except SyntaxError as exc:
@@ -243,7 +215,7 @@ def extract_code(text: str, function_name: str, *, prefix: str = "") -> Result:
         completion", or "completion does not parse: SyntaxError at line N: ...". The module
         docstring lists the rules.
     """
-    text = _clean(text)
+    text = clean_completion(text)
     if not text.strip():
         return Result(code="", error="empty completion")
     defines = _defines_re(function_name)

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evolm.domains.base import DomainContext
-from evolm.operators.base import Operator, Proposal, Result, choice_weights
+from evolm.operators.base import Operator, Proposal, choice_weights
 from evolm.types import Individual
 
 __all__ = ["KINDS", "GPMutation", "Mutant"]
@@ -480,8 +480,9 @@ class GPMutation(Operator):
     """Mutate one parent with random syntax-tree edits (ELM's genetic-programming baseline).
 
     Its proposals carry finished code (``request`` None), or no code and an ``error`` when no
-    edit could be made; it never calls a model, so :meth:`finish` is never used. See the
-    module docstring for the edit kinds and how sites are chosen.
+    edit could be made; it never calls a model and implements no :meth:`finish` (the base
+    class's raises NotImplementedError). See the module docstring for the edit kinds and how
+    sites are chosen.
 
     Args:
         context: the domain's prompt context; only ``function_name`` is used (the child must
@@ -570,18 +571,8 @@ class GPMutation(Operator):
         parent = parents[0]
         mutant = self.mutate(parent.program.code, rng)
         if mutant.code is None:
-            return Proposal(parent_ids=(parent.id,), request=None, error=mutant.error)
-        return Proposal(parent_ids=(parent.id,), request=None, code=mutant.code)
-
-    def finish(self, proposal: Proposal, completion: str) -> Result:
-        """Never used: GP proposals carry finished code.
-
-        Raises:
-            NotImplementedError: always.
-        """
-        raise NotImplementedError(
-            "GPMutation does not call an LLM; its proposals already carry their code"
-        )
+            return Proposal((parent.id,), None, error=mutant.error, parents=(parent,))
+        return Proposal((parent.id,), None, code=mutant.code, parents=(parent,))
 
     def mutate(self, code: str, rng: np.random.Generator) -> Mutant:
         """Apply the configured number of random edits to ``code``; never raises for bad code.

@@ -38,7 +38,8 @@ from evolm.archives.base import Archive, EmptyArchiveError
 from evolm.archives.selection import fitness_weight
 from evolm.domains.base import DomainContext
 from evolm.operators.base import Proposal
-from evolm.operators.prompt import _fenced, _head, _imports, _marker, _RewriteOperator, _score_note
+from evolm.operators.prompt import _head, _imports, _marker, _RewriteOperator, _score_note
+from evolm.operators.textmatch import fenced
 from evolm.types import Individual
 
 __all__ = ["LMX_SELECTIONS", "LMXCrossover"]
@@ -146,9 +147,10 @@ class LMXCrossover(_RewriteOperator):
         codes = [p.program.code for p in ordered]
         ctx = self.context
         fn = ctx.function_name
+        head = ""
         if self.mode == "chat":
             shown = "\n\n".join(
-                f"Program {i} ({_score_note(p)}):\n{_fenced(p.program.code, ctx.language)}"
+                f"Program {i} ({_score_note(p)}):\n{fenced(p.program.code, ctx.language)}"
                 for i, p in enumerate(ordered, 1)
             )
             body = (
@@ -172,9 +174,8 @@ class LMXCrossover(_RewriteOperator):
                 f"{self._completion_top(*codes)}{shown}\n\n\n"
                 f"{_marker(fn)}, combining ideas from the versions above\n{head}"
             )
-        ids = tuple(p.program.id for p in parents)
         longest = max((p.program.code for p in parents), key=len)
-        return Proposal(parent_ids=ids, request=self._request(body, rng, longest))
+        return self._proposal(parents, self._request(body, rng, longest), head)
 
 
 def near_weights(distances: np.ndarray) -> np.ndarray:

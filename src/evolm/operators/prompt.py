@@ -21,8 +21,8 @@ Two prompt modes:
   (:data:`COMPLETION_STOP`): ``"\\n```"`` (a closing fence), ``"\\nif __name__"`` (a main
   block) and ``"\\n# "`` (a column-0 comment, which is how a base model starts the next
   "version" or its commentary); comments inside the function are indented and do not stop it.
-  :meth:`finish` recovers the head from the request's prompt (the text after the
-  ``# New version`` line) and passes it to ``extract_code`` as ``prefix``.
+  The proposal carries the head (:attr:`Proposal.prefix <evolm.operators.base.Proposal>`), and
+  :meth:`finish` passes it to ``extract_code`` as ``prefix``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import ast
 import math
 import re
-import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +38,7 @@ from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
 from evolm.operators.base import Operator, Proposal, Result, validated_choices
 from evolm.operators.extract import extract_code
+from evolm.operators.textmatch import comment_block, fenced
 from evolm.types import Individual
 
 __all__ = [
@@ -99,22 +99,15 @@ def _marker(function_name: str) -> str:
 
 def completion_prefix(prompt: str, function_name: str) -> str:
     """The head of the new program at the end of a completion-mode prompt built here: the text
-    after the last ``# New version of <function>()`` line ("" if the prompt has none)."""
+    after the last ``# New version of <function>()`` line ("" if the prompt has none).
+
+    For reading stored prompts; :meth:`PromptMutation.finish` takes the head from the proposal
+    (:attr:`Proposal.prefix <evolm.operators.base.Proposal>`)."""
     at = prompt.rfind("\n" + _marker(function_name))
     if at < 0:
         return ""
     end = prompt.find("\n", at + 1)
     return "" if end < 0 else prompt[end + 1 :]
-
-
-def previous_version(prompt: str, function_name: str) -> str:
-    """The parent's code in a completion-mode prompt-mutation prompt ("" if it has none)."""
-    start = prompt.rfind(f"# Previous version of {function_name}()\n")
-    if start < 0:
-        return ""
-    start = prompt.index("\n", start) + 1
-    end = prompt.find(f"\n\n\n{_marker(function_name)}", start)
-    return "" if end < 0 else prompt[start:end] + "\n"
 
 
 def _function(tree: ast.Module, function_name: str) -> ast.FunctionDef | None:
@@ -171,19 +164,6 @@ def restore_return(code: str, parent: str, function_name: str) -> str:
     except (SyntaxError, ValueError, RecursionError):
         return code
     return made
-
-
-def _fenced(code: str, language: str) -> str:
-    fence = "```"
-    while fence in code:
-        fence += "`"
-    return f"{fence}{language}\n{code.rstrip()}\n{fence}"
-
-
-def _comment(text: str) -> str:
-    return "\n".join(
-        textwrap.wrap(" ".join(text.split()), 96, initial_indent="# ", subsequent_indent="# ")
-    )
 
 
 def _imports(code: str) -> list[str]:
@@ -258,7 +238,7 @@ class _RewriteOperator(Operator):
         text = ctx.description.strip()
         api = ctx.api_for(*codes)
         if api.strip():
-            text += "\n\nHelper code and conventions:\n" + _fenced(api, ctx.language)
+            text += "\n\nHelper code and conventions:\n" + fenced(api, ctx.language)
         return text
 
     def _max_tokens(self, parent_code: str) -> int:
@@ -300,7 +280,7 @@ class _RewriteOperator(Operator):
         ctx = self.context
         api = ctx.api_for(*codes)
         top = api.rstrip() + "\n\n" if api.strip() else ""
-        return top + _comment("Task: " + ctx.description) + "\n\n"
+        return top + comment_block("Task: " + ctx.description) + "\n\n"
 
     def _reply_format(self) -> str:
         return (
@@ -308,12 +288,22 @@ class _RewriteOperator(Operator):
             f"in one fenced {self.context.language} code block."
         )
 
+    def _proposal(
+        self, parents: Sequence[Individual], request: Request, prefix: str = ""
+    ) -> Proposal:
+        """The proposal of ``request``, carrying ``parents`` and, in completion mode, the head
+        ``prefix`` the model continues (ignored in chat mode)."""
+        return Proposal(
+            tuple(p.id for p in parents),
+            request,
+            parents=tuple(parents),
+            prefix=prefix if self.mode == "completion" else "",
+        )
+
     def finish(self, proposal: Proposal, completion: str) -> Result:
-        fn = self.context.function_name
-        prefix = ""
-        if self.mode == "completion" and proposal.request is not None:
-            prefix = completion_prefix(proposal.request.prompt, fn)
-        return extract_code(completion, fn, prefix=prefix)
+        """Extract the program from ``completion`` (:func:`~evolm.operators.extract.extract_code`),
+        the proposal's :attr:`~evolm.operators.base.Proposal.prefix` prepended to unfenced text."""
+        return extract_code(completion, self.context.function_name, prefix=proposal.prefix)
 
 
 class PromptMutation(_RewriteOperator):
@@ -389,10 +379,11 @@ class PromptMutation(_RewriteOperator):
         instruction = self.instructions[int(rng.choice(len(self.instructions), p=self.weights))]
         code = parent.program.code
         ctx = self.context
+        head = _head(code, ctx.function_name, keep_setup=True)
         if self.mode == "chat":
             body = (
                 f"{self._task(code)}\n\n"
-                f"Here is the current program:\n{_fenced(code, ctx.language)}\n\n"
+                f"Here is the current program:\n{fenced(code, ctx.language)}\n\n"
                 f"{instruction.strip()}\n{self._reply_format()}"
             )
         else:
@@ -400,18 +391,21 @@ class PromptMutation(_RewriteOperator):
                 f"{self._completion_top(code)}"
                 f"# Previous version of {ctx.function_name}()\n{code.rstrip()}\n\n\n"
                 f"{_marker(ctx.function_name)}. {' '.join(instruction.split())}\n"
-                f"{_head(code, ctx.function_name, keep_setup=True)}"
+                f"{head}"
             )
-        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))
+        return self._proposal((parent,), self._request(body, rng, code), head)
 
     def finish(self, proposal: Proposal, completion: str) -> Result:
+        """Extract the program as :class:`FullRewrite` does; in completion mode with
+        ``restore_return``, then give it the parent's closing ``return`` if it has none
+        (:func:`restore_return`; the parent is the proposal's)."""
         result = super().finish(proposal, completion)
         if not (result.ok and self.restore_return and self.mode == "completion"):
             return result
-        assert proposal.request is not None  # completion mode always sends a prompt
-        fn = self.context.function_name
-        parent = previous_version(proposal.request.prompt, fn)
-        return Result(code=restore_return(result.code, parent, fn)) if parent else result
+        if not proposal.parents:
+            return result
+        parent = proposal.parents[0].program.code.rstrip() + "\n"
+        return Result(code=restore_return(result.code, parent, self.context.function_name))
 
 
 class FullRewrite(_RewriteOperator):
@@ -431,11 +425,12 @@ class FullRewrite(_RewriteOperator):
         code = parent.program.code
         ctx = self.context
         note = _score_note(parent)
+        head = _head(code, ctx.function_name, keep_setup=False)
         if self.mode == "chat":
             body = (
                 f"{self._task(code)}\n\n"
                 f"For reference, here is a previous attempt ({note}):\n"
-                f"{_fenced(code, ctx.language)}\n\n"
+                f"{fenced(code, ctx.language)}\n\n"
                 "Write a new program for this task from scratch, taking a different approach "
                 "rather than editing the attempt above.\n"
                 f"{self._reply_format()}"
@@ -446,6 +441,6 @@ class FullRewrite(_RewriteOperator):
                 f"# Previous attempt at {ctx.function_name}() ({note})\n{code.rstrip()}\n\n\n"
                 f"{_marker(ctx.function_name)}, rewritten from scratch with a different "
                 "approach\n"
-                f"{_head(code, ctx.function_name, keep_setup=False)}"
+                f"{head}"
             )
-        return Proposal(parent_ids=(parent.id,), request=self._request(body, rng, code))
+        return self._proposal((parent,), self._request(body, rng, code), head)

@@ -61,24 +61,37 @@ The operator (:class:`SearchReplace`) prompts in two modes:
   may quote comment lines of the program. Without that line, generation runs to ``max_tokens``
   and whatever follows the last complete block is ignored.
 
-:meth:`SearchReplace.finish` recovers the parent from the request text (the fenced block after
-the task in chat mode, the text between the two markers in completion mode; trailing whitespace
-at the end of the program is not preserved), applies the blocks, and accepts the result only if
-it parses and defines the domain's function at top level.
+:meth:`SearchReplace.finish` takes the parent from the proposal (as the prompt shows it:
+trailing whitespace at the end of the program is not preserved), applies the blocks, and
+accepts the result only if it parses and defines the domain's function at top level.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from evolm.llm.base import Request
 from evolm.operators.base import Proposal, Result
-from evolm.operators.extract import _clean, _parse, extract_code
-from evolm.operators.prompt import PromptMutation, _comment, _fenced
+from evolm.operators.extract import extract_code
+from evolm.operators.prompt import PromptMutation
+from evolm.operators.textmatch import (
+    MATCH_LEVELS,
+    PARSE_ERRORS,
+    LineKey,
+    clean_completion,
+    comment_block,
+    defines_function,
+    describe_parse_error,
+    fenced,
+    first_line_preview,
+    indent_of,
+    indent_width,
+    make_indent,
+    match_positions,
+)
 from evolm.types import Individual
 
 __all__ = [
@@ -109,7 +122,6 @@ _CLOSE = re.compile(r"^[ \t]*>{5,9}[ \t]*REPLACE[ \t]*$", re.IGNORECASE)
 _FENCE_OPEN = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[^`]*$")
 _FENCE_CLOSE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[ \t]*$")
 _ANY_FENCE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})", re.MULTILINE)
-_TAB_WIDTH = 4
 
 
 class EditError(ValueError):
@@ -154,7 +166,7 @@ def parse_blocks(text: str, notes: list[str] | None = None) -> list[EditBlock]:
     search: list[str] = []
     repl: list[str] = []
     opened = 0
-    for line in _clean(text).split("\n"):
+    for line in clean_completion(text).split("\n"):
         if _OPEN.match(line):
             if state == "search" and not search:
                 continue  # the marker written twice: still the same block
@@ -188,14 +200,6 @@ def parse_blocks(text: str, notes: list[str] | None = None) -> list[EditBlock]:
 # --------------------------------------------------------------------------- applying
 
 
-def _indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
-
-
-def _width(indent: str) -> int:
-    return len(indent.expandtabs(_TAB_WIDTH))
-
-
 def _uses_tabs(lines: list[str]) -> bool:
     tabs = sum(line.startswith("\t") for line in lines)
     return tabs > sum(line.startswith(" ") for line in lines)
@@ -205,28 +209,20 @@ def _reindent(lines: list[str], search_indent: str, target_indent: str, tabs: bo
     """Shift ``lines`` by the indentation difference from ``search_indent`` to
     ``target_indent`` (in columns) and rewrite all their indentation in the program's style:
     tabs if ``tabs``, else spaces."""
-    shift = _width(target_indent) - _width(search_indent)
+    shift = indent_width(target_indent) - indent_width(search_indent)
     out = []
     for line in lines:
         if not line.strip():
             out.append("")
             continue
-        lead = _indent(line)
-        width = max(0, _width(lead) + shift)
-        new = "\t" * (width // _TAB_WIDTH) + " " * (width % _TAB_WIDTH) if tabs else " " * width
-        out.append(new + line[len(lead) :])
+        lead = indent_of(line)
+        out.append(make_indent(max(0, indent_width(lead) + shift), tabs) + line[len(lead) :])
     return out
 
 
-def _find(source: list[str], pattern: list[str], key: Callable[[str], str]) -> int | None:
+def _find(source: list[str], pattern: list[str], key: LineKey) -> int | None:
     """Index of the first run of ``source`` lines equal to ``pattern`` under ``key``."""
-    keys = [key(line) for line in source]
-    want = [key(line) for line in pattern]
-    n = len(want)
-    return next(
-        (i for i in range(len(keys) - n + 1) if keys[i] == want[0] and keys[i : i + n] == want),
-        None,
-    )
+    return next(iter(match_positions(source, pattern, key)), None)
 
 
 def _locate(source: list[str], pattern: list[str]) -> tuple[int, int, int, bool] | None:
@@ -234,12 +230,8 @@ def _locate(source: list[str], pattern: list[str]) -> tuple[int, int, int, bool]
     ``(start, end, first, loose)`` with the matched lines ``source[start:end]``, ``first`` the
     program line matched by the first non-blank pattern line, and ``loose`` true when
     indentation was ignored (levels 3 and 4); None if it matches nowhere."""
-
-    def exact(line: str) -> str:
-        return line
-
     lead = next((k for k, line in enumerate(pattern) if line.strip()), 0)
-    for key, loose in ((exact, False), (str.rstrip, False), (str.strip, True)):
+    for key, loose in MATCH_LEVELS:
         i = _find(source, pattern, key)
         if i is not None:
             return i, i + len(pattern), i + lead, loose
@@ -264,11 +256,6 @@ def _same_program(a: str, b: str) -> bool:
     ]
 
 
-def _preview(search: str) -> str:
-    first = next((line.strip() for line in search.split("\n") if line.strip()), "")
-    return first if len(first) <= 60 else first[:57] + "..."
-
-
 def _apply_one(source: str, block: EditBlock, number: int) -> str:
     repl = _lines(block.replace)
     if not block.search.strip():
@@ -278,14 +265,14 @@ def _apply_one(source: str, block: EditBlock, number: int) -> str:
     pattern = _lines(block.search)
     found = _locate(lines, pattern)
     if found is None:
+        preview = first_line_preview(block.search.split("\n"))
         raise EditError(
-            f"block {number}: SEARCH text not found in the program "
-            f"(its first line: {_preview(block.search)!r})"
+            f"block {number}: SEARCH text not found in the program (its first line: {preview!r})"
         )
     start, end, first, loose = found
     if loose:
-        search_indent = next((_indent(line) for line in pattern if line.strip()), "")
-        repl = _reindent(repl, search_indent, _indent(lines[first]), _uses_tabs(lines))
+        search_indent = next((indent_of(line) for line in pattern if line.strip()), "")
+        repl = _reindent(repl, search_indent, indent_of(lines[first]), _uses_tabs(lines))
     return "\n".join(lines[:start] + repl + lines[end:])
 
 
@@ -398,7 +385,7 @@ class SearchReplace(PromptMutation):
         fn = ctx.function_name
         if self.mode == "chat":
             body = (
-                f"{self._task(code)}\n\n{PROGRAM_HEADER}{_fenced(code, ctx.language)}\n\n"
+                f"{self._task(code)}\n\n{PROGRAM_HEADER}{fenced(code, ctx.language)}\n\n"
                 f"{instruction.strip()}\n\n{_chat_format(fn)}"
             )
         else:
@@ -411,7 +398,7 @@ class SearchReplace(PromptMutation):
                 "# (the lines that take their place)\n"
                 f"# {REPLACE_MARKER}\n"
                 f'# After the last block comes the line "{END_OF_EDITS}".\n'
-                f"{_comment('Goal of the edits: ' + instruction)}\n"
+                f"{comment_block('Goal of the edits: ' + instruction)}\n"
                 f"{SEARCH_MARKER}\n"
             )
         request = self._request(body, rng, code)
@@ -420,57 +407,21 @@ class SearchReplace(PromptMutation):
             request = replace(request, messages=(system, *request.messages[1:]))
         else:
             request = replace(request, stop=COMPLETION_STOP)
-        return Proposal(parent_ids=(parent.id,), request=request)
-
-    def parent_code(self, request: Request | None) -> str | None:
-        """The current program as a request built by :meth:`propose` shows it (its trailing
-        whitespace replaced by one newline), or None if ``request`` is not such a request."""
-        if request is None:
-            return None
-        fn = self.context.function_name
-        # The API shown above the program depends on the program, so the program is found by
-        # its markers, not by the text before it.
-        if request.kind == "completion":
-            prompt = request.prompt
-            start = prompt.find("\n" + _start_marker(fn))
-            start = 0 if prompt.startswith(_start_marker(fn)) else start + 1 if start >= 0 else -1
-            end = prompt.rfind(_end_marker(fn))
-            if start < 0 or end < start + len(_start_marker(fn)):
-                return None
-            return prompt[start + len(_start_marker(fn)) : end].rstrip() + "\n"
-        users = [m.get("content", "") for m in request.messages if m.get("role") == "user"]
-        description = self.context.description.strip()
-        if not users or not users[-1].startswith(description):
-            return None
-        message = users[-1]
-        at = message.find("\n\n" + PROGRAM_HEADER, len(description))
-        if at < 0:
-            return None
-        m = re.compile(r"(`{3,})[^\n]*\n").match(message, at + 2 + len(PROGRAM_HEADER))
-        if m is None:
-            return None
-        end = message.find("\n" + m[1], m.end() - 1)
-        if end < 0:
-            return None
-        return message[m.end() : end].rstrip() + "\n"
+        return self._proposal((parent,), request)
 
     def _check(self, code: str) -> Result:
         fn = self.context.function_name
         try:
-            if _parse(code, fn):
+            if defines_function(code, fn):
                 return Result(code=code)
-        except SyntaxError as exc:
-            return Result(
-                "",
-                error=f"edited program does not parse: {type(exc).__name__} at line "
-                f"{exc.lineno}: {exc.msg}",
-            )
-        except (ValueError, RecursionError) as exc:
-            return Result("", error=f"edited program does not parse: {type(exc).__name__}: {exc}")
+        except PARSE_ERRORS as exc:
+            reason = describe_parse_error(exc, syntax_error_name=None)
+            return Result("", error=f"edited program does not parse: {reason}")
         return Result("", error=f"edited program does not define {fn}() at top level")
 
     def finish(self, proposal: Proposal, completion: str) -> Result:
-        """Apply the answer's edit blocks to the parent (recovered from the request).
+        """Apply the answer's edit blocks to the proposal's parent (its code with trailing
+        whitespace replaced by one newline, as the prompt shows it).
 
         Returns:
             ``Result(code)`` with the edited program, which parses and defines the domain's
@@ -480,15 +431,21 @@ class SearchReplace(PromptMutation):
             from the parent only in trailing whitespace), "edited program does not parse:
             SyntaxError at line N: ...", "edited program does not define draw() at top level",
             "the answer repeats the current program unchanged" (a whole program given instead
-            of blocks), or "cannot find the current program in the request".
+            of blocks), or "the proposal carries no current program" (one not made by
+            :meth:`propose`).
         """
-        parent = self.parent_code(proposal.request)
-        if parent is None:
-            return Result("", error="cannot find the current program in the request")
+        if not proposal.parents:
+            return Result("", error="the proposal carries no current program")
+        parent = proposal.parents[0].program.code.rstrip() + "\n"
         text = completion if self.mode == "chat" else SEARCH_MARKER + "\n" + completion
         notes: list[str] = []
         blocks = parse_blocks(text, notes)
-        if self.mode == "chat" and not blocks and not notes and _ANY_FENCE.search(_clean(text)):
+        if (
+            self.mode == "chat"
+            and not blocks
+            and not notes
+            and _ANY_FENCE.search(clean_completion(text))
+        ):
             # no block marker at all: the model may have ignored the format and sent a program
             whole = extract_code(completion, self.context.function_name)
             if whole.ok and _same_program(whole.code, parent):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SEED_OPERATOR",
     "AddStatus",
     "DescriptorSpace",
     "Evaluation",
@@ -24,6 +25,10 @@ __all__ = [
     "Program",
     "Status",
 ]
+
+#: The ``operator`` of a seed program (one that no operator made): :attr:`Program.operator`'s
+#: default.
+SEED_OPERATOR = "seed"
 
 
 class Status(StrEnum):
@@ -112,7 +117,7 @@ class Program:
         id: run-scoped integer id, assigned by the engine in creation order.
         code: the program text (may be empty when no code could be extracted).
         parent_ids: ids of the parents the operator saw (empty for seeds).
-        operator: name of the operator that produced it ("seed" for seeds).
+        operator: name of the operator that produced it (:data:`SEED_OPERATOR` for seeds).
         model: model name of the LLM that wrote it, if any.
         prompt_hash: sha256 of the prompt it was produced from, if any.
         generation: 1 + the largest parent generation (0 for seeds).
@@ -125,7 +130,7 @@ class Program:
     id: int
     code: str
     parent_ids: tuple[int, ...] = ()
-    operator: str = "seed"
+    operator: str = SEED_OPERATOR
     model: str | None = None
     prompt_hash: str | None = None
     generation: int = 0

@@ -9,7 +9,7 @@ import numpy as np
 
 from evolm.archives.base import Archive, ArchiveStats, EmptyArchiveError
 from evolm.archives.metrics import check_offset, insertable
-from evolm.types import AddStatus, DescriptorSpace, Individual
+from evolm.types import SEED_OPERATOR, AddStatus, DescriptorSpace, Individual
 
 __all__ = ["BestOfNArchive"]
 
@@ -23,7 +23,7 @@ class BestOfNArchive(Archive):
 
     Storage and statuses, judged item by item (invalid items are always ``NOT_ADDED``):
 
-    - a seed (``program.operator == "seed"``) is always stored: ``NEW``;
+    - a seed (``program.operator == SEED_OPERATOR``, ``"seed"``) is always stored: ``NEW``;
     - another item is stored as the *champion* when its fitness is strictly higher than
       everything stored: ``NEW`` if the archive was empty, else ``IMPROVED``; it replaces the
       previous champion (stored seeds stay);
@@ -80,7 +80,7 @@ class BestOfNArchive(Archive):
                 continue
             fitness = ind.fitness
             better = self._best is None or fitness > self._best.fitness
-            if ind.program.operator == "seed":
+            if ind.program.operator == SEED_OPERATOR:
                 self._seeds.append(ind)
                 self._seed_ids.add(ind.id)
                 self._seed_sum += fitness
@@ -104,7 +104,7 @@ class BestOfNArchive(Archive):
             what = "archive is empty" if self._best is None else "archive holds no seed"
             raise EmptyArchiveError(
                 f"{what}: evaluate seeds first (best-of-N draws parents only from stored seed "
-                "programs, those with operator 'seed')"
+                f"programs, those with operator {SEED_OPERATOR!r})"
             )
         return [self._seeds[k] for k in rng.integers(0, len(self._seeds), size=n).tolist()]
 

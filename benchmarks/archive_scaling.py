@@ -39,7 +39,7 @@ from evolm.archives import (
     PopulationArchive,
 )
 from evolm.archives.base import Archive
-from evolm.types import DescriptorSpace, Evaluation, Individual, Program, Status
+from evolm.types import SEED_OPERATOR, DescriptorSpace, Evaluation, Individual, Program, Status
 
 SPACE = DescriptorSpace(("x", "y"), ((0.0, 1.0), (0.0, 1.0)))
 SIZES = (1_000, 10_000, 100_000)
@@ -82,7 +82,7 @@ def filled(kind: str, n: int, rng: np.random.Generator) -> Archive:
     else:
         archive = BestOfNArchive(SPACE)
         places = rng.random((n, 2))
-    items = [individual(i, float(rng.random()), places[i], "seed") for i in range(n)]
+    items = [individual(i, float(rng.random()), places[i], SEED_OPERATOR) for i in range(n)]
     for start in range(0, n, 1000):
         archive.add(items[start : start + 1000])
     return archive

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 import evolm
+from evolm.types import SEED_OPERATOR
 
 SETTINGS = ("chat", "completion", "penalty", "adapter", "preset", "best_of_n", "gp")
 
@@ -133,8 +134,8 @@ def measure(db: Path) -> dict[str, float]:
     con.close()
 
     stats = json.loads(step[0])
-    seeds = [r for r in rows if r[0] == "seed"]
-    children = [r for r in rows if r[0] != "seed"]
+    seeds = [r for r in rows if r[0] == SEED_OPERATOR]
+    children = [r for r in rows if r[0] != SEED_OPERATOR]
     n = max(len(children), 1)
     parsed = sum(r[1] != "invalid" for r in children)
     valid = sum(r[1] == "ok" for r in children)

@@ -373,10 +373,14 @@ class PromptMutation(_RewriteOperator):
             ins.replace("{function}", context.function_name) for ins in chosen
         )
 
+    def _draw_instruction(self, rng: np.random.Generator) -> str:
+        """One of :attr:`instructions`, drawn by ``weights`` (one draw from ``rng``)."""
+        return self.instructions[int(rng.choice(len(self.instructions), p=self.weights))]
+
     def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
         """Draw an instruction (by ``weights``), then a request seed, both from ``rng``."""
         parent = self._parent(parents)
-        instruction = self.instructions[int(rng.choice(len(self.instructions), p=self.weights))]
+        instruction = self._draw_instruction(rng)
         code = parent.program.code
         ctx = self.context
         head = _head(code, ctx.function_name, keep_setup=True)

@@ -379,7 +379,7 @@ class SearchReplace(PromptMutation):
     def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
         """Draw an instruction (by ``weights``), then a request seed, both from ``rng``."""
         parent = self._parent(parents)
-        instruction = self.instructions[int(rng.choice(len(self.instructions), p=self.weights))]
+        instruction = self._draw_instruction(rng)
         code = parent.program.code
         ctx = self.context
         fn = ctx.function_name

@@ -232,7 +232,7 @@ def test_the_adapter_goes_into_llama_cpp_models_and_comes_back_on_resume(tmp_pat
         model = Path(c.lora).parent.name if c.lora else "base"
         return FakeLLM(responder=mutating_responder, model=model)
 
-    monkeypatch.setattr("evolm.engine.build_backend", build)
+    monkeypatch.setattr("evolm.llm.build.build_backend", build)
     cfg = ft_config(llm={"backend": "llama_cpp"}, budget={"evaluations": 70})
     db = tmp_path / "l.db"
     eng, store = make_engine(cfg, db, llm=FakeLLM(responder=mutating_responder, model="base"))

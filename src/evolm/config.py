@@ -635,6 +635,10 @@ def format_validation_error(exc: ValidationError) -> str:
         key = key or "(whole configuration)"
         given = err.get("input")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in ("archive_kind", "llm_backend"):  # the union's tag names no kind
+            field = "kind" if err["type"] == "archive_kind" else "backend"
+            key = f"{key}.{field}"
+            given = given.get(field) if isinstance(given, dict) else given
         if err["type"] == "extra_forbidden" and kind is not None:
             field = "kind" if key.startswith("archive") else "backend"
             what = "archive kind" if field == "kind" else "LLM backend"

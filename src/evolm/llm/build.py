@@ -100,6 +100,10 @@ def parse_llm_spec(spec: str) -> dict[str, Any]:
             "http:// or https://",
         )
     if kind not in BACKENDS and is_import_path(spec):
+        try:
+            BACKENDS.get(spec)
+        except ValueError as exc:
+            raise _bad_spec(spec, f" ({exc})") from None
         return {"backend": spec}
     raise _bad_spec(spec)
 

@@ -35,7 +35,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "run.db"
-        evolm.run({"budget": {"evaluations": args.evaluations}, "seed": 1}, preset="image", out=db)
+        evolm.run(
+            {"llm": {"backend": "fake"}, "budget": {"evaluations": args.evaluations}, "seed": 1},
+            preset="image",
+            out=db,
+        )
         data = build_dataset([db], format=args.format, accept="valid")
         config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, max_len=args.max_len)
         t0 = time.perf_counter()

@@ -112,7 +112,7 @@ FORMAT_OPERATOR = {
 
 def adapter_operator(spec: str | None, domain: str) -> str | None:
     """The operator an adapter was trained for, from its card (``<adapter>.json``)."""
-    from evolm.engine import resolve_adapter
+    from evolm.llm.build import resolve_adapter
 
     path = resolve_adapter(spec, domain)
     card = Path(path).with_suffix(".json") if path else None

@@ -182,7 +182,11 @@ def run_split(evaluations: int) -> dict[str, float]:
         db = Path(tmp) / "run.db"
         c0, t0 = time.process_time(), time.perf_counter()
         result = evolm.run(
-            {"budget": {"evaluations": evaluations}, "engine": {"workers": 2}},
+            {
+                "llm": {"backend": "fake"},
+                "budget": {"evaluations": evaluations},
+                "engine": {"workers": 2},
+            },
             preset="sodarace",
             out=db,
         )
@@ -228,6 +232,7 @@ def calibrate(evaluations: int, seeds: list[int], operator: str = "gp") -> dict[
             evolm.run(
                 {
                     "seed": seed,
+                    "llm": {"backend": "fake"},
                     "budget": {"evaluations": evaluations},
                     "domain": {"params": {"descriptor_bounds": wide}},
                     **({"operator": {"kind": "gp"}} if operator == "gp" else {}),

@@ -7,7 +7,7 @@ from importlib import resources
 import pytest
 
 from evolm.config import ConfigError
-from evolm.engine import resolve_adapter
+from evolm.llm.build import resolve_adapter
 
 
 def test_no_adapter_and_a_path() -> None:

@@ -13,10 +13,11 @@ from evolm.store import RunStore
 
 def test_run_and_resume_from_python(tmp_path):
     db = tmp_path / "r.db"
-    res = evolm.run({"budget": {"evaluations": 12}, "seed": 2}, preset="image", out=db)
+    fake = {"backend": "fake"}
+    res = evolm.run({"llm": fake, "budget": {"evaluations": 12}, "seed": 2}, preset="image", out=db)
     assert res.status == "completed" and res.snapshot.evaluations == 12
     with pytest.raises(FileExistsError, match=r"evolm\.resume"):
-        evolm.run({"budget": {"evaluations": 12}}, preset="image", out=db)
+        evolm.run({"llm": fake, "budget": {"evaluations": 12}}, preset="image", out=db)
     with RunStore(db) as s:
         s.conn.execute(
             "UPDATE runs SET config_json = json_set(config_json, '$.budget.evaluations', 20)"

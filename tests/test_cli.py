@@ -70,7 +70,9 @@ def elites_of(db: Path):
 
 def test_run_status_export(tmp_path):
     db = tmp_path / "run.db"
-    p = evolm("run", "image", "--budget-evals", "20", "--out", db, "--seed", "3", "-q")
+    p = evolm(
+        "run", "image", "--llm", "fake", "--budget-evals", "20", "--out", db, "--seed", "3", "-q"
+    )
     assert "run completed" in p.stderr and str(db) in p.stderr
     st = evolm("status", db)
     assert "QD score" in st.stdout and "coverage" in st.stdout and "best program" in st.stdout
@@ -168,9 +170,9 @@ def test_clear_errors(args, needle):
 
 def test_existing_output_is_never_overwritten(tmp_path):
     db = tmp_path / "r.db"
-    evolm("run", "image", "--budget-evals", "6", "--out", db, "-q")
+    evolm("run", "image", "--llm", "fake", "--budget-evals", "6", "--out", db, "-q")
     before = db.read_bytes()
-    p = evolm("run", "image", "--budget-evals", "6", "--out", db, check=False)
+    p = evolm("run", "image", "--llm", "fake", "--budget-evals", "6", "--out", db, check=False)
     assert p.returncode == 2 and "already exists" in p.stderr
     assert db.read_bytes() == before
 
@@ -244,7 +246,7 @@ def test_ctrl_c_stores_what_is_done_and_resume_finishes(tmp_path):
 def test_quickstart_replays_the_shipped_real_model_cassette_exactly(tmp_path):
     """`--preset quickstart` replays the README Quickstart's recorded run (the embedded model
     with the shipped adapter): same programs, same archive, and the model's own programs in it."""
-    from evolm.engine import resolve_cassette
+    from evolm.llm.build import resolve_cassette
 
     db = tmp_path / "qs.db"
     p = evolm("run", "image", "--preset", "quickstart", "--out", db)

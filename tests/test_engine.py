@@ -257,7 +257,7 @@ def test_the_runner_closes_the_backends_it_built(tmp_path, monkeypatch):
         built.append(llm)
         return llm
 
-    monkeypatch.setattr("evolm.engine.build_backend", build)
+    monkeypatch.setattr("evolm.llm.build.build_backend", build)
     eng = Engine(toy_config(), RunStore(tmp_path / "r.db"))
     asyncio.run(eng.run())
     assert len(built) == 1 and built[0].closed

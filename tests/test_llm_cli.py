@@ -45,6 +45,14 @@ def evolm(*args: object, check: bool = True, timeout: float = 180) -> subprocess
             "openai:m@http://h:1/v1",
             {"backend": "openai", "model": "m", "base_url": "http://h:1/v1"},
         ),
+        (  # the URL follows the last '@'
+            "openai:claude@2024@http://h:1/v1",
+            {"backend": "openai", "model": "claude@2024", "base_url": "http://h:1/v1"},
+        ),
+        ("openai:gpt-4o", {"backend": "openai", "model": "gpt-4o", "base_url": None}),
+        ("replay:runs/a.db", {"backend": "replay", "cassette": "runs/a.db"}),
+        ("fake", {"backend": "fake", "model": "fake"}),
+        ("tests.user_ext:EchoLLM", {"backend": "tests.user_ext:EchoLLM"}),
     ],
 )
 def test_llm_specs(spec: str, expected: dict[str, object]) -> None:
@@ -52,10 +60,14 @@ def test_llm_specs(spec: str, expected: dict[str, object]) -> None:
     load_config(overrides={"llm": expected})  # every spec is a valid configuration
 
 
-@pytest.mark.parametrize("spec", ["vllm", "vllm:", "hf:", "llama", "gguf:x"])
+@pytest.mark.parametrize(
+    "spec", ["vllm", "vllm:", "hf:", "llama", "gguf:x", "openai:m@localhost:1/v1", "fake:x"]
+)
 def test_bad_llm_specs_list_the_forms(spec: str) -> None:
-    with pytest.raises(ConfigError, match=r"llama_cpp, llama_cpp:FILE\.gguf"):
+    with pytest.raises(ConfigError, match=r"'llama_cpp:FILE\.gguf'") as info:
         parse_llm_spec(spec)
+    for form in ("'replay:PATH'", "'fake'", "openai:MODEL@URL", "'package.module:Class'"):
+        assert form in str(info.value)
 
 
 def test_models_lists_backends_and_the_bundled_model() -> None:

@@ -24,6 +24,7 @@ def run_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("show") / "sodarace.db"
     result = evolm.run(
         {
+            "llm": {"backend": "fake"},
             "budget": {"evaluations": 12},
             "engine": {"workers": 1, "batch_size": 4},
             "domain": {"params": {"sim_seconds": 3.0}},
@@ -118,6 +119,10 @@ def test_bad_requests(run_db: Path, tmp_path: Path) -> None:
 
 def test_not_a_sodarace_run(tmp_path: Path) -> None:
     db = tmp_path / "image.db"
-    evolm.run({"budget": {"evaluations": 4}, "engine": {"workers": 1}}, preset="image", out=db)
+    evolm.run(
+        {"llm": {"backend": "fake"}, "budget": {"evaluations": 4}, "engine": {"workers": 1}},
+        preset="image",
+        out=db,
+    )
     with pytest.raises(ValueError, match="is a 'image' run; show draws Sodarace walkers only"):
         show(db, program=0, out_dir=tmp_path)

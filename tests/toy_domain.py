@@ -18,7 +18,6 @@ class ToyDomain(Domain):
     qd_offset = -100.0
 
     def __init__(self, n_seeds: int = 2) -> None:
-        super().__init__(n_seeds=n_seeds)
         self.n_seeds = n_seeds
 
     @property

@@ -35,30 +35,22 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-LLM_SPECS = (
-    "llama_cpp, llama_cpp:FILE.gguf, openai:MODEL, openai:MODEL@http://HOST:PORT/v1, hf, "
-    "hf:MODEL_DIR_OR_GGUF, vllm:MODEL, replay:RUN.db, fake"
-)
-
-
 def parse_llm_spec(spec: str) -> dict[str, Any]:
-    """An ``--llm`` spec -> ``[llm]`` overrides. Specs: ``llama_cpp[:FILE.gguf]``,
-    ``openai:MODEL[@URL]``, ``hf[:PATH]``, ``vllm:MODEL``, ``replay:RUN.db``, ``fake``."""
-    if spec == "fake":
-        return {"backend": "fake", "model": "fake"}
-    if spec.startswith("replay:") and len(spec) > 7:
-        return {"backend": "replay", "cassette": spec[7:]}
-    kind, sep, path = spec.partition(":")
-    if kind in ("llama_cpp", "hf") and (path or not sep):
-        return {"backend": kind, "model": None, "model_path": path or None}
-    if kind == "vllm" and path:
-        return {"backend": "vllm", "model": None, "model_path": path}
-    if spec.startswith("openai:") and len(spec) > 7:
-        model, _, url = spec[7:].partition("@")
-        if not model:
-            raise ConfigError("--llm openai:MODEL[@URL] needs a model name")
-        return {"backend": "openai", "model": model, "base_url": url or None}
-    raise ConfigError(f"--llm {spec!r} is not understood; use one of: {LLM_SPECS}")
+    """An ``--llm`` spec -> ``[llm]`` overrides (see :func:`evolm.llm.build.parse_llm_spec`)."""
+    from evolm.llm.build import parse_llm_spec as parse
+
+    return parse(spec)
+
+
+def _kinds(registry: str) -> str:
+    """The names of a registry, for help text (imports no heavy module)."""
+    from evolm.operators import OPERATORS
+    from evolm.operators.bandit import SELECTORS
+    from evolm.registry import Registry
+
+    chosen: Registry[Any] = OPERATORS if registry == "operators" else SELECTORS
+    names = chosen.names()
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
 def _budget_overrides(
@@ -288,7 +280,8 @@ def run(
         str | None,
         typer.Option(
             help="llama_cpp[:FILE.gguf] | openai:MODEL[@URL] | hf[:PATH] | vllm:MODEL | "
-            "replay:RUN.db | fake (overrides the config; `evolm models` lists them)."
+            "replay:RUN.db | fake | package.module:Class (overrides the config; `evolm models` "
+            "lists them)."
         ),
     ] = None,
     lora: Annotated[
@@ -308,13 +301,13 @@ def run(
         list[str] | None,
         typer.Option(
             "--operator",
-            help="Operator: prompt_mutation, rewrite, elm_diff, search_replace, lmx or gp; "
-            "repeat it for a mix (replaces the config's operators, default parameters).",
+            help=f"Operator: {_kinds('operators')} (or package.module:Class); repeat it for a "
+            "mix (replaces the config's operators, default parameters).",
         ),
     ] = None,
     bandit: Annotated[
         str | None,
-        typer.Option(help="How a mix picks each prompt's operator: fixed, ucb1 or thompson."),
+        typer.Option(help=f"How a mix picks each prompt's operator: {_kinds('selectors')}."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Master seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run database to create.")] = None,
@@ -426,10 +419,8 @@ def _heatmap(rows: list[dict[str, Any]], config: RunConfig, dims: tuple[int, int
     space = get_domain(config.domain.name, config.domain.params).descriptor_space
     if space.dim < 2:
         dims = (0, 0)
-    bins = config.archive.bins
+    bins = getattr(config.archive, "bins", 10)
     nb = [bins] * space.dim if isinstance(bins, int) else list(bins)
-    if config.archive.kind not in ("grid", "deep_grid"):
-        nb = [10] * space.dim
     nx, ny = nb[dims[0]], nb[dims[1]]
     best: dict[tuple[int, int], float] = {}
     for r in rows:
@@ -485,8 +476,9 @@ def status(
         table.add_row(
             "llm",
             ", ".join(
-                f"{m.backend} / {m.name or m.model or m.model_path or default_model}"
-                + (f" + LoRA {m.lora}" if m.lora else "")
+                f"{m.backend} / "
+                f"{m.name or m.model or getattr(m, 'model_path', None) or default_model}"
+                + (f" + LoRA {lora}" if (lora := getattr(m, "lora", None)) else "")
                 for m in cfg.model_list()
             ),
         )

@@ -9,30 +9,49 @@ key and the allowed values.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from evolm.registry import is_import_path
+
 __all__ = [
+    "ARCHIVE_CONFIGS",
+    "LLM_CONFIGS",
     "ArchiveConfig",
     "BanditConfig",
+    "BestOfNArchiveConfig",
     "BudgetConfig",
+    "CVTArchiveConfig",
     "ConfigError",
+    "CustomLLMConfig",
+    "DeepGridArchiveConfig",
     "EngineConfig",
+    "FakeLLMConfig",
     "FinetuneConfig",
+    "GridArchiveConfig",
+    "HFLLMConfig",
     "LLMConfig",
+    "LlamaCppLLMConfig",
+    "OpenAILLMConfig",
     "OperatorConfig",
+    "PopulationArchiveConfig",
+    "ReplayLLMConfig",
     "RunConfig",
+    "VLLMLLMConfig",
     "format_validation_error",
     "list_presets",
     "load_config",
@@ -54,14 +73,10 @@ class DomainConfig(_Strict):
 
 
 class ArchiveConfig(_Strict):
-    kind: Literal["grid", "cvt", "deep_grid", "population", "best_of_n"] = Field(
-        "grid", description="archive type"
-    )
-    bins: int | list[int] = Field(10, description="grid bins: one count, or one per descriptor")
-    cells: int = Field(100, ge=1, description="CVT cells")
-    per_cell: int = Field(4, ge=1, description="deep grid: elites kept per cell")
-    size: int = Field(64, ge=1, description="GA population size")
-    tournament_size: int = Field(3, ge=1, description="GA tournament size")
+    """Settings every archive kind takes; ``[archive]`` is one of the kinds below, chosen by
+    ``kind`` (a key that does not apply to that kind fails at load)."""
+
+    kind: str = Field("grid", description="archive type")
     selection: Literal["uniform", "fitness", "curiosity"] = Field(
         "uniform", description="parent selection strategy"
     )
@@ -69,16 +84,69 @@ class ArchiveConfig(_Strict):
         None, description="QD-score offset; default: the domain's lowest fitness"
     )
 
+    def params(self) -> dict[str, Any]:
+        """The archive constructor's parameters (the kind's own keys)."""
+        return self.model_dump(exclude=set(ArchiveConfig.model_fields))
+
+
+def _check_bins(v: int | list[int]) -> int | list[int]:
+    values = [v] if isinstance(v, int) else v
+    if not values or any(b < 1 for b in values):
+        raise ValueError("every bin count must be an integer >= 1")
+    return v
+
+
+class GridArchiveConfig(ArchiveConfig):
+    kind: Literal["grid"] = "grid"
+    bins: int | list[int] = Field(10, description="grid bins: one count, or one per descriptor")
+
     @field_validator("bins")
     @classmethod
     def _bins_positive(cls, v: int | list[int]) -> int | list[int]:
-        values = [v] if isinstance(v, int) else v
-        if not values or any(b < 1 for b in values):
-            raise ValueError("every bin count must be an integer >= 1")
-        return v
+        return _check_bins(v)
+
+
+class CVTArchiveConfig(ArchiveConfig):
+    kind: Literal["cvt"] = "cvt"
+    cells: int = Field(100, ge=1, description="CVT cells")
+
+
+class DeepGridArchiveConfig(ArchiveConfig):
+    kind: Literal["deep_grid"] = "deep_grid"
+    bins: int | list[int] = Field(10, description="grid bins: one count, or one per descriptor")
+    per_cell: int = Field(4, ge=1, description="deep grid: elites kept per cell")
+
+    @field_validator("bins")
+    @classmethod
+    def _bins_positive(cls, v: int | list[int]) -> int | list[int]:
+        return _check_bins(v)
+
+
+class PopulationArchiveConfig(ArchiveConfig):
+    kind: Literal["population"] = "population"
+    size: int = Field(64, ge=1, description="GA population size")
+    tournament_size: int = Field(3, ge=1, description="GA tournament size")
+
+
+class BestOfNArchiveConfig(ArchiveConfig):
+    kind: Literal["best_of_n"] = "best_of_n"
+
+
+ARCHIVE_CONFIGS: dict[str, type[ArchiveConfig]] = {
+    "grid": GridArchiveConfig,
+    "cvt": CVTArchiveConfig,
+    "deep_grid": DeepGridArchiveConfig,
+    "population": PopulationArchiveConfig,
+    "best_of_n": BestOfNArchiveConfig,
+}
+"""The ``[archive]`` model of each archive kind (the kinds of :data:`evolm.archives.ARCHIVES`)."""
 
 
 class LLMConfig(_Strict):
+    """Settings every backend takes; ``[llm]`` and each ``[[models]]`` entry is one of the
+    backends below, chosen by ``backend`` (a key that does not apply to it fails at load)."""
+
+    backend: str = Field("fake", description="LLM backend (`evolm models` lists what can run here)")
     name: str | None = Field(
         None,
         description="label of this model in arms and `evolm status` (default: the model name)",
@@ -86,23 +154,10 @@ class LLMConfig(_Strict):
     weight: float = Field(
         1.0, ge=0.0, description="relative share of requests for this model in a fixed mix"
     )
-    backend: Literal["fake", "replay", "openai", "llama_cpp", "hf", "vllm"] = Field(
-        "fake", description="LLM backend (`evolm models` lists what can run here)"
-    )
     model: str | None = Field(
         None,
         description="model name: sent to an OpenAI-compatible server; recorded with every call "
         "(default for local backends: derived from model_path)",
-    )
-    model_path: str | None = Field(
-        None,
-        description="llama_cpp: GGUF file (default: the bundled SmolLM2-135M-Instruct); "
-        "hf: model directory or GGUF file; vllm: model directory or hub id in the local cache",
-    )
-    base_url: str | None = Field(None, description="OpenAI-compatible server URL")
-    api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
-    cassette: str | None = Field(
-        None, description="replay: run database to answer from ('package:NAME' for shipped ones)"
     )
     mode: Literal["chat", "completion"] = Field("chat", description="prompt style")
     concurrency: int = Field(
@@ -112,8 +167,8 @@ class LLMConfig(_Strict):
         1,
         ge=1,
         le=1024,
-        description="candidates sampled from each prompt, each with its own seed (vllm samples "
-        "them in one request; llama_cpp evaluates the prompt once)",
+        description="[llm] only: candidates sampled from each prompt, each with its own seed "
+        "(vllm samples them in one request; llama_cpp evaluates the prompt once)",
     )
     max_tokens: int = Field(
         512,
@@ -127,72 +182,215 @@ class LLMConfig(_Strict):
         1.0,
         gt=0.0,
         le=5.0,
-        description="llama_cpp, hf: penalty on tokens already seen (1.0: off; 1.1 curbs loops)",
+        description="penalty on tokens already seen (1.0: off; 1.1 curbs loops); llama_cpp and "
+        "hf apply it, other backends ignore it",
     )
-    lora: str | None = Field(
-        None,
-        description="llama_cpp: GGUF LoRA adapter (`evolm finetune` writes DIR/adapter.gguf); "
-        "'shipped': the one evolm ships for the bundled model and the run's domain, if any; "
-        "'package:NAME': a shipped one by name; hf: the peft adapter directory (DIR/adapter)",
-    )
-    lora_scale: float = Field(1.0, ge=0.0, le=4.0, description="llama_cpp: adapter strength")
-    token_healing: bool = Field(
-        True,
-        description="llama_cpp: let the model choose how a completion prompt's last token ends",
-    )
-    timeout: float = Field(120.0, gt=0.0, description="seconds per request attempt")
-    max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
     prices: tuple[float, float] | None = Field(
         None, description="USD per million input and output tokens"
     )
-    latency: float = Field(0.0, ge=0.0, description="fake: simulated seconds per request")
+
+
+_MODEL_PATH = (
+    "llama_cpp: GGUF file (default: the bundled SmolLM2-135M-Instruct); hf: model directory or "
+    "GGUF file; vllm: model directory or hub id in the local cache"
+)
+
+
+class FakeLLMConfig(LLMConfig):
+    backend: Literal["fake"] = "fake"
+    latency: float = Field(0.0, ge=0.0, description="simulated seconds per request")
+
+
+class ReplayLLMConfig(LLMConfig):
+    backend: Literal["replay"] = "replay"
+    cassette: str | None = Field(
+        None, description="run database to answer from ('package:NAME' for shipped ones)"
+    )
+
+    @model_validator(mode="after")
+    def _needs_cassette(self) -> ReplayLLMConfig:
+        if not self.cassette:
+            raise ValueError(
+                "backend 'replay' needs cassette (a run database path, or 'package:NAME' for a "
+                "shipped cassette)"
+            )
+        return self
+
+
+class OpenAILLMConfig(LLMConfig):
+    backend: Literal["openai"] = "openai"
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL")
+    api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
+    timeout: float = Field(120.0, gt=0.0, description="seconds per request attempt")
+    max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> OpenAILLMConfig:
+        if not self.model:
+            raise ValueError("backend 'openai' needs model (the model name to request)")
+        return self
+
+
+class LlamaCppLLMConfig(LLMConfig):
+    backend: Literal["llama_cpp"] = "llama_cpp"
+    model_path: str | None = Field(None, description=_MODEL_PATH)
+    lora: str | None = Field(
+        None,
+        description="GGUF LoRA adapter (`evolm finetune` writes DIR/adapter.gguf); 'shipped': "
+        "the one evolm ships for the bundled model and the run's domain, if any; "
+        "'package:NAME': a shipped one by name",
+    )
+    lora_scale: float = Field(1.0, ge=0.0, le=4.0, description="adapter strength")
+    token_healing: bool = Field(
+        True, description="let the model choose how a completion prompt's last token ends"
+    )
     n_ctx: int | None = Field(
-        None, ge=16, description="llama_cpp: context tokens (default: the model's, at most 8192)"
+        None, ge=16, description="context tokens (default: the model's, at most 8192)"
     )
-    n_threads: int | None = Field(
-        None, ge=1, description="llama_cpp: CPU threads (default: one per core)"
-    )
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: one per core)")
+
+
+class HFLLMConfig(LLMConfig):
+    backend: Literal["hf"] = "hf"
+    model_path: str | None = Field(None, description=_MODEL_PATH)
+    lora: str | None = Field(None, description="the peft adapter directory (DIR/adapter)")
     device: str | None = Field(
-        None, description="hf: torch device, e.g. cpu or cuda:0 (default: cuda if present)"
+        None, description="torch device, e.g. cpu or cuda:0 (default: cuda if present)"
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="hf, vllm: weight dtype"
+        "auto", description="weight dtype"
     )
     quantization: Literal["8bit", "4bit"] | None = Field(
-        None, description="hf: load weights in 8 or 4 bits (needs bitsandbytes and a GPU)"
+        None, description="load weights in 8 or 4 bits (needs bitsandbytes and a GPU)"
+    )
+
+
+class VLLMLLMConfig(LLMConfig):
+    backend: Literal["vllm"] = "vllm"
+    model_path: str | None = Field(None, description=_MODEL_PATH)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="weight dtype"
     )
     gpu_memory_utilization: float = Field(
-        0.9, gt=0.0, le=1.0, description="vllm: share of GPU memory for weights and KV cache"
+        0.9, gt=0.0, le=1.0, description="share of GPU memory for weights and KV cache"
     )
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model")
+
+    @model_validator(mode="after")
+    def _needs_model_path(self) -> VLLMLLMConfig:
+        if not self.model_path:
+            raise ValueError(
+                "backend 'vllm' needs model_path (a model directory, or a hub id already in "
+                "the local cache)"
+            )
+        return self
+
+
+class CustomLLMConfig(LLMConfig):
+    """A user backend: ``backend = "package.module:Class"`` (an ``LLMBackend`` subclass)."""
+
+    backend: str = Field(..., description="'package.module:Class' of an LLMBackend subclass")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the backend class"
+    )
+
+    @model_validator(mode="after")
+    def _loadable(self) -> CustomLLMConfig:
+        from evolm.llm.build import BACKENDS
+
+        BACKENDS.check_params(self.backend, self.params)
+        return self
+
+
+LLM_CONFIGS: dict[str, type[LLMConfig]] = {
+    "fake": FakeLLMConfig,
+    "replay": ReplayLLMConfig,
+    "openai": OpenAILLMConfig,
+    "llama_cpp": LlamaCppLLMConfig,
+    "hf": HFLLMConfig,
+    "vllm": VLLMLLMConfig,
+}
+"""The ``[llm]`` model of each built-in backend (the names of :data:`evolm.llm.build.BACKENDS`);
+any other ``backend`` of the form ``package.module:Class`` uses :class:`CustomLLMConfig`."""
+
+_CUSTOM = "package.module:Class"
+
+
+def _tag(key: str, default: str, known: dict[str, Any]) -> Callable[[Any], str | None]:
+    def tag(v: Any) -> str | None:
+        value = v.get(key, default) if isinstance(v, dict) else getattr(v, key, None)
+        if isinstance(value, str) and value not in known and is_import_path(value):
+            return _CUSTOM
+        return value if isinstance(value, str) else None
+
+    return tag
+
+
+_ANY_ARCHIVE = Annotated[
+    Annotated[GridArchiveConfig, Tag("grid")]
+    | Annotated[CVTArchiveConfig, Tag("cvt")]
+    | Annotated[DeepGridArchiveConfig, Tag("deep_grid")]
+    | Annotated[PopulationArchiveConfig, Tag("population")]
+    | Annotated[BestOfNArchiveConfig, Tag("best_of_n")],
+    Discriminator(
+        _tag("kind", "grid", {}),
+        custom_error_type="archive_kind",
+        custom_error_message="unknown archive kind; choose one of " + ", ".join(ARCHIVE_CONFIGS),
+    ),
+]
+
+_ANY_LLM = Annotated[
+    Annotated[FakeLLMConfig, Tag("fake")]
+    | Annotated[ReplayLLMConfig, Tag("replay")]
+    | Annotated[OpenAILLMConfig, Tag("openai")]
+    | Annotated[LlamaCppLLMConfig, Tag("llama_cpp")]
+    | Annotated[HFLLMConfig, Tag("hf")]
+    | Annotated[VLLMLLMConfig, Tag("vllm")]
+    | Annotated[CustomLLMConfig, Tag(_CUSTOM)],
+    Discriminator(
+        _tag("backend", "fake", LLM_CONFIGS),
+        custom_error_type="llm_backend",
+        custom_error_message="unknown LLM backend; choose one of "
+        + ", ".join(LLM_CONFIGS)
+        + " or 'package.module:Class'",
+    ),
+]
 
 
 class OperatorConfig(_Strict):
     kind: str = Field(
         "prompt_mutation",
-        description="operator: prompt_mutation, rewrite, elm_diff, search_replace, lmx or gp",
+        description="operator: a name in evolm.operators.OPERATORS or 'package.module:Class'",
     )
     name: str | None = Field(
         None, description="label in arms and `evolm status` (default: kind; must be unique)"
     )
     weight: float = Field(1.0, ge=0.0, description="relative share in a fixed mix")
-    params: dict[str, Any] = Field(default_factory=dict, description="operator parameters")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="operator parameters (checked against its kind)"
+    )
 
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, v: str) -> str:
         from evolm.operators import OPERATORS
 
-        if v not in OPERATORS:
-            raise ValueError(f"unknown operator {v!r}; known operators: {', '.join(OPERATORS)}")
+        OPERATORS.get(v)
         return v
+
+    @model_validator(mode="after")
+    def _known_params(self) -> OperatorConfig:
+        from evolm.operators import OPERATORS
+
+        OPERATORS.check_params(self.kind, self.params)
+        return self
 
 
 class BanditConfig(_Strict):
-    kind: Literal["fixed", "ucb1", "thompson"] = Field(
+    kind: str = Field(
         "fixed",
         description="how each prompt's (operator, model) arm is chosen: a fixed weighted mix, "
-        "UCB1 or Thompson sampling, rewarded by archive insertions",
+        "UCB1 or Thompson sampling (or 'package.module:Class'), rewarded by archive insertions",
     )
     c: float = Field(1.4142135623730951, ge=0.0, description="UCB1 exploration constant")
     prior: tuple[float, float] = Field(
@@ -204,6 +402,14 @@ class BanditConfig(_Strict):
     window: int | None = Field(
         None, ge=1, description="only the last this many batches of rewards count"
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from evolm.operators.bandit import SELECTORS
+
+        SELECTORS.get(v)
+        return v
 
     @field_validator("prior")
     @classmethod
@@ -314,13 +520,13 @@ class FinetuneConfig(_Strict):
 class RunConfig(_Strict):
     seed: int = Field(0, ge=0, description="master seed of the run")
     domain: DomainConfig = Field(default_factory=DomainConfig)
-    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
-    llm: LLMConfig = Field(default_factory=LLMConfig)
+    archive: _ANY_ARCHIVE = Field(default_factory=GridArchiveConfig)
+    llm: _ANY_LLM = Field(default_factory=FakeLLMConfig)
     operator: OperatorConfig = Field(default_factory=OperatorConfig)
     operators: list[OperatorConfig] = Field(
         default_factory=list, description="a mix of operators; when given, replaces `operator`"
     )
-    models: list[LLMConfig] = Field(
+    models: list[_ANY_LLM] = Field(
         default_factory=list,
         description="more models besides `llm`; every LLM operator is paired with every model",
     )
@@ -331,8 +537,33 @@ class RunConfig(_Strict):
         None, description="fine-tuning rounds inside the run (none when absent)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_flat_sections(cls, data: Any) -> Any:
+        """Configurations stored by evolm before ``[archive]`` and ``[llm]`` became one model per
+        kind list every kind's keys; keep the ones the chosen kind takes."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        if isinstance(out.get("archive"), dict):
+            out["archive"] = _strip_legacy(out["archive"], "kind", "grid", _LEGACY_ARCHIVE)
+        if isinstance(out.get("llm"), dict):
+            out["llm"] = _strip_legacy(out["llm"], "backend", "fake", _LEGACY_LLM)
+        if isinstance(out.get("models"), list):
+            out["models"] = [
+                _strip_legacy(m, "backend", "fake", _LEGACY_LLM) if isinstance(m, dict) else m
+                for m in out["models"]
+            ]
+        return out
+
     @model_validator(mode="after")
     def _unique_labels(self) -> RunConfig:
+        for i, m in enumerate(self.models):
+            if m.samples_per_prompt != 1:
+                raise ValueError(
+                    f"models.{i}.samples_per_prompt: only [llm].samples_per_prompt applies "
+                    "(to every model); remove it from [[models]]"
+                )
         labels = [o.name or o.kind for o in self.operator_list()]
         repeated = sorted({x for x in labels if labels.count(x) > 1})
         if repeated:
@@ -357,14 +588,62 @@ class RunConfig(_Strict):
         return any(m.prices is not None for m in self.model_list())
 
 
+_LEGACY_ARCHIVE = frozenset(
+    {"kind", "bins", "cells", "per_cell", "size", "tournament_size", "selection", "qd_offset"}
+)
+_LEGACY_LLM = frozenset(
+    {
+        *LLMConfig.model_fields,
+        *(k for c in LLM_CONFIGS.values() for k in c.model_fields),
+    }
+)
+_SWITCHES: dict[str, tuple[str, str, type[BaseModel]]] = {
+    "archive": ("kind", "grid", ArchiveConfig),
+    "llm": ("backend", "fake", LLMConfig),
+}
+
+
+def _strip_legacy(
+    section: dict[str, Any], key: str, default: str, legacy: frozenset[str]
+) -> dict[str, Any]:
+    """A section stored in the old flat form (every kind's keys) cut to its kind's keys."""
+    if not legacy <= set(section):
+        return section
+    models = ARCHIVE_CONFIGS if key == "kind" else LLM_CONFIGS
+    model = models.get(section.get(key, default))
+    if model is None:
+        return section
+    return {k: v for k, v in section.items() if k in model.model_fields}
+
+
+def _where(loc: tuple[int | str, ...]) -> tuple[str, str | None]:
+    """A dotted key without the union tag pydantic puts in it, and the tag (the kind)."""
+    at = 1 if loc[:1] in (("archive",), ("llm",)) else 2 if loc[:1] == ("models",) else None
+    tags = (*ARCHIVE_CONFIGS, *LLM_CONFIGS, _CUSTOM) if loc[:1] != ("archive",) else ARCHIVE_CONFIGS
+    if at is None or len(loc) <= at or loc[at] not in tags:
+        return ".".join(str(p) for p in loc), None
+    tag = str(loc[at])
+    return ".".join(str(p) for i, p in enumerate(loc) if i != at), tag
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: the dotted key, what was given and what is allowed."""
+    """One line per problem: the dotted key, what was given and what is allowed; a key that
+    does not apply to the chosen archive kind or LLM backend says so."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(whole configuration)"
+        key, kind = _where(tuple(err["loc"]))
+        key = key or "(whole configuration)"
         given = err.get("input")
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in ("archive_kind", "llm_backend"):  # the union's tag names no kind
+            field = "kind" if err["type"] == "archive_kind" else "backend"
+            key = f"{key}.{field}"
+            given = given.get(field) if isinstance(given, dict) else given
+        if err["type"] == "extra_forbidden" and kind is not None:
+            field = "kind" if key.startswith("archive") else "backend"
+            what = "archive kind" if field == "kind" else "LLM backend"
+            msg = f"not a setting of {what} {kind!r} (remove it, or change {field})"
+        elif err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `evolm run --help` lists the options)"
         lines.append(f"  {key}: {msg} (given: {given!r})")
     return "invalid configuration:\n" + "\n".join(lines)
@@ -373,6 +652,12 @@ def format_validation_error(exc: ValidationError) -> str:
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
+        switch = _SWITCHES.get(k)
+        if switch and isinstance(v, dict) and isinstance(out.get(k), dict):
+            key, default, common = switch
+            if v.get(key, out[k].get(key, default)) != out[k].get(key, default):
+                # another kind: the old kind's own settings do not apply to it
+                out[k] = {n: x for n, x in out[k].items() if n in common.model_fields}
         if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "params":
             out[k] = _merge(out[k], v)
         elif isinstance(v, dict) and isinstance(out.get(k), dict):

@@ -106,7 +106,7 @@ def _prompt_hash(req: Request) -> str:
 
 
 def _build_backend(config: RunConfig, llm_config: Any = None) -> LLMBackend:
-    from evolm.engine import build_backend
+    from evolm.llm.build import build_backend
 
     return build_backend(config, llm_config)
 

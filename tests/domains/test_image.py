@@ -24,7 +24,6 @@ def test_registered_and_built_by_name() -> None:
     d = get_domain("image", {"target": "square", "size": 24, "metric": "l1"})
     assert isinstance(d, ImageDomain)
     assert (d.target, d.size, d.metric) == ("square", 24, "l1")
-    assert d.params == {"target": "square", "size": 24, "metric": "l1"}
     assert d.qd_offset == -1.0
     assert d.eval_timeout == 5.0
 

@@ -42,7 +42,6 @@ def test_registered_and_built_by_name() -> None:
     assert "parity" in registered_domains()
     d = get_domain("parity", {"bugs": 3, "bug_seed": 4})
     assert isinstance(d, ParityDomain)
-    assert d.params == {"bugs": 3, "bug_seed": 4, "bits": 4}
     assert (d.bugs, d.bug_seed, d.bits) == (3, 4, 4)
     assert d.qd_offset == 0.0
     assert d.eval_timeout == 2.0

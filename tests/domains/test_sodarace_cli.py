@@ -34,6 +34,8 @@ def test_evolm_run_sodarace(tmp_path: Path) -> None:
             "from evolm.cli import app; app()",
             "run",
             "sodarace",
+            "--llm",
+            "fake",
             "--budget-evals",
             "20",
             "--out",
@@ -80,7 +82,19 @@ def test_sodarace_replay_reproduces_the_fake_run(tmp_path: Path) -> None:
             return sorted((e["id"], e["fitness"], e["cell"]) for e in archive.export())
 
     fake, replay = tmp_path / "fake.db", tmp_path / "replay.db"
-    cli("run", "sodarace", "--budget-evals", "16", "--seed", "3", "--out", str(fake), "-q")
+    cli(
+        "run",
+        "sodarace",
+        "--llm",
+        "fake",
+        "--budget-evals",
+        "16",
+        "--seed",
+        "3",
+        "--out",
+        str(fake),
+        "-q",
+    )
     cli("run", "sodarace", "--budget-evals", "16", "--seed", "3", "--llm", f"replay:{fake}",
         "--out", str(replay), "-q")  # fmt: skip
     assert elites(replay) == elites(fake) and len(elites(fake)) > 0

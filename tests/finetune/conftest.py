@@ -22,7 +22,12 @@ def gp_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 60-evaluation image run with the GP operator (no LLM)."""
     path = tmp_path_factory.mktemp("runs") / "gp.db"
     res = evolm.run(
-        {"operator": {"kind": "gp"}, "budget": {"evaluations": 60}, "seed": 1},
+        {
+            "llm": {"backend": "fake"},
+            "operator": {"kind": "gp"},
+            "budget": {"evaluations": 60},
+            "seed": 1,
+        },
         preset="image",
         out=path,
     )
@@ -34,7 +39,11 @@ def gp_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fake_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 60-evaluation image run with prompt mutation by the fake LLM (chat mode)."""
     path = tmp_path_factory.mktemp("runs") / "fake.db"
-    res = evolm.run({"budget": {"evaluations": 60}, "seed": 1}, preset="image", out=path)
+    res = evolm.run(
+        {"llm": {"backend": "fake"}, "budget": {"evaluations": 60}, "seed": 1},
+        preset="image",
+        out=path,
+    )
     assert res.status == "completed"
     return path
 

@@ -232,7 +232,7 @@ def test_the_adapter_goes_into_llama_cpp_models_and_comes_back_on_resume(tmp_pat
         model = Path(c.lora).parent.name if c.lora else "base"
         return FakeLLM(responder=mutating_responder, model=model)
 
-    monkeypatch.setattr("evolm.engine.build_backend", build)
+    monkeypatch.setattr("evolm.llm.build.build_backend", build)
     cfg = ft_config(llm={"backend": "llama_cpp"}, budget={"evaluations": 70})
     db = tmp_path / "l.db"
     eng, store = make_engine(cfg, db, llm=FakeLLM(responder=mutating_responder, model="base"))
@@ -283,11 +283,13 @@ def test_the_adapter_goes_into_llama_cpp_models_and_comes_back_on_resume(tmp_pat
 def test_the_lora_trainer_runs_in_the_loop_on_a_tiny_base_model(tmp_path, tiny_base):
     params = {"max_steps": 2, "batch_size": 2, "max_len": 256, "threads": 1, "rank": 2}
     cfg = ft_config(
-        llm={"model_path": str(tiny_base)},  # the fake LLM answers; the rounds train this base
+        # the rounds train this base (hf: it takes no GGUF adapter); the fake LLM answers
+        llm={"backend": "hf", "model_path": str(tiny_base)},
         finetune={"trainer": "lora", "format": "stored", "max_rounds": 1, "params": params},
         budget={"evaluations": 26},
     )
-    _, store, res = run(cfg, tmp_path / "lora.db")
+    fake = FakeLLM(responder=mutating_responder, model="fake")
+    _, store, res = run(cfg, tmp_path / "lora.db", llm=fake)
     assert res.status == "completed"
     [r] = rounds_of(store)
     assert r["status"] == "ok", r["error"]
@@ -312,7 +314,7 @@ def test_the_lora_trainer_runs_in_the_loop_on_a_tiny_base_model(tmp_path, tiny_b
         ({"every": 3, "format": "diff"}, "finetune.format"),
         ({"every": 3, "trainer": "mine"}, "'lora' or 'package.module:callable'"),
         ({"every": 3, "params": {"rnak": 8}}, "unknown lora parameter(s) rnak; known: alpha"),
-        ({"every": 3, "params": {"lr": -1.0}}, "finetune.params: Value error, bad lora parameter"),
+        ({"every": 3, "params": {"lr": -1.0}}, "finetune.params: bad lora parameter"),
         ({"every": 3, "params": {"val_fraction": 1.5}}, "val_fraction must be a number in [0, 1)"),
     ],
 )

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from evolm.domains.base import get_domain
-from evolm.engine import resolve_adapter
 from evolm.llm import LlamaCppLLM
+from evolm.llm.build import resolve_adapter
 from evolm.llm.models import default_gguf
 from evolm.operators.search_replace import SearchReplace
 from evolm.types import Evaluation, Individual, Program, Status

@@ -23,6 +23,7 @@ from evolm.archives.cvt import CVTArchive, cvt_centroids
 from evolm.archives.deep_grid import DeepGridArchive
 from evolm.archives.grid import GridArchive
 from evolm.archives.population import PopulationArchive
+from evolm.registry import Registry
 from evolm.types import DescriptorSpace
 
 __all__ = [
@@ -42,15 +43,20 @@ __all__ = [
     "make_archive",
 ]
 
-ARCHIVES: dict[str, type[Archive]] = {
-    "grid": GridArchive,
-    "cvt": CVTArchive,
-    "deep_grid": DeepGridArchive,
-    "population": PopulationArchive,
-    "best_of_n": BestOfNArchive,
-}
-"""Archive classes by kind name; each class's constructor parameters are its ``make_archive``
-parameters."""
+ARCHIVES: Registry[type[Archive]] = Registry(
+    "archive kind",
+    {
+        "grid": "evolm.archives.grid:GridArchive",
+        "cvt": "evolm.archives.cvt:CVTArchive",
+        "deep_grid": "evolm.archives.deep_grid:DeepGridArchive",
+        "population": "evolm.archives.population:PopulationArchive",
+        "best_of_n": "evolm.archives.best_of_n:BestOfNArchive",
+    },
+    base=Archive,
+    skip=("space", "qd_offset", "seed"),
+)
+"""Archive classes by kind name (a :class:`~evolm.registry.Registry`); each class's constructor
+parameters are its ``make_archive`` parameters."""
 
 
 def make_archive(
@@ -64,7 +70,7 @@ def make_archive(
     """Build the archive ``kind`` over ``space``.
 
     Args:
-        kind: a key of :data:`ARCHIVES`.
+        kind: a key of :data:`ARCHIVES`, or ``package.module:Class`` (an :class:`Archive`).
         space: the descriptor space.
         qd_offset: passed to every archive.
         seed: passed to archives that take one (``cvt``: it fixes the centroids); ignored by the
@@ -78,9 +84,9 @@ def make_archive(
             take or a required one missing (the message lists the kind's parameters), or a
             parameter value the constructor rejects.
     """
-    cls = ARCHIVES.get(kind)
-    if cls is None:
+    if kind not in ARCHIVES and ":" not in kind:
         raise ValueError(f"unknown archive kind {kind!r}; choose one of {', '.join(ARCHIVES)}")
+    cls = ARCHIVES.get(kind)
     signature = inspect.signature(cls.__init__)
     accepted = {
         name: p

@@ -8,16 +8,23 @@ parameters, so a worker process can rebuild the same domain from ``(name, params
 
 from __future__ import annotations
 
-import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evolm.registry import Registry
 from evolm.types import DescriptorSpace, Evaluation
 
-__all__ = ["Domain", "DomainContext", "get_domain", "register_domain", "registered_domains"]
+__all__ = [
+    "DOMAINS",
+    "Domain",
+    "DomainContext",
+    "get_domain",
+    "register_domain",
+    "registered_domains",
+]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,6 @@ class DomainContext:
     api: str = ""
     language: str = "python"
     file_name: str = "program.py"
-    extras: dict[str, Any] = field(default_factory=dict)
     optional_api: dict[str, str] = field(default_factory=dict)
 
     def api_for(self, *codes: str) -> str:
@@ -66,9 +72,6 @@ class Domain(ABC):
     eval_timeout: float = 5.0
     qd_offset: float = 0.0
 
-    def __init__(self, **params: Any) -> None:
-        self.params = params
-
     @property
     @abstractmethod
     def descriptor_space(self) -> DescriptorSpace:
@@ -87,56 +90,44 @@ class Domain(ABC):
         """Run ``code`` and score it. Runs in a worker process; must not raise for bad code."""
 
 
-_REGISTRY: dict[str, Callable[..., Domain]] = {}
+DOMAINS: Registry[Callable[..., Domain]] = Registry(
+    "domain",
+    {
+        "image": "evolm.domains.image:ImageDomain",
+        "parity": "evolm.domains.parity:ParityDomain",
+        "sodarace": "evolm.domains.sodarace:SodaraceDomain",
+    },
+)
+"""Domain classes (or factories) by name, imported on first use; a user domain is
+``package.module:Class``, which a sandbox worker can import too."""
 
 
 def register_domain(name: str) -> Callable[[Callable[..., Domain]], Callable[..., Domain]]:
-    """Class decorator adding a domain factory to the registry under ``name``."""
+    """Class decorator adding a domain factory to :data:`DOMAINS` under ``name``.
 
-    def deco(factory: Callable[..., Domain]) -> Callable[..., Domain]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_builtin() -> None:
-    from evolm.domains import image, parity, sodarace  # noqa: F401
+    A sandbox worker is a fresh interpreter: it knows the name only if the module that registers
+    it is imported there too. Prefer naming a user domain ``package.module:Class`` in configs.
+    """
+    return DOMAINS.decorator(name)
 
 
 def registered_domains() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _import_domain(spec: str, params: dict[str, Any] | None) -> Domain:
-    module_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
-            f"cannot load domain {spec!r} ({exc}); use 'package.module:ClassName' with the "
-            "module importable from the run's working directory"
-        ) from exc
-    dom = factory(**(params or {}))
-    if not isinstance(dom, Domain):
-        raise ValueError(f"{spec!r} built a {type(dom).__name__}, not an evolm Domain")
-    return dom
+    """The registered domain names, sorted."""
+    return sorted(DOMAINS.names())
 
 
 def get_domain(name: str, params: dict[str, Any] | None = None) -> Domain:
     """Build a registered domain, or one named ``package.module:ClassName``.
 
     Raises:
-        ValueError: no domain has that name (the message lists the known ones), or the
-            parameters are wrong for it.
+        ValueError: no domain has that name (the message lists the known ones), the module does
+            not load, the parameters are wrong for it, or it builds something not a Domain.
     """
-    if ":" in name:
-        return _import_domain(name, params)
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown domain {name!r}; known domains: {', '.join(sorted(_REGISTRY))}")
+    factory = DOMAINS.get(name)
     try:
-        return _REGISTRY[name](**(params or {}))
+        dom = factory(**(params or {}))
     except TypeError as exc:
         raise ValueError(f"bad parameters for domain {name!r}: {exc}") from exc
+    if not isinstance(dom, Domain):
+        raise ValueError(f"{name!r} built a {type(dom).__name__}, not an evolm Domain")
+    return dom

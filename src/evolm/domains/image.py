@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.domains.base import Domain, DomainContext
 from evolm.domains.program import (
     ProgramFailure,
     call_program,
@@ -180,7 +180,6 @@ def draw():
     return [black, square, gradient, disk]
 
 
-@register_domain("image")
 class ImageDomain(Domain):
     """Match a procedurally drawn target image (OpenELM's image environment).
 
@@ -206,7 +205,6 @@ class ImageDomain(Domain):
         if metric not in _METRICS:
             raise ValueError(f"image metric must be one of {', '.join(_METRICS)}, got {metric!r}")
         self.target_image = make_target(target, size)
-        super().__init__(target=target, size=size, metric=metric)
         self.target = target
         self.size = size
         self.metric = metric

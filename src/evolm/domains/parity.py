@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.domains.base import Domain, DomainContext
 from evolm.domains.program import (
     ProgramFailure,
     describe_exception,
@@ -214,7 +214,6 @@ def score_function(fn: Callable[..., Any]) -> ParityScore:
     return ParityScore(tuple(answers), tuple(right), first)
 
 
-@register_domain("parity")
 class ParityDomain(Domain):
     """Repair a bugged 4-bit parity function (ELM's 4-Parity experiment).
 
@@ -237,7 +236,6 @@ class ParityDomain(Domain):
         if bits != 4 or isinstance(bits, bool):
             raise ValueError(f"the parity domain supports only bits=4, got {bits!r}")
         self.bug_ids = bug_ids(bugs, bug_seed)
-        super().__init__(bugs=int(bugs), bug_seed=int(bug_seed), bits=4)
         self.bugs = int(bugs)
         self.bug_seed = int(bug_seed)
         self.bits = 4

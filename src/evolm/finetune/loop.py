@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from evolm.config import ConfigError, FinetuneConfig, LLMConfig, RunConfig
+from evolm.config import ConfigError, FinetuneConfig, LlamaCppLLMConfig, LLMConfig, RunConfig
 from evolm.store import RunStore, StoreError
 
 if TYPE_CHECKING:
@@ -218,9 +218,9 @@ def base_model(config: RunConfig) -> str | None:
     """The base model rounds train on: the ``model_path`` of the run's first llama_cpp model
     (else of ``llm``); None is the bundled SmolLM2 GGUF."""
     for m in config.model_list():
-        if m.backend == "llama_cpp":
+        if isinstance(m, LlamaCppLLMConfig):
             return m.model_path
-    return config.llm.model_path
+    return getattr(config.llm, "model_path", None)
 
 
 def adapter_targets(config: RunConfig) -> list[int]:
@@ -230,12 +230,12 @@ def adapter_targets(config: RunConfig) -> list[int]:
     return [
         i
         for i, m in enumerate(config.model_list())
-        if m.backend == "llama_cpp" and m.model_path == base
+        if isinstance(m, LlamaCppLLMConfig) and m.model_path == base
     ]
 
 
 def _label(m: LLMConfig) -> str:
-    return m.name or m.model or m.model_path or f"{m.backend} (bundled model)"
+    return m.name or m.model or getattr(m, "model_path", None) or f"{m.backend} (bundled model)"
 
 
 def swap_adapter(

@@ -11,13 +11,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Completion", "LLMBackend", "LLMError", "Message", "Request", "cut_at_stop"]
+__all__ = [
+    "Completion",
+    "LLMBackend",
+    "LLMError",
+    "Message",
+    "Request",
+    "cut_at_stop",
+    "price",
+    "validate_prices",
+]
 
 Message = dict[str, str]
 
@@ -27,6 +37,26 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     was found."""
     at = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     return (text[:at], True) if at >= 0 else (text, False)
+
+
+def validate_prices(prices: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``prices`` as (input, output) USD per million tokens, or None.
+
+    Raises:
+        ValueError: not two numbers >= 0.
+    """
+    if prices is None:
+        return None
+    if len(prices) != 2 or min(prices) < 0:
+        raise ValueError(f"prices must be (input, output) USD per 1M tokens >= 0, got {prices}")
+    return (float(prices[0]), float(prices[1]))
+
+
+def price(prices: tuple[float, float] | None, tokens_in: int, tokens_out: int) -> float:
+    """USD for one call at ``prices`` (input, output) per million tokens; 0 without a table."""
+    if prices is None:
+        return 0.0
+    return (tokens_in * prices[0] + tokens_out * prices[1]) / 1e6
 
 
 class LLMError(RuntimeError):
@@ -124,17 +154,40 @@ class LLMBackend(ABC):
     Args:
         model: the model name recorded with each completion.
         concurrency: the most requests this backend runs at once.
+        prices: USD per million input and output tokens (:meth:`cost` of a call), or None.
+        seed: seeds :attr:`rng`, the backend's own random stream: the seeds of requests that
+            carry none (:meth:`request_seed`), retry jitter.
+
+    Raises:
+        ValueError: ``concurrency < 1`` or bad ``prices``.
     """
 
     name: str = "base"
 
-    def __init__(self, model: str, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        model: str,
+        concurrency: int = 4,
+        *,
+        prices: tuple[float, float] | None = None,
+        seed: int = 0,
+    ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.model = model
         self.concurrency = concurrency
+        self.prices = validate_prices(prices)
+        self.rng = random.Random(seed)
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        """USD for a call of these token counts at :attr:`prices` (0 without prices)."""
+        return price(self.prices, tokens_in, tokens_out)
+
+    def request_seed(self, request: Request) -> int:
+        """The request's seed, or the next draw of :attr:`rng` for a request without one."""
+        return request.seed if request.seed is not None else self.rng.randrange(2**31)
 
     @abstractmethod
     async def _generate_one(self, request: Request) -> Completion:

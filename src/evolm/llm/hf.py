@@ -25,16 +25,15 @@ messages' contents as a plain prompt.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evolm.llm.base import Completion, LLMError, Request
+from evolm.llm.base import Completion, LLMBackend, LLMError, Request
 from evolm.llm.llama_cpp import plain_chat_prompt
-from evolm.llm.local import LocalBackend, MicroBatcher, ModelWorker, price, validate_prices
+from evolm.llm.local import MicroBatcher, ModelWorker
 from evolm.llm.models import BUNDLED_NAME, default_gguf
 
 __all__ = ["HFLLM"]
@@ -84,7 +83,7 @@ def encode_request(tokenizer: Any, request: Request) -> list[int]:
     return list(tokenizer(text)["input_ids"])
 
 
-class HFLLM(LocalBackend):
+class HFLLM(LLMBackend):
     """A local ``transformers`` causal LM, batched across concurrent requests.
 
     Args:
@@ -124,16 +123,14 @@ class HFLLM(LocalBackend):
         directory, gguf_file, bundled = _locate(model_path)
         if model is None:
             model = BUNDLED_NAME if bundled else (gguf_file or directory.name).removesuffix(".gguf")
-        super().__init__(model, concurrency)
+        super().__init__(model, concurrency, prices=prices, seed=seed)
         if dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"dtype must be auto, float32, float16 or bfloat16, got {dtype!r}")
         if quantization not in (None, "8bit", "4bit"):
             raise ValueError(f"quantization must be None, '8bit' or '4bit', got {quantization!r}")
         if quantization and gguf_file:
             raise LLMError("quantization applies to model directories, not to GGUF files")
-        self.prices = validate_prices(prices)
         self.model_path = directory / gguf_file if gguf_file else directory
-        self._rng = random.Random(seed)
         try:
             import torch
             import transformers
@@ -249,7 +246,7 @@ class HFLLM(LocalBackend):
     # -- generation ------------------------------------------------------------------------
     async def _generate_one(self, request: Request) -> Completion:
         if request.seed is None:
-            request = _with_seed(request, self._rng.randrange(2**31))
+            request = _with_seed(request, self.request_seed(request))
         return await self._batcher.submit(request)
 
     def _generate_batch(
@@ -342,7 +339,7 @@ class HFLLM(LocalBackend):
                     tokens_out=n_out,
                     latency=elapsed,
                     finish_reason=finish,
-                    cost=price(self.prices, tokens_in, n_out),
+                    cost=self.cost(tokens_in, n_out),
                     extras={"seed": request.seed, "batch_size": len(requests)},
                 )
             )

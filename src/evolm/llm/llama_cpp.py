@@ -45,7 +45,6 @@ settings. Its calls run on one worker thread, under a lock.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 import weakref
@@ -56,8 +55,8 @@ from typing import Any
 
 import numpy as np
 
-from evolm.llm.base import Completion, LLMError, Message, Request, cut_at_stop
-from evolm.llm.local import LocalBackend, ModelWorker, default_threads, price, validate_prices
+from evolm.llm.base import Completion, LLMBackend, LLMError, Message, Request, cut_at_stop
+from evolm.llm.local import ModelWorker, default_threads
 from evolm.llm.models import BUNDLED_NAME, default_gguf, gguf_context_length, read_gguf_metadata
 
 __all__ = ["DEFAULT_MAX_CTX", "LlamaCppLLM", "plain_chat_prompt"]
@@ -196,7 +195,7 @@ def _stop_after_heal(llm: Any, start: int, healed: str, stops: Sequence[str]) ->
     return stop
 
 
-class LlamaCppLLM(LocalBackend):
+class LlamaCppLLM(LLMBackend):
     """A GGUF model run in-process by llama.cpp.
 
     Args:
@@ -250,12 +249,11 @@ class LlamaCppLLM(LocalBackend):
         path = default_gguf() if model_path is None else Path(model_path).expanduser()
         if model is None:
             model = BUNDLED_NAME if bundled else path.name.removesuffix(".gguf")
-        super().__init__(model, concurrency)
+        super().__init__(model, concurrency, prices=prices, seed=seed)
         if n_ctx is not None and n_ctx < 16:
             raise ValueError(f"n_ctx must be >= 16 tokens, got {n_ctx}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-        self.prices = validate_prices(prices)
         meta = read_gguf_metadata(path)
         self.n_ctx_train = gguf_context_length(meta)
         if n_ctx is None:
@@ -272,7 +270,6 @@ class LlamaCppLLM(LocalBackend):
         self.token_healing = token_healing
         self.n_threads = n_threads or max(1, default_threads() - 1)
         self.prefix_reuse = prefix_reuse
-        self._rng = random.Random(seed)
         self._loaded = _load(path, n_ctx, self.n_threads, verbose, lora, self.lora_scale)
 
     def __repr__(self) -> str:
@@ -423,7 +420,7 @@ class LlamaCppLLM(LocalBackend):
             tokens_out=tokens_out,
             latency=elapsed,
             finish_reason=finish,
-            cost=price(self.prices, tokens_in, tokens_out),
+            cost=self.cost(tokens_in, tokens_out),
             extras={
                 "seed": seed,
                 "reused_tokens": reuse,
@@ -451,7 +448,7 @@ class LlamaCppLLM(LocalBackend):
         return text, allowed
 
     async def _generate_one(self, request: Request) -> Completion:
-        seed = request.seed if request.seed is not None else self._rng.randrange(2**31)
+        seed = self.request_seed(request)
         cancel = threading.Event()
         queued = time.perf_counter()
         completion = await self._loaded.worker.run(

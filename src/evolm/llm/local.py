@@ -9,7 +9,7 @@
   backend collects the requests that are waiting into one batch per model call.
 - :class:`TokenCounter`: what a backend with a tokenizer offers the engine's start-up
   prompt-size check.
-- :func:`price`, :func:`default_threads`.
+- :func:`default_threads`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, TypeVar, runtime_checkable
 
-from evolm.llm.base import Completion, LLMBackend, Request
+from evolm.llm.base import Completion, Request
 
 __all__ = [
-    "LocalBackend",
     "MicroBatcher",
     "ModelWorker",
     "TokenCounter",
     "default_threads",
-    "price",
-    "validate_prices",
 ]
 
 T = TypeVar("T")
@@ -54,45 +51,12 @@ class TokenCounter(Protocol):
     def count_tokens(self, request: Request) -> int: ...
 
 
-class LocalBackend(LLMBackend):
-    """Base of the in-process backends. Their model outlives a run, so one backend may serve
-    several runs, each in its own event loop: the concurrency limit is re-made per loop."""
-
-    _sem_loop: asyncio.AbstractEventLoop | None = None
-
-    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        loop = asyncio.get_running_loop()
-        if self._sem_loop is not loop:
-            self._sem, self._sem_loop = None, loop
-        return await super().generate(requests)
-
-
 def default_threads() -> int:
     """The CPU cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def validate_prices(prices: tuple[float, float] | None) -> tuple[float, float] | None:
-    """``prices`` as (input, output) USD per million tokens, or None.
-
-    Raises:
-        ValueError: not two numbers >= 0.
-    """
-    if prices is None:
-        return None
-    if len(prices) != 2 or min(prices) < 0:
-        raise ValueError(f"prices must be (input, output) USD per 1M tokens >= 0, got {prices}")
-    return (float(prices[0]), float(prices[1]))
-
-
-def price(prices: tuple[float, float] | None, tokens_in: int, tokens_out: int) -> float:
-    """USD for one call at ``prices`` (input, output) per million tokens; 0 without a table."""
-    if prices is None:
-        return 0.0
-    return (tokens_in * prices[0] + tokens_out * prices[1]) / 1e6
 
 
 class ModelWorker:

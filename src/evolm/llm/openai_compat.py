@@ -14,7 +14,6 @@ import email.utils
 import ipaddress
 import math
 import os
-import random
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -111,7 +110,7 @@ class OpenAICompatLLM(LLMBackend):
         prices: tuple[float, float] | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(model, concurrency)
+        super().__init__(model, concurrency, prices=prices, seed=seed)
         if not model:
             raise ValueError("model must be a non-empty model name")
         if timeout <= 0:
@@ -122,16 +121,12 @@ class OpenAICompatLLM(LLMBackend):
             raise ValueError(
                 f"backoff_base and backoff_max must be >= 0, got {backoff_base}, {backoff_max}"
             )
-        if prices is not None and (len(prices) != 2 or min(prices) < 0):
-            raise ValueError(f"prices must be (input, output) USD per 1M tokens >= 0, got {prices}")
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.prices = prices
-        self._rng = random.Random(seed)
 
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -155,7 +150,7 @@ class OpenAICompatLLM(LLMBackend):
         return f"OpenAICompatLLM(model={self.model!r}, base_url={self.base_url!r})"
 
     def _backoff(self, attempt: int) -> float:
-        return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+        return self.rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
     async def _call(self, request: Request) -> Any:
         omit = self._sdk.omit
@@ -225,9 +220,7 @@ class OpenAICompatLLM(LLMBackend):
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = 0.0
-        if self.prices is not None:
-            cost = (tokens_in * self.prices[0] + tokens_out * self.prices[1]) / 1e6
+        cost = self.cost(tokens_in, tokens_out)
         return Completion(
             text=text,
             model=getattr(response, "model", None) or self.model,

@@ -21,7 +21,6 @@ vLLM runs only on a CUDA GPU: without one, the backend refuses to start, with th
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -29,9 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evolm.llm.base import Completion, LLMError, Request
+from evolm.llm.base import Completion, LLMBackend, LLMError, Request
 from evolm.llm.hf import encode_request
-from evolm.llm.local import LocalBackend, MicroBatcher, ModelWorker, price, validate_prices
+from evolm.llm.local import MicroBatcher, ModelWorker
 
 __all__ = ["VLLMLLM", "group_samples"]
 
@@ -47,7 +46,7 @@ def group_samples(requests: Sequence[Request]) -> list[list[int]]:
     return list(groups.values())
 
 
-class VLLMLLM(LocalBackend):
+class VLLMLLM(LLMBackend):
     """A model served in-process by vLLM's offline engine, on a GPU.
 
     Args:
@@ -84,10 +83,10 @@ class VLLMLLM(LocalBackend):
         seed: int = 0,
     ) -> None:
         path = str(model_path)
-        super().__init__(model or Path(path.rstrip("/")).name or path, concurrency)
-        self.prices = validate_prices(prices)
+        super().__init__(
+            model or Path(path.rstrip("/")).name or path, concurrency, prices=prices, seed=seed
+        )
         self.model_path = path
-        self._rng = random.Random(seed)
         try:
             import vllm
         except ImportError as exc:
@@ -141,7 +140,7 @@ class VLLMLLM(LocalBackend):
 
     async def _generate_one(self, request: Request) -> Completion:
         if request.seed is None:
-            request = replace(request, seed=self._rng.randrange(2**31))
+            request = replace(request, seed=self.request_seed(request))
         return await self._batcher.submit(request)
 
     def _generate_batch(
@@ -191,7 +190,7 @@ class VLLMLLM(LocalBackend):
                     tokens_out=tokens_out,
                     latency=elapsed,
                     finish_reason=choice.finish_reason,
-                    cost=price(self.prices, tokens_in, tokens_out),
+                    cost=self.cost(tokens_in, tokens_out),
                     extras={"seed": seed, "sample": sample, "n": len(group)},
                 )
         return [c for c in result if c is not None]

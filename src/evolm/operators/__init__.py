@@ -13,6 +13,7 @@ from evolm.operators.gp import GPMutation
 from evolm.operators.lmx import LMXCrossover
 from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
 from evolm.operators.search_replace import SearchReplace
+from evolm.registry import Registry
 
 __all__ = [
     "INSTRUCTION_SETS",
@@ -33,26 +34,33 @@ __all__ = [
     "make_selector",
 ]
 
-OPERATORS: dict[str, type[Operator]] = {
-    PromptMutation.name: PromptMutation,
-    FullRewrite.name: FullRewrite,
-    LMXCrossover.name: LMXCrossover,
-    SearchReplace.name: SearchReplace,
-    ElmDiff.name: ElmDiff,
-    GPMutation.name: GPMutation,
-}
+OPERATORS: Registry[type[Operator]] = Registry(
+    "operator",
+    {
+        "prompt_mutation": "evolm.operators.prompt:PromptMutation",
+        "rewrite": "evolm.operators.prompt:FullRewrite",
+        "lmx": "evolm.operators.lmx:LMXCrossover",
+        "search_replace": "evolm.operators.search_replace:SearchReplace",
+        "elm_diff": "evolm.operators.elm_diff:ElmDiff",
+        "gp": "evolm.operators.gp:GPMutation",
+    },
+    base=Operator,
+    skip=("context", "mode"),
+)
+"""Operator classes by kind name (a :class:`~evolm.registry.Registry`); a user operator is named
+``package.module:Class`` (a subclass of :class:`Operator`)."""
 
 
 def make_operator(name: str, context: DomainContext, mode: str = "chat", **params: Any) -> Operator:
-    """Build the operator registered as ``name`` for a domain's ``context``.
+    """Build the operator registered as ``name`` (or ``package.module:Class``) for a domain's
+    ``context``.
 
     Raises:
         ValueError: no operator has that name (the message lists the known ones), or the
             parameters are wrong for it.
     """
-    if name not in OPERATORS:
-        raise ValueError(f"unknown operator {name!r}; known operators: {', '.join(OPERATORS)}")
+    cls = OPERATORS.get(name)
     try:
-        return OPERATORS[name](context, mode, **params)
+        return cls(context, mode, **params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for operator {name!r}: {exc}") from exc

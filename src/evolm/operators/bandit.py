@@ -37,9 +37,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SELECTORS", "ArmStats", "Selector", "make_selector"]
+from evolm.registry import Registry
 
-SELECTORS: tuple[str, ...] = ("fixed", "ucb1", "thompson")
+__all__ = [
+    "SELECTORS",
+    "ArmStats",
+    "FixedSelector",
+    "Selector",
+    "ThompsonSelector",
+    "UCB1Selector",
+    "make_selector",
+]
+
+_KINDS = ("fixed", "ucb1", "thompson")
 _FREE_FLOOR = 0.05
 
 
@@ -61,7 +71,8 @@ class Selector:
 
     Args:
         arms: arm labels, in a fixed order (indices refer to it).
-        kind: ``"fixed"``, ``"ucb1"`` or ``"thompson"``.
+        kind: ``"fixed"``, ``"ucb1"`` or ``"thompson"`` (a subclass that overrides
+            :meth:`choose` may name its own).
         weights: relative share of each arm for ``fixed`` (default uniform); ignored otherwise.
         c: UCB1 exploration constant.
         prior: Thompson ``(a, b)`` Beta prior of every arm's insertion rate.
@@ -84,7 +95,7 @@ class Selector:
         cost_aware: bool = False,
         window: int | None = None,
     ) -> None:
-        if kind not in SELECTORS:
+        if kind not in _KINDS and type(self).choose is Selector.choose:
             raise ValueError(f"unknown selector {kind!r}; choose one of {', '.join(SELECTORS)}")
         self.arms = tuple(arms)
         if not self.arms:
@@ -196,9 +207,70 @@ class Selector:
         }
 
 
+class _BuiltinSelector(Selector):
+    """A built-in kind as its own class, so the selector registry maps names to classes."""
+
+    kind_name = "fixed"
+
+    def __init__(
+        self,
+        arms: Sequence[str],
+        *,
+        weights: Sequence[float] | None = None,
+        c: float = math.sqrt(2.0),
+        prior: tuple[float, float] = (1.0, 1.0),
+        cost_aware: bool = False,
+        window: int | None = None,
+    ) -> None:
+        super().__init__(
+            arms,
+            self.kind_name,
+            weights=weights,
+            c=c,
+            prior=prior,
+            cost_aware=cost_aware,
+            window=window,
+        )
+
+
+class FixedSelector(_BuiltinSelector):
+    """``fixed``: arms in proportion to their weights."""
+
+    kind_name = "fixed"
+
+
+class UCB1Selector(_BuiltinSelector):
+    """``ucb1``: the arm with the highest upper confidence bound."""
+
+    kind_name = "ucb1"
+
+
+class ThompsonSelector(_BuiltinSelector):
+    """``thompson``: the arm with the largest draw from its Beta posterior."""
+
+    kind_name = "thompson"
+
+
+SELECTORS: Registry[type[Selector]] = Registry(
+    "selector",
+    {
+        "fixed": "evolm.operators.bandit:FixedSelector",
+        "ucb1": "evolm.operators.bandit:UCB1Selector",
+        "thompson": "evolm.operators.bandit:ThompsonSelector",
+    },
+    base=Selector,
+    skip=("arms",),
+)
+"""Selector classes by kind name; a user selector is ``package.module:Class``, a
+:class:`Selector` subclass built as ``Class(arms, **params)`` that overrides
+:meth:`~Selector.choose` (and may override :meth:`~Selector.update`)."""
+
+
 def make_selector(arms: Sequence[str], kind: str = "fixed", **params: Any) -> Selector:
-    """Build a :class:`Selector`; bad parameters raise ``ValueError`` naming them."""
+    """Build the selector ``kind`` (a name in :data:`SELECTORS` or ``package.module:Class``);
+    bad parameters raise ``ValueError`` naming them."""
+    cls = SELECTORS.get(kind)
     try:
-        return Selector(arms, kind, **params)
+        return cls(arms, **params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for selector {kind!r}: {exc}") from exc

@@ -8,7 +8,7 @@ light on purpose: it imports neither the runner nor the sandbox nor any LLM back
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evolm.archives import make_archive
 from evolm.archives.base import Archive
@@ -38,17 +38,9 @@ def apply_batch(archive: Archive, individuals: Sequence[Individual]) -> list[Add
 def build_archive(config: RunConfig, domain: Domain) -> Archive:
     """The empty archive a configuration describes, over the domain's descriptor space."""
     a = config.archive
-    by_kind: dict[str, dict[str, Any]] = {
-        "grid": {"bins": a.bins},
-        "cvt": {"cells": a.cells},
-        "deep_grid": {"bins": a.bins, "per_cell": a.per_cell},
-        "population": {"size": a.size, "tournament_size": a.tournament_size},
-        "best_of_n": {},
-    }
-    params = by_kind[a.kind]
     offset = a.qd_offset if a.qd_offset is not None else domain.qd_offset
     return make_archive(
-        a.kind, domain.descriptor_space, qd_offset=offset, seed=config.seed, **params
+        a.kind, domain.descriptor_space, qd_offset=offset, seed=config.seed, **a.params()
     )
 
 

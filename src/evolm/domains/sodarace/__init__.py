@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evolm.domains.base import Domain, DomainContext, register_domain
+from evolm.domains.base import Domain, DomainContext
 from evolm.domains.program import ProgramFailure, call_program, load_function
 from evolm.domains.sodarace.helpers import query_cppn
 from evolm.domains.sodarace.terrains import TERRAINS, Terrain, directional_fitness, make_terrain
@@ -115,7 +115,6 @@ def _api_text(muscle_hz: float) -> str:
     )
 
 
-@register_domain("sodarace")
 class SodaraceDomain(Domain):
     """Evolve ``make_walker()`` programs; fitness is how far the walker moves.
 
@@ -188,16 +187,6 @@ class SodaraceDomain(Domain):
         cfg = self.sim_config
         # the largest walker takes about 0.06 s of CPU per simulated second; leave a wide margin
         self.eval_timeout = 5.0 + 0.5 * (cfg.sim_seconds + cfg.settle_seconds)
-        super().__init__(
-            terrain=terrain,
-            terrain_params=dict(terrain_params or {}),
-            direction=direction,
-            sim_seconds=sim_seconds,
-            settle_seconds=settle_seconds,
-            muscle_hz=muscle_hz,
-            descriptor_bounds=descriptor_bounds,
-            record_fps=record_fps,
-        )
 
     @property
     def descriptor_space(self) -> DescriptorSpace:
@@ -231,7 +220,6 @@ class SodaraceDomain(Domain):
             # query_cppn's listing (600 tokens) only for parents that call it
             optional_api={"query_cppn": helper_code()},
             file_name="walker.py",
-            extras={"terrain": self.terrain.name},
         )
 
     def build(self, code: str, seed: int = 0) -> Walker | Evaluation:

@@ -18,7 +18,7 @@ from evolm.domains.base import Domain, DomainContext, register_domain
 from evolm.types import AddStatus, DescriptorSpace, Evaluation, Individual, Program, Status
 
 if TYPE_CHECKING:
-    from evolm.config import RunConfig
+    from evolm.config import BudgetConfig, RunConfig
     from evolm.engine import RunResult
     from evolm.evaluators import Evaluator
     from evolm.llm.base import LLMBackend
@@ -79,14 +79,44 @@ def run(
         return asyncio.run(Engine(cfg, store, llm=llm, evaluator=evaluator).run())
 
 
-def resume(path: str | Path, *, llm: LLMBackend | None = None) -> RunResult:
-    """Continue the run stored in ``path`` (after Ctrl-C, a crash or a spent budget)."""
+def resume(
+    path: str | Path,
+    *,
+    llm: LLMBackend | None = None,
+    budget: BudgetConfig | dict[str, Any] | None = None,
+    evaluator: Evaluator | None = None,
+) -> RunResult:
+    """Continue the run stored in ``path`` (after Ctrl-C, a crash or a spent budget).
+
+    Args:
+        path: the run database.
+        llm: a backend instance to use instead of the one the config names.
+        budget: budget limits to change, like ``evolm resume --budget-*``: a dict of
+            :class:`~evolm.config.BudgetConfig` fields (e.g. ``{"evaluations": 200}``) or a
+            ``BudgetConfig``, whose explicitly set fields count. The fields given replace the
+            stored ones, the others keep their stored values, and the new budget is stored with
+            the run.
+        evaluator: where programs run instead of the local sandbox pool; the caller closes it.
+
+    Raises:
+        evolm.config.ConfigError: ``budget`` names an unknown field or an invalid value.
+        evolm.store.StoreError: ``path`` is not a run database.
+    """
     import asyncio
 
-    from evolm.config import load_config
+    from evolm.config import BudgetConfig, load_config
     from evolm.engine import Engine
     from evolm.store import RunStore
 
     with RunStore(path, create=False) as store:
-        cfg = load_config(overrides=store.run_info()["config"])
-        return asyncio.run(Engine(cfg, store, llm=llm).run(resume=True))
+        data = store.run_info()["config"]
+        if budget is not None:
+            if isinstance(budget, BudgetConfig):
+                changes = budget.model_dump(mode="json", exclude_unset=True)
+            else:
+                changes = dict(budget)
+            data["budget"] = {**data.get("budget", {}), **changes}
+        cfg = load_config(overrides=data)
+        if budget is not None:
+            store.update_config(cfg.model_dump(mode="json"))
+        return asyncio.run(Engine(cfg, store, llm=llm, evaluator=evaluator).run(resume=True))

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from evolm.config import load_config
-from evolm.engine import Engine, build_archive, rebuild_archive
+from evolm.engine import Engine
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.scheduler.rebuild import build_archive, rebuild_archive
 from evolm.store import RunStore
 from evolm.types import AddStatus, Status
 
@@ -53,8 +54,7 @@ def test_run_stores_every_candidate_with_lineage(tmp_path):
             assert r["parent_ids"] and r["operator"] == "prompt_mutation"
             assert r["llm_call_id"] is not None
     assert store.llm_totals()["calls"] == 30 - 2  # seeds need no LLM call
-    steps = list(store.events("step"))
-    qd = [s["payload"]["qd_score"] for s in steps]
+    qd = [s.qd_score for s in store.steps()]
     assert qd == sorted(qd)  # elitist insertion never lowers the QD score
     assert len(eng.archive) > 2
     info = store.run_info()

@@ -57,11 +57,11 @@ def test_arms_are_chosen_recorded_and_rewarded(tmp_path, bandit):
     labels = {a.label for a in eng.arms}
     assert labels == {"prompt_mutation@fake", "lmx@fake", "rewrite@fake"}
     rows = {r["id"]: r for r in store.export_rows()}
-    steps = [e for e in store.events("step") if e["batch"] > 0]
+    steps = [s for s in store.steps() if s.batch > 0]
     totals = {}
-    for e in steps:
-        arms = e["payload"]["arms"]
-        batch_rows = [r for r in rows.values() if r["batch"] == e["batch"]]
+    for step in steps:
+        arms = step.arms
+        batch_rows = [r for r in rows.values() if r["batch"] == step.batch]
         assert sum(a["chosen"] for a in arms.values()) == len(batch_rows)
         for label, a in arms.items():
             assert a["inserted"] <= a["valid"] <= a["parsed"] <= a["chosen"]
@@ -75,7 +75,7 @@ def test_arms_are_chosen_recorded_and_rewarded(tmp_path, bandit):
     state = eng.selector.state()
     for label, t in totals.items():
         assert state[label]["pulls"] == t["chosen"] and state[label]["reward"] == t["inserted"]
-    end = store.last_event("end")["payload"]["selector"]
+    end = store.end_event().selector
     assert end["kind"] == bandit and end["arms"] == state
 
 

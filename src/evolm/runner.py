@@ -271,9 +271,7 @@ class Runner:
         if self._finetune is not None:  # raises before anything changes if an adapter is gone
             self._reload = self._finetune.resume(store, last_batch)
         dropped = store.delete_unevaluated_after(last_batch)
-        with store.transaction():
-            store.conn.execute("DELETE FROM llm_calls WHERE batch > ?", (last_batch,))
-            store.conn.execute("DELETE FROM events WHERE batch > ?", (last_batch,))
+        store.drop_after(last_batch)
         totals = store.llm_totals()
         self.budget.restore(
             Spent(

@@ -143,6 +143,6 @@ def test_an_injected_evaluator_runs_the_whole_run_and_overlaps_with_sampling(tmp
     assert ev.peak >= 2 and ev.during_llm > 0
     # Whoever builds an evaluator closes it: the runner did not close this one.
     assert not ev.closed
-    (event,) = list(store.events("sandbox"))
-    assert event["payload"]["evaluator"] == "counting" and event["payload"]["inner"] == "sandbox"
+    (event,) = store.sandbox_events()
+    assert event.evaluator == "counting" and event.info["inner"] == "sandbox"
     ev.close()

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -64,7 +63,7 @@ def elites(archive):
 
 
 def rounds_of(store):
-    return [{**e["payload"], "batch": e["batch"]} for e in store.events("finetune_round")]
+    return [{**r.to_payload(), "batch": r.batch} for r in store.finetune_rounds()]
 
 
 def summary(store):
@@ -77,14 +76,14 @@ def expected_rounds(store, every=4, max_rounds=2):
     due once ``every`` children were inserted since the last one, and follows the drain of the
     ``DEPTH - 1`` batches in flight."""
     out, since, trigger = [], 0, None
-    for e in store.events("step"):
-        if e["batch"] == 0:
+    for step in store.steps():
+        if step.batch == 0:
             continue
-        since += len(e["payload"]["inserted"])
+        since += len(step.inserted)
         if trigger is None and len(out) < max_rounds and since >= every:
-            trigger = e["batch"]
-        if trigger is not None and e["batch"] == trigger + DEPTH - 1:
-            out.append((trigger, e["batch"]))
+            trigger = step.batch
+        if trigger is not None and step.batch == trigger + DEPTH - 1:
+            out.append((trigger, step.batch))
             trigger, since = None, 0
     return out
 
@@ -207,7 +206,7 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, ref
     assert res.status == "completed"
     assert elites(resumed.archive) == ref_elites
     assert summary(s2) == ref_rounds  # recorded rounds are not trained again
-    assert [e["kind"] for e in s2.events()].count("resume") == 1
+    assert len(s2.resumes()) == 1
 
 
 def test_a_run_with_rounds_replays_exactly_from_its_own_cassette(tmp_path):
@@ -390,7 +389,7 @@ def evolm(*args, check=True):
 def _elites_of(db: Path):
     from evolm.config import RunConfig
     from evolm.domains.base import get_domain
-    from evolm.engine import build_archive, rebuild_archive
+    from evolm.scheduler.rebuild import build_archive, rebuild_archive
 
     with RunStore(db, readonly=True) as store:
         cfg = RunConfig.model_validate(store.run_info()["config"])
@@ -418,9 +417,8 @@ def test_kill_9_during_a_round_then_resume_trains_it_again_and_matches(tmp_path)
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-training: no event for round 2
     proc.wait()
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        kinds = [k for (k,) in con.execute("SELECT kind FROM events WHERE kind='finetune_round'")]
-    assert kinds == ["finetune_round"]
+    with RunStore(db, readonly=True) as s:
+        assert [r.round for r in s.finetune_rounds()] == [1]
     evolm("resume", db, "-q")
     with RunStore(db, readonly=True) as s, RunStore(ref, readonly=True) as r:
         assert s.run_info()["status"] == "completed"

@@ -86,13 +86,11 @@ def test_the_embedded_model_runs_an_evolution_and_every_call_is_recorded(
     tmp_path: Path, embedded: LlamaCppLLM
 ) -> None:
     _, store = run(config(), tmp_path / "r.db", embedded)
-    rows = store.conn.execute(
-        "SELECT model, tokens_in, tokens_out, latency, error, response FROM llm_calls"
-    ).fetchall()
+    rows = [call.completion for call in store.llm_calls()]
     assert len(rows) == 6
-    for model, t_in, t_out, latency, error, response in rows:
-        assert model == "smollm2-135m-instruct" and error is None
-        assert t_in > 50 and 0 < t_out <= 40 and latency > 0 and response
+    for c in rows:
+        assert c.model == "smollm2-135m-instruct" and c.error is None
+        assert c.tokens_in > 50 and 0 < c.tokens_out <= 40 and c.latency > 0 and c.text
     assert sum(store.counts().values()) == 6 + 2  # the seeds, then one program per call
 
 
@@ -130,10 +128,8 @@ def test_several_samples_per_prompt_share_the_prompt_with_their_own_seeds(tmp_pa
     )
     run(cfg, tmp_path / "r.db", llm)
     assert len(llm.requests) == 12
-    calls = RunStore(tmp_path / "r.db", readonly=True).conn.execute(
-        "SELECT batch, request_key, seed FROM llm_calls ORDER BY id"
-    )
-    rows = list(calls)
+    with RunStore(tmp_path / "r.db", readonly=True) as store:
+        rows = [(c.batch, c.request_key, c.seed) for c in store.llm_calls()]
     for i in range(0, 12, 3):
         group = rows[i : i + 3]
         assert len({r[1] for r in group}) == 1 and len({r[2] for r in group}) == 3

@@ -2,7 +2,8 @@
 
 The graph holds the imports a module runs when it is imported: those at module level, including
 inside ``try``/``if`` blocks, but not those inside functions or under ``if TYPE_CHECKING:``.
-``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``.
+``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``. The sandbox
+package is held to more: no circle even through imports inside functions.
 """
 
 from __future__ import annotations
@@ -52,13 +53,26 @@ def module_level_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.Impo
             yield from module_level_imports(node.body)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """evolm module -> the evolm modules it imports at module level."""
+def all_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement, functions included, except under a top-level
+    ``if TYPE_CHECKING:``."""
+    for node in body:
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            yield from all_imports(node.orelse)
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Import | ast.ImportFrom):
+                yield sub
+
+
+def import_graph(*, inside_functions: bool = False) -> dict[str, set[str]]:
+    """evolm module -> the evolm modules it imports at module level (or anywhere)."""
     known = modules()
     graph: dict[str, set[str]] = {name: set() for name in known}
+    walk = all_imports if inside_functions else module_level_imports
     for name, path in known.items():
         is_package = path.name == "__init__.py"
-        for node in module_level_imports(ast.parse(path.read_text(), str(path)).body):
+        for node in walk(ast.parse(path.read_text(), str(path)).body):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -143,4 +157,16 @@ def test_the_graph_sees_relative_and_conditional_imports_but_not_type_checking()
 
 def test_evolm_modules_import_each_other_without_circles() -> None:
     found = cycles(import_graph())
+    assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+def test_the_sandbox_has_no_circle_even_through_imports_inside_functions() -> None:
+    graph = import_graph(inside_functions=True)
+    assert "evolm.sandbox.probe" in graph["evolm.sandbox.pool"]
+    sandbox = {
+        name: {t for t in targets if t.startswith("evolm.sandbox.")}
+        for name, targets in graph.items()
+        if name.startswith("evolm.sandbox.")
+    }
+    found = cycles(sandbox)
     assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)

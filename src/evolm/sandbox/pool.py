@@ -24,6 +24,7 @@ from typing import Any
 
 from evolm.domains.base import get_domain
 from evolm.sandbox import codec
+from evolm.sandbox.probe import choose_tier
 from evolm.sandbox.tiers import (
     NOBODY,
     TIERS,
@@ -223,10 +224,8 @@ class SandboxPool:
 
     async def _choose_tier(self) -> None:
         if self.requested_tier == "auto":
-            # probing starts pools of its own: imported here, so probe -> pool is one-way
-            from evolm.sandbox.probe import choose_tier
-
-            probe = await asyncio.to_thread(choose_tier, self.allow_weak)
+            # probing tries tiers with pools of its own: it is handed the class, never imports it
+            probe = await asyncio.to_thread(choose_tier, self.allow_weak, pool=SandboxPool)
             self.tier, self.tier_reason = probe.tier, probe.reason
             return
         tier = self.requested_tier

@@ -1,9 +1,10 @@
 """Which sandbox tiers work on this machine, found out by trying them.
 
 A tier is reported as working only when a real :class:`~evolm.sandbox.pool.SandboxPool` of that
-tier started and ran a probe child that came back with the restrictions in force. The pool
-imports this module only inside ``SandboxPool.start`` (for ``tier="auto"``), so the import graph
-is ``tiers <- pool <- probe`` with no cycle.
+tier started and ran a probe child that came back with the restrictions in force. The pool uses
+this module to choose a tier (``tier="auto"``) and hands itself in as ``pool``, so this module
+never imports it: the imports run ``tiers <- probe <- pool`` without a circle.
+:func:`evolm.sandbox.probe_tiers` and :func:`evolm.sandbox.doctor_report` bind ``pool``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ import asyncio
 import os
 import platform
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evolm.sandbox import tiers as _tiers
-from evolm.sandbox.pool import SandboxPool
 from evolm.sandbox.tiers import TIERS, SandboxUnavailable, TierProbe
+
+if TYPE_CHECKING:
+    from evolm.sandbox.pool import SandboxPool
+
+    PoolFactory = Callable[..., SandboxPool]
+    """What builds the probe's pool: :class:`~evolm.sandbox.pool.SandboxPool` itself."""
 
 __all__ = ["choose_tier", "doctor_report", "probe_tiers"]
 
@@ -25,13 +33,13 @@ _probes: dict[str, TierProbe] = {}
 _probe_lock = threading.Lock()
 
 
-def _probe(tier: str) -> TierProbe:
+def _probe(tier: str, pool_factory: PoolFactory) -> TierProbe:
     why = _tiers.precheck(tier)
     if why is not None:
         return TierProbe(tier, False, why)
 
     async def go() -> TierProbe:
-        pool = SandboxPool(None, workers=1, timeout=10.0, tier=tier, allow_weak=True)
+        pool = pool_factory(None, workers=1, timeout=10.0, tier=tier, allow_weak=True)
         try:
             await pool.start()
             ev = await pool.evaluate("", 0)
@@ -66,11 +74,14 @@ def _works(tier: str, uid: object) -> str:
     return "seccomp and rlimits only: programs can read every file this user can"
 
 
-def probe_tiers(tiers: tuple[str, ...] = TIERS, refresh: bool = False) -> list[TierProbe]:
+def probe_tiers(
+    tiers: tuple[str, ...] = TIERS, refresh: bool = False, *, pool: PoolFactory
+) -> list[TierProbe]:
     """Try each tier (once per process unless ``refresh``) and say whether it works and why.
 
-    Each probe starts a real zygote of that tier and runs a probe child in it, so a tier is
-    reported as working only when it actually worked. Safe to call with an event loop running.
+    Each probe starts a real zygote of that tier (a one-worker ``pool``) and runs a probe child
+    in it, so a tier is reported as working only when it actually worked. Safe to call with an
+    event loop running.
     """
     out: list[TierProbe] = []
     for tier in tiers:
@@ -78,25 +89,25 @@ def probe_tiers(tiers: tuple[str, ...] = TIERS, refresh: bool = False) -> list[T
             if refresh or tier not in _probes:
                 # a thread of its own, so that asyncio.run works even under a running loop
                 with ThreadPoolExecutor(1) as executor:
-                    _probes[tier] = executor.submit(_probe, tier).result()
+                    _probes[tier] = executor.submit(_probe, tier, pool).result()
             out.append(_probes[tier])
     return out
 
 
-def choose_tier(allow_weak: bool) -> TierProbe:
-    """The strongest working tier; ``weak`` only when allowed.
+def choose_tier(allow_weak: bool, *, pool: PoolFactory) -> TierProbe:
+    """The strongest working tier (tried with ``pool``); ``weak`` only when allowed.
 
     Raises:
         SandboxUnavailable: nothing with Landlock works and ``allow_weak`` is False.
     """
     failed = []
     for tier in TIERS[:-1]:
-        (probe,) = probe_tiers((tier,))
+        (probe,) = probe_tiers((tier,), pool=pool)
         if probe.ok:
             return probe
         failed.append(f"{tier}: {probe.reason}")
     if allow_weak:
-        (probe,) = probe_tiers(("weak",))
+        (probe,) = probe_tiers(("weak",), pool=pool)
         if probe.ok:
             return probe
         failed.append(f"weak: {probe.reason}")
@@ -108,8 +119,9 @@ def choose_tier(allow_weak: bool) -> TierProbe:
     )
 
 
-def doctor_report() -> list[tuple[str, str, str]]:
-    """Rows (check, result, detail) describing the sandbox on this machine, for ``evolm doctor``."""
+def doctor_report(*, pool: PoolFactory) -> list[tuple[str, str, str]]:
+    """Rows (check, result, detail) describing the sandbox on this machine, for ``evolm doctor``
+    (tiers tried with ``pool``)."""
     rows = [("kernel", platform.release(), platform.machine())]
     abi = _tiers.landlock.abi_version()
     rows.append(
@@ -133,10 +145,10 @@ def doctor_report() -> list[tuple[str, str, str]]:
         )
     )
     rows.append(("running as", f"uid {os.geteuid()}", "root" if os.geteuid() == 0 else ""))
-    for probe in probe_tiers():
+    for probe in probe_tiers(pool=pool):
         rows.append((f"tier {probe.tier}", "works" if probe.ok else "unavailable", probe.reason))
     try:
-        chosen = choose_tier(allow_weak=False)
+        chosen = choose_tier(allow_weak=False, pool=pool)
         rows.append(("selected tier", chosen.tier, chosen.reason))
     except SandboxUnavailable as exc:
         rows.append(("selected tier", "none", str(exc)))

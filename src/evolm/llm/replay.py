@@ -18,6 +18,7 @@ from evolm.llm.base import Completion, LLMBackend, LLMError, Request
 
 __all__ = ["CassetteMiss", "ReplayLLM"]
 
+
 class CassetteMiss(LLMError):
     """The cassette holds no unused answer for a request: the replay has diverged."""
 

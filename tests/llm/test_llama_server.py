@@ -168,9 +168,9 @@ def test_the_server_going_away_mid_run_retries_then_fails_clearly_and_loses_noth
     assert len(rows) == 8
     for r in rows[2:]:
         assert "gave up after 3 attempts" in (r.completion.error or "")
-        assert f"cannot connect to {srv.url}" in r["error"]
+        assert f"cannot connect to {srv.url}" in (r.completion.error or "")
     assert sum(store.counts().values()) == 2 + 8  # the seeds and every candidate
-    failed = {r["id"] for r in rows[2:]}
+    failed = {r.id for r in rows[2:]}
     programs = [p for p in store.export_rows() if p["llm_call_id"] in failed]
     assert len(programs) == 6
     assert all(p["status"] == "invalid" for p in programs)

@@ -1,4 +1,4 @@
-"""Engine loop overhead: programs per second end to end, with the run database on.
+"""Runner loop overhead: programs per second end to end, with the run database on.
 
 A zero-latency fake LLM (the mutating responder), a trivial evaluator (``f()`` returns a number),
 the whole engine (operator prompts, code extraction, sandbox, archive, SQLite writes). The
@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evolm.config import load_config
-from evolm.engine import Engine
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.runner import Runner
 from evolm.sandbox import SandboxPool
 from evolm.store import RunStore
 
@@ -49,7 +49,7 @@ def engine_rate(evaluations: int, workers: int, batch_size: int, depth: int) -> 
     )
     with tempfile.TemporaryDirectory() as d:
         store = RunStore(Path(d) / "bench.db")
-        engine = Engine(cfg, store, llm=FakeLLM(responder=mutating_responder, concurrency=256))
+        engine = Runner(cfg, store, llm=FakeLLM(responder=mutating_responder, concurrency=256))
         t0 = time.perf_counter()
         result = asyncio.run(engine.run())
         dt = time.perf_counter() - t0

@@ -41,7 +41,6 @@ import json
 import math
 import os
 import platform
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -123,17 +122,17 @@ def adapter_operator(spec: str | None, domain: str) -> str | None:
 
 def measure(db: Path) -> dict[str, float]:
     """Rates and archive figures of one finished run, read from its database."""
-    con = sqlite3.connect(db)
-    rows = con.execute(
-        "SELECT p.operator, e.status, e.add_status, p.id, e.fitness FROM programs p "
-        "JOIN evaluations e ON e.program_id = p.id"
-    ).fetchall()
-    step = con.execute(
-        "SELECT payload FROM events WHERE kind = 'step' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    con.close()
+    from evolm.store import RunStore
 
-    stats = json.loads(step[0])
+    with RunStore(db, readonly=True) as store:
+        rows = [
+            (r["operator"], r["status"], r["add_status"], r["id"], r["fitness"])
+            for r in store.export_rows()
+            if r["status"] is not None
+        ]
+        step = store.last_step()
+    assert step is not None, f"{db} holds no told batch"
+
     seeds = [r for r in rows if r[0] == SEED_OPERATOR]
     children = [r for r in rows if r[0] != SEED_OPERATOR]
     n = max(len(children), 1)
@@ -148,9 +147,9 @@ def measure(db: Path) -> dict[str, float]:
         "valid": valid / n,
         "inserted": inserted / n,
         "new elites": len(elite_ids - seed_ids),
-        "QD score": float(stats["qd_score"]),
-        "best": float(stats["max_fitness"]),
-        "best - seeds": float(stats["max_fitness"]) - best_seed,
+        "QD score": step.qd_score,
+        "best": float("nan") if step.max_fitness is None else step.max_fitness,
+        "best - seeds": (step.max_fitness or float("nan")) - best_seed,
     }
 
 
@@ -158,7 +157,7 @@ def _elite_ids(db: Path) -> set[int]:
     """Program ids of the archive's elites at the end of the run (rebuilt from the database)."""
     from evolm.config import RunConfig
     from evolm.domains.base import get_domain
-    from evolm.engine import build_archive, rebuild_archive
+    from evolm.scheduler.rebuild import build_archive, rebuild_archive
     from evolm.store import RunStore
 
     with RunStore(db, create=False) as store:

@@ -152,13 +152,13 @@ def openelm_speed(python: str, repeats: int) -> dict[str, Any]:
 
 
 _SPLIT_CHILD = r"""
-import json, sqlite3, sys, time
+import json, sys, time
 from evolm.domains.sodarace import SodaraceDomain
 from evolm.domains.sodarace.walker import Walker
+from evolm.store import RunStore
 domain = SodaraceDomain()
-conn = sqlite3.connect(sys.argv[1])
-rows = conn.execute("SELECT p.code, p.seed FROM programs p JOIN evaluations e"
-                    " ON e.program_id = p.id WHERE e.status = 'ok'").fetchall()
+with RunStore(sys.argv[1], readonly=True) as store:
+    rows = [(i.program.code, i.program.seed) for i in store.evaluated() if i.evaluation.ok]
 build = score = 0.0
 for code, seed in rows:
     t0 = time.process_time()
@@ -193,9 +193,7 @@ def run_split(evaluations: int) -> dict[str, float]:
         wall, engine_cpu = time.perf_counter() - t0, time.process_time() - c0
         with RunStore(db, readonly=True) as store:
             counts = store.counts()
-            eval_cpu = float(
-                store.conn.execute("SELECT SUM(cpu_time) FROM evaluations").fetchone()[0]
-            )
+            eval_cpu = store.evaluation_totals()["cpu_time"]
         split = json.loads(
             subprocess.run(
                 [sys.executable, "-c", _SPLIT_CHILD, str(db)],

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from evolm.config import load_config
-from evolm.engine import Engine, build_archive, rebuild_archive
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.runner import Runner
+from evolm.scheduler.rebuild import build_archive, rebuild_archive
 from evolm.store import RunStore
 from evolm.types import AddStatus, Status
 
@@ -31,7 +32,7 @@ def toy_config(**over):
 
 def run_engine(cfg, path, llm=None, resume=False):
     store = RunStore(path)
-    eng = Engine(cfg, store, llm=llm or FakeLLM(responder=mutating_responder))
+    eng = Runner(cfg, store, llm=llm or FakeLLM(responder=mutating_responder))
     result = asyncio.run(eng.run(resume=resume))
     return eng, store, result
 
@@ -53,8 +54,7 @@ def test_run_stores_every_candidate_with_lineage(tmp_path):
             assert r["parent_ids"] and r["operator"] == "prompt_mutation"
             assert r["llm_call_id"] is not None
     assert store.llm_totals()["calls"] == 30 - 2  # seeds need no LLM call
-    steps = list(store.events("step"))
-    qd = [s["payload"]["qd_score"] for s in steps]
+    qd = [s.qd_score for s in store.steps()]
     assert qd == sorted(qd)  # elitist insertion never lowers the QD score
     assert len(eng.archive) > 2
     info = store.run_info()
@@ -240,7 +240,7 @@ def test_hooks_run_after_every_told_batch_once_it_is_stored(tmp_path):
     hook = _Recorder()
     store = RunStore(tmp_path / "r.db")
     llm = _ClosingFake(responder=mutating_responder)
-    eng = Engine(toy_config(), store, llm=llm, hooks=[hook])
+    eng = Runner(toy_config(), store, llm=llm, hooks=[hook])
     result = asyncio.run(eng.run())
     assert result.status == "completed"
     assert [s[0] for s in hook.seen] == list(range(len(hook.seen)))  # every batch, in order
@@ -258,6 +258,6 @@ def test_the_runner_closes_the_backends_it_built(tmp_path, monkeypatch):
         return llm
 
     monkeypatch.setattr("evolm.llm.build.build_backend", build)
-    eng = Engine(toy_config(), RunStore(tmp_path / "r.db"))
+    eng = Runner(toy_config(), RunStore(tmp_path / "r.db"))
     asyncio.run(eng.run())
     assert len(built) == 1 and built[0].closed

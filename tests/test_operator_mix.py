@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from evolm.config import ConfigError, load_config
-from evolm.engine import Engine
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.runner import Runner
 from evolm.store import RunStore
 
 TOY = "tests.toy_domain:ToyDomain"
@@ -39,7 +39,7 @@ def fake() -> FakeLLM:
 
 def run(cfg, path, *, resume=False, stop_after=None, models=None):
     store = RunStore(path)
-    eng = Engine(cfg, store, llm=fake(), models=models)
+    eng = Runner(cfg, store, llm=fake(), models=models)
     if stop_after is not None:
         eng.on_step = lambda snap: eng.request_stop() if snap.batch == stop_after else None
     result = asyncio.run(eng.run(resume=resume))
@@ -57,11 +57,11 @@ def test_arms_are_chosen_recorded_and_rewarded(tmp_path, bandit):
     labels = {a.label for a in eng.arms}
     assert labels == {"prompt_mutation@fake", "lmx@fake", "rewrite@fake"}
     rows = {r["id"]: r for r in store.export_rows()}
-    steps = [e for e in store.events("step") if e["batch"] > 0]
+    steps = [s for s in store.steps() if s.batch > 0]
     totals = {}
-    for e in steps:
-        arms = e["payload"]["arms"]
-        batch_rows = [r for r in rows.values() if r["batch"] == e["batch"]]
+    for step in steps:
+        arms = step.arms
+        batch_rows = [r for r in rows.values() if r["batch"] == step.batch]
         assert sum(a["chosen"] for a in arms.values()) == len(batch_rows)
         for label, a in arms.items():
             assert a["inserted"] <= a["valid"] <= a["parsed"] <= a["chosen"]
@@ -75,7 +75,7 @@ def test_arms_are_chosen_recorded_and_rewarded(tmp_path, bandit):
     state = eng.selector.state()
     for label, t in totals.items():
         assert state[label]["pulls"] == t["chosen"] and state[label]["reward"] == t["inserted"]
-    end = store.last_event("end")["payload"]["selector"]
+    end = store.end_event().selector
     assert end["kind"] == bandit and end["arms"] == state
 
 
@@ -156,7 +156,7 @@ def test_every_operator_end_to_end_on_parity(tmp_path):
         }
     )
     store = RunStore(tmp_path / "r.db")
-    eng = Engine(cfg, store, llm=FakeLLM(responder=repairing_responder))
+    eng = Runner(cfg, store, llm=FakeLLM(responder=repairing_responder))
     result = asyncio.run(eng.run())
     assert result.status == "completed"
     totals = store.arm_totals()

@@ -11,8 +11,8 @@ import pytest
 import evolm
 from evolm.config import load_config
 from evolm.domains.base import get_domain
-from evolm.engine import build_archive, rebuild_archive
 from evolm.report import show
+from evolm.scheduler.rebuild import build_archive, rebuild_archive
 from evolm.store import RunStore
 from evolm.types import Program
 

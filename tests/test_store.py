@@ -20,9 +20,10 @@ def _store(tmp_path) -> RunStore:
 def test_new_database_has_schema_wal_and_migrations(tmp_path):
     s = _store(tmp_path)
     assert s.migrations == [name for name, _ in MIGRATIONS]
-    mode = s.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    with sqlite3.connect(f"file:{s.path}?mode=ro", uri=True) as peek:  # the file, from outside
+        mode = peek.execute("PRAGMA journal_mode").fetchone()[0]
+        tables = {r[0] for r in peek.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert mode == "wal"
-    tables = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "programs", "evaluations", "llm_calls", "events"} <= tables
     info = s.run_info()
     assert info["seed"] == 3 and info["config"] == {"seed": 3} and info["status"] == "running"
@@ -80,8 +81,8 @@ def test_programs_evaluations_and_llm_calls_round_trip(tmp_path):
     assert s.counts() == {"ok": 1, "timeout": 1, "pending": 1}
     totals = s.llm_totals()
     assert totals["calls"] == 1 and totals["tokens_out"] == 5 and totals["cost"] == 0.5
-    row = s.conn.execute("SELECT request_key, seed FROM llm_calls").fetchone()
-    assert row[0] == req.key() and row[1] == 7
+    (call,) = s.llm_calls()
+    assert call.request_key == req.key() and call.seed == 7 and call.request == req
 
 
 def test_transaction_rolls_back_everything_on_error(tmp_path):
@@ -140,8 +141,8 @@ def test_readonly_and_bad_files(tmp_path):
 
 
 def test_database_from_newer_evolm_is_refused(tmp_path):
-    s = _store(tmp_path)
-    s.conn.execute("INSERT INTO schema_migrations VALUES ('9999_future', 0)")
-    s.close()
+    _store(tmp_path).close()
+    with sqlite3.connect(tmp_path / "run.db") as con:  # as a newer evolm would leave it
+        con.execute("INSERT INTO schema_migrations VALUES ('9999_future', 0)")
     with pytest.raises(StoreError, match="newer evolm"):
         RunStore(tmp_path / "run.db")

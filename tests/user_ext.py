@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from evolm.llm.base import Completion, LLMBackend, Request
-from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.base import Operator, Proposal
 from evolm.types import Individual
 
 _NUMBER = re.compile(r"return\s+(-?[0-9.]+)")
@@ -40,9 +40,6 @@ class Nudge(Operator):
             return Proposal((parent.id,), None, error="the parent returns no number literal")
         value = float(found.group(1)) + float(rng.normal(0.0, self.scale))
         return Proposal((parent.id,), None, code=f"def f():\n    return {value!r}\n")
-
-    def finish(self, proposal: Proposal, completion: str) -> Result:
-        return Result(proposal.code or "", proposal.error)
 
 
 class EchoLLM(LLMBackend):

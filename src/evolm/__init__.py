@@ -18,10 +18,10 @@ from evolm.domains.base import Domain, DomainContext, register_domain
 from evolm.types import AddStatus, DescriptorSpace, Evaluation, Individual, Program, Status
 
 if TYPE_CHECKING:
-    from evolm.config import RunConfig
-    from evolm.engine import RunResult
+    from evolm.config import BudgetConfig, RunConfig
     from evolm.evaluators import Evaluator
     from evolm.llm.base import LLMBackend
+    from evolm.runner import RunResult
 
 __version__ = "0.1.0"
 
@@ -66,7 +66,7 @@ def run(
     import asyncio
 
     from evolm.config import RunConfig, load_config
-    from evolm.engine import Engine
+    from evolm.runner import Runner
     from evolm.store import RunStore
 
     cfg = config if isinstance(config, RunConfig) else load_config(preset=preset, overrides=config)
@@ -76,17 +76,47 @@ def run(
             f"{path} already exists; continue it with evolm.resume({str(path)!r})"
         )
     with RunStore(path) as store:
-        return asyncio.run(Engine(cfg, store, llm=llm, evaluator=evaluator).run())
+        return asyncio.run(Runner(cfg, store, llm=llm, evaluator=evaluator).run())
 
 
-def resume(path: str | Path, *, llm: LLMBackend | None = None) -> RunResult:
-    """Continue the run stored in ``path`` (after Ctrl-C, a crash or a spent budget)."""
+def resume(
+    path: str | Path,
+    *,
+    llm: LLMBackend | None = None,
+    budget: BudgetConfig | dict[str, Any] | None = None,
+    evaluator: Evaluator | None = None,
+) -> RunResult:
+    """Continue the run stored in ``path`` (after Ctrl-C, a crash or a spent budget).
+
+    Args:
+        path: the run database.
+        llm: a backend instance to use instead of the one the config names.
+        budget: budget limits to change, like ``evolm resume --budget-*``: a dict of
+            :class:`~evolm.config.BudgetConfig` fields (e.g. ``{"evaluations": 200}``) or a
+            ``BudgetConfig``, whose explicitly set fields count. The fields given replace the
+            stored ones, the others keep their stored values, and the new budget is stored with
+            the run.
+        evaluator: where programs run instead of the local sandbox pool; the caller closes it.
+
+    Raises:
+        evolm.config.ConfigError: ``budget`` names an unknown field or an invalid value.
+        evolm.store.StoreError: ``path`` is not a run database.
+    """
     import asyncio
 
-    from evolm.config import load_config
-    from evolm.engine import Engine
+    from evolm.config import BudgetConfig, load_config
+    from evolm.runner import Runner
     from evolm.store import RunStore
 
     with RunStore(path, create=False) as store:
-        cfg = load_config(overrides=store.run_info()["config"])
-        return asyncio.run(Engine(cfg, store, llm=llm).run(resume=True))
+        data = store.run_info()["config"]
+        if budget is not None:
+            if isinstance(budget, BudgetConfig):
+                changes = budget.model_dump(mode="json", exclude_unset=True)
+            else:
+                changes = dict(budget)
+            data["budget"] = {**data.get("budget", {}), **changes}
+        cfg = load_config(overrides=data)
+        if budget is not None:
+            store.update_config(cfg.model_dump(mode="json"))
+        return asyncio.run(Runner(cfg, store, llm=llm, evaluator=evaluator).run(resume=True))

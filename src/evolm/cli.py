@@ -198,14 +198,14 @@ def _describe_llm(llm: LLMBackend) -> str | None:
 
 
 def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -> int:
-    from evolm.engine import Engine
     from evolm.llm.base import LLMError
+    from evolm.runner import Runner
 
     if config.llm.backend in ("llama_cpp", "hf", "vllm") and not quiet:
         console.print(f"[dim]loading the {config.llm.backend} model...[/]")
     try:
         view = _ProgressView(config, quiet)
-        engine = Engine(config, store, on_step=view, on_round=view.round)
+        engine = Runner(config, store, on_step=view, on_round=view.round)
         engine.check_prompt_fits()
     except (ValueError, StoreError, ConfigError, LLMError) as exc:
         _fail(str(exc))
@@ -402,10 +402,7 @@ def resume(
         data["engine"] = {**data.get("engine", {}), **jail}
         cfg = load_config(overrides=data)
         if budget or jail:
-            store.conn.execute(
-                "UPDATE runs SET config_json = ? WHERE id = 1",
-                (json.dumps(cfg.model_dump(mode="json"), sort_keys=True),),
-            )
+            store.update_config(cfg.model_dump(mode="json"))
     except (StoreError, ConfigError) as exc:
         _fail(str(exc))
         return
@@ -464,7 +461,7 @@ def status(
     with store:
         counts = store.counts()
         totals = store.llm_totals()
-        last = store.last_event("step")
+        last = store.last_step()
         # the model the calls name, where the configuration left it to the backend's default
         called = store.llm_models()
         default_model = called[0] if len(called) == 1 else "-"
@@ -496,14 +493,13 @@ def status(
             f"out {totals['tokens_out']}, cost ${totals['cost']:.4f}",
         )
         if last is not None:
-            p = last["payload"]
-            best = "-" if p["max_fitness"] is None else f"{p['max_fitness']:.6g}"
-            table.add_row("batches told", str(last["batch"] + 1))
-            table.add_row("elites", str(p["elites"]))
-            table.add_row("coverage", f"{p['coverage']:.1%}")
-            table.add_row("QD score", f"{p['qd_score']:.6g}")
+            best = "-" if last.max_fitness is None else f"{last.max_fitness:.6g}"
+            table.add_row("batches told", str(last.batch + 1))
+            table.add_row("elites", str(last.elites))
+            table.add_row("coverage", f"{last.coverage:.1%}")
+            table.add_row("QD score", f"{last.qd_score:.6g}")
             table.add_row("best fitness", best)
-            table.add_row("elapsed", f"{p['elapsed']:.1f} s")
+            table.add_row("elapsed", f"{last.elapsed:.1f} s")
         out.print(table)
         arms = store.arm_totals()
         if arms:
@@ -634,7 +630,7 @@ def _round_table(rounds: list[dict[str, Any]]) -> tuple[Table, list[str]]:
 def _elite_ids(store: RunStore) -> set[int]:
     """Ids of the current elites, from a rebuild of the archive out of the database."""
     from evolm.domains.base import get_domain
-    from evolm.engine import build_archive, rebuild_archive
+    from evolm.scheduler.rebuild import build_archive, rebuild_archive
 
     cfg = RunConfig.model_validate(store.run_info()["config"])
     archive = build_archive(cfg, get_domain(cfg.domain.name, cfg.domain.params))

@@ -38,6 +38,7 @@ from evolm import __version__
 from evolm.config import ConfigError, RunConfig
 from evolm.domains.base import Domain, get_domain
 from evolm.evaluators import EvalJob, Evaluator, build_evaluator
+from evolm.events import EndEvent, ResumeEvent, SandboxEvent, StepEvent
 from evolm.finetune.loop import FinetuneLoop, swap_adapter
 from evolm.llm.base import Completion, LLMBackend, Request
 from evolm.llm.local import TokenCounter
@@ -266,14 +267,12 @@ class Runner:
     def _restore(self) -> None:
         """Rebuild the scheduler and the budget from the database (resume)."""
         store, sched = self.store, self.scheduler
-        last = store.last_event("step")
-        last_batch = -1 if last is None else int(last["batch"])
+        last = store.last_step()
+        last_batch = -1 if last is None else last.batch
         if self._finetune is not None:  # raises before anything changes if an adapter is gone
             self._reload = self._finetune.resume(store, last_batch)
         dropped = store.delete_unevaluated_after(last_batch)
-        with store.transaction():
-            store.conn.execute("DELETE FROM llm_calls WHERE batch > ?", (last_batch,))
-            store.conn.execute("DELETE FROM events WHERE batch > ?", (last_batch,))
+        store.drop_after(last_batch)
         totals = store.llm_totals()
         self.budget.restore(
             Spent(
@@ -285,13 +284,12 @@ class Runner:
         )
         sched.next_id = store.max_program_id() + 1
         sched.next_batch = last_batch + 1
-        steps = [e for e in store.events("step") if e["batch"] is not None]
-        steps = [e for e in steps if e["batch"] <= last_batch]
-        arms_by_batch = {int(e["batch"]): e["payload"].get("arms", {}) for e in steps}
-        inserted = {int(e["batch"]): len(e["payload"]["inserted"]) for e in steps if e["batch"] > 0}
+        steps = store.steps(max_batch=last_batch)
+        arms_by_batch = {e.batch: e.arms for e in steps}
+        inserted = {e.batch: len(e.inserted) for e in steps if e.batch > 0}
         sched.inserted = sum(inserted.values())
         if last is not None:
-            self.budget.start_clock(float(last["payload"]["elapsed"]))
+            self.budget.start_clock(last.elapsed)
         for told, individuals in stored_batches(store, last_batch):
             sched.replay(told, individuals, arms_by_batch.get(told, {}))
             if self._finetune is not None:
@@ -305,7 +303,7 @@ class Runner:
                     batch = sched.ask()
                     if batch is not None:
                         self._inflight[batch.index] = batch
-        store.add_event("resume", {"from_batch": last_batch + 1, "dropped_in_flight": dropped})
+        store.record(ResumeEvent(from_batch=last_batch + 1, dropped_in_flight=dropped))
 
     # -- main loop ------------------------------------------------------------------------
     async def run(self, *, resume: bool = False) -> RunResult:
@@ -330,7 +328,7 @@ class Runner:
                 evaluator.close()
             raise
         self.store.set_status("running")
-        self.store.add_event("sandbox", {**evaluator.info, "evaluator": evaluator.name})
+        self.store.record(SandboxEvent(evaluator=evaluator.name, info=dict(evaluator.info)))
         if not resume:
             self.budget.start_clock()
         status, error = "completed", None
@@ -352,14 +350,13 @@ class Runner:
             status = "interrupted"
         reason = self.scheduler.stop_reason or "done"
         self.store.set_status(status)
-        self.store.add_event(
-            "end",
-            {
-                "status": status,
-                "reason": reason,
-                "elapsed": self.elapsed,
-                "selector": {"kind": self.selector.kind, "arms": self.selector.state()},
-            },
+        self.store.record(
+            EndEvent(
+                status=status,
+                reason=reason,
+                elapsed=self.elapsed,
+                selector={"kind": self.selector.kind, "arms": self.selector.state()},
+            )
         )
         return RunResult(status, reason, self.last_snapshot, str(self.store.path), error)
 
@@ -566,20 +563,20 @@ class Runner:
             )
             if self._finetune is not None:
                 self._finetune.schedule.told(batch.index, told.accepted, told.arm_stats)
-            store.add_event(
-                "step",
-                {
-                    **dataclasses.asdict(told.snapshot),
-                    "statuses": told.status_counts,
-                    "inserted": [
-                        [ind.program.id, st.name]
+            snap = dataclasses.asdict(told.snapshot)
+            del snap["inserted"]  # a count here; the step event lists the inserted programs
+            store.record(
+                StepEvent(
+                    **snap,
+                    statuses=told.status_counts,
+                    inserted=tuple(
+                        (ind.program.id, st.name)
                         for ind, st in zip(told.individuals, told.statuses, strict=True)
                         if st is not AddStatus.NOT_ADDED
-                    ],
-                    "num_elites": len(self.archive),
-                    "arms": told.arm_stats,
-                },
-                batch=batch.index,
+                    ),
+                    num_elites=len(self.archive),
+                    arms=told.arm_stats,
+                )
             )
         self.last_snapshot = told.snapshot
         if self.on_step is not None:

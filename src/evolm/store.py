@@ -18,13 +18,22 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evolm.events import (
+    EndEvent,
+    Event,
+    FinetuneRoundEvent,
+    ResumeEvent,
+    SandboxEvent,
+    StepEvent,
+)
 from evolm.llm.base import Completion, Request
 from evolm.types import Evaluation, Individual, Program, Status
 
-__all__ = ["MIGRATIONS", "RunStore", "StoreError"]
+__all__ = ["MIGRATIONS", "RunStore", "StoreError", "StoredCall"]
 
 
 class StoreError(RuntimeError):
@@ -121,8 +130,28 @@ def _plain(obj: Any) -> Any:
     return repr(obj)
 
 
+@dataclass(frozen=True)
+class StoredCall:
+    """One recorded LLM call: its row id, batch, request key and seed, the request as stored
+    (JSON) and the answer (``Completion.extras`` is empty)."""
+
+    id: int
+    batch: int | None
+    request_key: str
+    seed: int | None
+    request_json: str
+    completion: Completion
+
+    @property
+    def request(self) -> Request:
+        """The request, parsed from its stored JSON."""
+        return Request.from_json(self.request_json)
+
+
 class RunStore:
-    """A run database file.
+    """A run database file: the only place that knows its SQL.
+
+    Callers read and write through the methods below; the SQLite connection is private.
 
     Args:
         path: the database file; created (with the schema) when missing unless ``create`` is
@@ -141,34 +170,34 @@ class RunStore:
             raise StoreError(f"run database {self.path} does not exist")
         if readonly:
             uri = f"file:{self.path.resolve()}?mode=ro"
-            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(self.path), isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
+            self._conn = sqlite3.connect(str(self.path), isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
         try:
-            self.conn.execute("PRAGMA busy_timeout = 10000")
+            self._conn.execute("PRAGMA busy_timeout = 10000")
             if not readonly:
-                self.conn.execute("PRAGMA journal_mode = WAL")
-                self.conn.execute("PRAGMA synchronous = NORMAL")
-                self.conn.execute("PRAGMA foreign_keys = ON")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
             else:
                 self._check_known_schema()
         except sqlite3.DatabaseError as exc:
-            self.conn.close()
+            self._conn.close()
             raise StoreError(f"{self.path} is not an evolm run database: {exc}") from exc
         self._in_tx = False
 
     # -- schema ---------------------------------------------------------------------------
     def _applied(self) -> list[str]:
-        exists = self.conn.execute(
+        exists = self._conn.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
         ).fetchone()
         if not exists:
             return []
         return [
-            r[0] for r in self.conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")
+            r[0] for r in self._conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")
         ]
 
     def _check_known_schema(self) -> None:
@@ -184,7 +213,7 @@ class RunStore:
             )
 
     def _migrate(self) -> None:
-        self.conn.execute(
+        self._conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
         )
         applied = self._applied()
@@ -198,18 +227,18 @@ class RunStore:
         for name, sql in MIGRATIONS:
             if name in applied:
                 continue
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for stmt in sql.split(";"):
                     if stmt.strip():
-                        self.conn.execute(stmt)
-                self.conn.execute(
+                        self._conn.execute(stmt)
+                self._conn.execute(
                     "INSERT INTO schema_migrations(name, applied_at) VALUES (?, ?)",
                     (name, time.time()),
                 )
-                self.conn.execute("COMMIT")
+                self._conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK")
                 raise
 
     @property
@@ -223,20 +252,20 @@ class RunStore:
         if self._in_tx:
             yield
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         self._in_tx = True
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
         finally:
             self._in_tx = False
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> RunStore:
         return self
@@ -248,19 +277,19 @@ class RunStore:
     def create_run(
         self, *, seed: int, domain: str, config: dict[str, Any], versions: dict[str, str]
     ) -> None:
-        if self.conn.execute("SELECT 1 FROM runs").fetchone():
+        if self._conn.execute("SELECT 1 FROM runs").fetchone():
             raise StoreError(
                 f"{self.path} already holds a run; use `evolm resume {self.path}` to continue it "
                 "or choose another --out file"
             )
         now = time.time()
-        self.conn.execute(
+        self._conn.execute(
             "INSERT INTO runs VALUES (1, ?, ?, 'running', ?, ?, ?, ?)",
             (now, now, seed, domain, _json(config), _json(versions)),
         )
 
     def run_info(self) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM runs WHERE id = 1").fetchone()
+        row = self._conn.execute("SELECT * FROM runs WHERE id = 1").fetchone()
         if row is None:
             raise StoreError(f"{self.path} holds no run (was it created by `evolm run`?)")
         d = dict(row)
@@ -268,18 +297,25 @@ class RunStore:
         d["versions"] = json.loads(d.pop("versions_json"))
         return d
 
+    def update_config(self, config: dict[str, Any]) -> None:
+        """Replace the run's stored configuration (``evolm resume`` with raised budgets)."""
+        self._conn.execute(
+            "UPDATE runs SET config_json = ?, updated_at = ? WHERE id = 1",
+            (_json(config), time.time()),
+        )
+
     def set_status(self, status: str) -> None:
-        self.conn.execute(
+        self._conn.execute(
             "UPDATE runs SET status = ?, updated_at = ? WHERE id = 1", (status, time.time())
         )
 
     # -- programs and evaluations --------------------------------------------------------
     def max_program_id(self) -> int:
-        row = self.conn.execute("SELECT MAX(id) FROM programs").fetchone()
+        row = self._conn.execute("SELECT MAX(id) FROM programs").fetchone()
         return int(row[0]) if row[0] is not None else -1
 
     def add_programs(self, programs: Sequence[Program]) -> None:
-        self.conn.executemany(
+        self._conn.executemany(
             "INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -318,7 +354,7 @@ class RunStore:
                     now,
                 )
             )
-        self.conn.executemany("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        self._conn.executemany("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
     @staticmethod
     def _program(row: sqlite3.Row) -> Program:
@@ -360,11 +396,11 @@ class RunStore:
             sql += " WHERE p.batch <= ?"
             args = (max_batch,)
         sql += " ORDER BY p.batch, p.id"
-        for row in self.conn.execute(sql, args):
+        for row in self._conn.execute(sql, args):
             yield Individual(self._program(row), self._evaluation(row))
 
     def program(self, pid: int) -> Individual | Program:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT p.*, e.status, e.fitness, e.descriptors, e.extras, e.wall_time, e.cpu_time,"
             " e.error FROM programs p LEFT JOIN evaluations e ON e.program_id = p.id"
             " WHERE p.id = ?",
@@ -381,7 +417,7 @@ class RunStore:
             "SELECT p.*, e.status, e.fitness, e.descriptors, e.error, e.add_status, e.wall_time"
             " FROM programs p LEFT JOIN evaluations e ON e.program_id = p.id ORDER BY p.id"
         )
-        for row in self.conn.execute(sql):
+        for row in self._conn.execute(sql):
             d = dict(row)
             d["parent_ids"] = json.loads(d["parent_ids"])
             if d["descriptors"] is not None:
@@ -391,7 +427,7 @@ class RunStore:
     def counts(self) -> dict[str, int]:
         """Program counts by evaluation status (``pending`` for unevaluated)."""
         out: dict[str, int] = {}
-        for status, n in self.conn.execute(
+        for status, n in self._conn.execute(
             "SELECT COALESCE(e.status, 'pending'), COUNT(*) FROM programs p"
             " LEFT JOIN evaluations e ON e.program_id = p.id GROUP BY 1"
         ):
@@ -401,16 +437,31 @@ class RunStore:
     def delete_unevaluated_after(self, batch: int) -> int:
         """Drop programs of batches after ``batch`` (in flight at a crash); returns how many."""
         with self.transaction():
-            cur = self.conn.execute(
+            cur = self._conn.execute(
                 "DELETE FROM programs WHERE batch > ? AND id NOT IN"
                 " (SELECT program_id FROM evaluations)",
                 (batch,),
             )
         return cur.rowcount
 
+    def drop_after(self, batch: int) -> None:
+        """Drop the LLM calls and events of batches after ``batch`` (left by a crash), in one
+        transaction; programs go with :meth:`delete_unevaluated_after`."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM llm_calls WHERE batch > ?", (batch,))
+            self._conn.execute("DELETE FROM events WHERE batch > ?", (batch,))
+
+    def evaluation_totals(self) -> dict[str, float]:
+        """``evaluations`` (count), and their summed ``wall_time`` and ``cpu_time`` in seconds."""
+        row = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(wall_time), 0), COALESCE(SUM(cpu_time), 0)"
+            " FROM evaluations"
+        ).fetchone()
+        return {"evaluations": row[0], "wall_time": float(row[1]), "cpu_time": float(row[2])}
+
     # -- llm calls ------------------------------------------------------------------------
     def add_llm_call(self, batch: int, request: Request, completion: Completion) -> int:
-        cur = self.conn.execute(
+        cur = self._conn.execute(
             "INSERT INTO llm_calls(batch, request_key, request_json, seed, response, model,"
             " tokens_in, tokens_out, latency, cost, error, finish_reason, created_at)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -439,10 +490,26 @@ class RunStore:
         Raises:
             KeyError: no call has that id.
         """
-        row = self.conn.execute("SELECT * FROM llm_calls WHERE id = ?", (call_id,)).fetchone()
+        row = self._conn.execute("SELECT * FROM llm_calls WHERE id = ?", (call_id,)).fetchone()
         if row is None:
             raise KeyError(f"no LLM call with id {call_id} in {self.path}")
-        completion = Completion(
+        return Request.from_json(row["request_json"]), self._completion(row)
+
+    def llm_calls(self) -> Iterator[StoredCall]:
+        """Every recorded LLM call, in the order they were made."""
+        for row in self._conn.execute("SELECT * FROM llm_calls ORDER BY id"):
+            yield StoredCall(
+                id=row["id"],
+                batch=row["batch"],
+                request_key=row["request_key"],
+                seed=row["seed"],
+                request_json=row["request_json"],
+                completion=self._completion(row),
+            )
+
+    @staticmethod
+    def _completion(row: sqlite3.Row) -> Completion:
+        return Completion(
             text=row["response"] or "",
             model=row["model"] or "",
             tokens_in=row["tokens_in"],
@@ -452,10 +519,9 @@ class RunStore:
             finish_reason=row["finish_reason"],
             cost=row["cost"],
         )
-        return Request.from_json(row["request_json"]), completion
 
     def llm_totals(self) -> dict[str, float]:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0),"
             " COALESCE(SUM(cost),0), COALESCE(SUM(error IS NOT NULL),0) FROM llm_calls"
         ).fetchone()
@@ -469,43 +535,89 @@ class RunStore:
 
     def llm_models(self) -> list[str]:
         """The model names the recorded LLM calls carry, in order of first use."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT model FROM llm_calls WHERE model IS NOT NULL GROUP BY model ORDER BY MIN(id)"
         ).fetchall()
         return [r[0] for r in rows]
 
     # -- events ---------------------------------------------------------------------------
     def add_event(self, kind: str, payload: dict[str, Any], batch: int | None = None) -> None:
-        self.conn.execute(
+        """Store an event of any kind (the typed records go through :meth:`record`)."""
+        self._conn.execute(
             "INSERT INTO events(batch, kind, payload, created_at) VALUES (?,?,?,?)",
             (batch, kind, _json(payload), time.time()),
         )
 
+    def record(self, event: Event) -> None:
+        """Store a typed event (see :mod:`evolm.events`) under its kind and batch."""
+        self.add_event(event.kind, event.to_payload(), batch=event.row_batch)
+
     def events(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
+        """Raw events as ``{"id", "batch", "kind", "payload", "created_at"}`` dicts, in order
+        (for kinds without a typed record; prefer :meth:`steps` and the like)."""
         sql = "SELECT * FROM events"
         args: tuple[Any, ...] = ()
         if kind is not None:
             sql += " WHERE kind = ?"
             args = (kind,)
-        for row in self.conn.execute(sql + " ORDER BY id", args):
+        for row in self._conn.execute(sql + " ORDER BY id", args):
             d = dict(row)
             d["payload"] = json.loads(d["payload"])
             yield d
+
+    def steps(self, max_batch: int | None = None) -> list[StepEvent]:
+        """The ``step`` events (one per told batch), in order, up to ``max_batch``."""
+        out = []
+        for e in self.events(StepEvent.kind):
+            if e["batch"] is None or (max_batch is not None and e["batch"] > max_batch):
+                continue
+            out.append(StepEvent.from_payload(e["payload"], int(e["batch"])))
+        return out
+
+    def last_step(self) -> StepEvent | None:
+        """The latest ``step`` event: the run's progress at its last told batch."""
+        e = self.last_event(StepEvent.kind)
+        if e is None or e["batch"] is None:
+            return None
+        return StepEvent.from_payload(e["payload"], int(e["batch"]))
+
+    def end_event(self) -> EndEvent | None:
+        """How the run's latest stretch ended, or None while it runs (or after a crash)."""
+        e = self.last_event(EndEvent.kind)
+        return None if e is None else EndEvent.from_payload(e["payload"])
+
+    def resumes(self) -> list[ResumeEvent]:
+        """The ``resume`` events, in order."""
+        return [ResumeEvent.from_payload(e["payload"]) for e in self.events(ResumeEvent.kind)]
+
+    def sandbox_events(self) -> list[SandboxEvent]:
+        """Where programs ran, one event per start or resume, in order."""
+        return [SandboxEvent.from_payload(e["payload"]) for e in self.events(SandboxEvent.kind)]
+
+    def finetune_rounds(self, max_batch: int | None = None) -> list[FinetuneRoundEvent]:
+        """The fine-tuning rounds recorded after batches up to ``max_batch``, in order."""
+        out = []
+        for e in self.events(FinetuneRoundEvent.kind):
+            if e["batch"] is None or (max_batch is not None and e["batch"] > max_batch):
+                continue
+            out.append(FinetuneRoundEvent.from_payload(e["payload"], int(e["batch"])))
+        return out
 
     def arm_totals(self) -> dict[str, dict[str, float]]:
         """Per (operator, model) arm, summed over the told batches: ``chosen`` (candidates),
         ``parsed`` (the completion gave code), ``valid`` (the code ran and was scored),
         ``inserted`` (it entered the archive) and ``cost`` (USD with prices, else tokens)."""
         out: dict[str, dict[str, float]] = {}
-        for event in self.events("step"):
-            for label, row in event["payload"].get("arms", {}).items():
+        for step in self.steps():
+            for label, row in step.arms.items():
                 acc = out.setdefault(label, {})
                 for key, value in row.items():
                     acc[key] = acc.get(key, 0) + value
         return out
 
     def last_event(self, kind: str) -> dict[str, Any] | None:
-        row = self.conn.execute(
+        """The latest raw event of ``kind`` (see :meth:`events`), or None."""
+        row = self._conn.execute(
             "SELECT * FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
         ).fetchone()
         if row is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evolm.config import list_presets, load_config
 from evolm.domains.base import get_domain
-from evolm.engine import build_archive
+from evolm.scheduler.rebuild import build_archive
 from evolm.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_evolm_run_sodarace(tmp_path: Path) -> None:
 
 def test_sodarace_replay_reproduces_the_fake_run(tmp_path: Path) -> None:
     """`evolm run sodarace` with the fake LLM, then with `--llm replay:` of it: same archive."""
-    from evolm.engine import rebuild_archive
+    from evolm.scheduler.rebuild import rebuild_archive
 
     def cli(*args: str) -> None:
         proc = subprocess.run(

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import pytest
 
 from evolm.config import load_config
-from evolm.engine import Engine
 from evolm.evaluators import EvalJob, Evaluator, build_evaluator
 from evolm.evaluators.local import SandboxEvaluator
 from evolm.llm.base import Completion, Request
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.runner import Runner
 from evolm.store import RunStore
 from evolm.types import Evaluation, Program, Status
 
@@ -136,13 +136,13 @@ def test_an_injected_evaluator_runs_the_whole_run_and_overlaps_with_sampling(tmp
     llm = SlowLLM()
     ev = Counting(SandboxEvaluator(TOY, workers=2, timeout=2.0), llm)
     store = RunStore(tmp_path / "r.db")
-    result = asyncio.run(Engine(cfg, store, llm=llm, evaluator=ev).run())
+    result = asyncio.run(Runner(cfg, store, llm=llm, evaluator=ev).run())
     assert result.status == "completed"
     assert ev.jobs == sum(1 for r in store.export_rows() if r["status"] != "invalid")
     # Structural overlap: several evaluations at once, and evaluations while calls are out.
     assert ev.peak >= 2 and ev.during_llm > 0
     # Whoever builds an evaluator closes it: the runner did not close this one.
     assert not ev.closed
-    (event,) = list(store.events("sandbox"))
-    assert event["payload"]["evaluator"] == "counting" and event["payload"]["inner"] == "sandbox"
+    (event,) = store.sandbox_events()
+    assert event.evaluator == "counting" and event.info["inner"] == "sandbox"
     ev.close()

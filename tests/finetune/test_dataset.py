@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import difflib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -123,15 +122,14 @@ def test_stored_matches_the_database_of_a_real_run(fake_db):
     d = build_dataset([fake_db], format="stored", accept="valid")
     examples = d.train + d.val
     assert len(examples) >= 10
-    con = sqlite3.connect(fake_db)
-    for ex in examples:
-        request_json, response = con.execute(
-            "SELECT c.request_json, c.response FROM programs p JOIN llm_calls c"
-            " ON c.id = p.llm_call_id WHERE p.id = ?",
-            (ex.program_id,),
-        ).fetchone()
-        assert ex.prompt == json.loads(request_json)["messages"]
-        assert ex.completion == response
+    with RunStore(fake_db, readonly=True) as store:
+        for ex in examples:
+            found = store.program(ex.program_id)
+            prog = found.program if isinstance(found, Individual) else found
+            assert prog.llm_call_id is not None
+            request, completion = store.llm_call(prog.llm_call_id)
+            assert ex.prompt == json.loads(request.to_json())["messages"]
+            assert ex.completion == completion.text
 
 
 def test_stored_skips_children_no_llm_wrote(gp_db):

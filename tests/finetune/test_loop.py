@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,9 +18,9 @@ from typer.testing import CliRunner
 
 from evolm.cli import app
 from evolm.config import ConfigError, load_config
-from evolm.engine import Engine
 from evolm.finetune.loop import AdapterMissing, RoundSchedule, rounds_dir
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.runner import Runner
 from evolm.store import RunStore
 from evolm.types import AddStatus
 from tests.finetune import stub_trainer
@@ -50,7 +49,7 @@ def make_engine(cfg, path, llm=None):
     store = RunStore(path)
     if llm is None and cfg.llm.backend != "replay":
         llm = FakeLLM(responder=mutating_responder)
-    return Engine(cfg, store, llm=llm), store
+    return Runner(cfg, store, llm=llm), store
 
 
 def run(cfg, path, llm=None, resume=False):
@@ -64,7 +63,7 @@ def elites(archive):
 
 
 def rounds_of(store):
-    return [{**e["payload"], "batch": e["batch"]} for e in store.events("finetune_round")]
+    return [{**r.to_payload(), "batch": r.batch} for r in store.finetune_rounds()]
 
 
 def summary(store):
@@ -77,14 +76,14 @@ def expected_rounds(store, every=4, max_rounds=2):
     due once ``every`` children were inserted since the last one, and follows the drain of the
     ``DEPTH - 1`` batches in flight."""
     out, since, trigger = [], 0, None
-    for e in store.events("step"):
-        if e["batch"] == 0:
+    for step in store.steps():
+        if step.batch == 0:
             continue
-        since += len(e["payload"]["inserted"])
+        since += len(step.inserted)
         if trigger is None and len(out) < max_rounds and since >= every:
-            trigger = e["batch"]
-        if trigger is not None and e["batch"] == trigger + DEPTH - 1:
-            out.append((trigger, e["batch"]))
+            trigger = step.batch
+        if trigger is not None and step.batch == trigger + DEPTH - 1:
+            out.append((trigger, step.batch))
             trigger, since = None, 0
     return out
 
@@ -207,7 +206,7 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, ref
     assert res.status == "completed"
     assert elites(resumed.archive) == ref_elites
     assert summary(s2) == ref_rounds  # recorded rounds are not trained again
-    assert [e["kind"] for e in s2.events()].count("resume") == 1
+    assert len(s2.resumes()) == 1
 
 
 def test_a_run_with_rounds_replays_exactly_from_its_own_cassette(tmp_path):
@@ -392,7 +391,7 @@ def evolm(*args, check=True):
 def _elites_of(db: Path):
     from evolm.config import RunConfig
     from evolm.domains.base import get_domain
-    from evolm.engine import build_archive, rebuild_archive
+    from evolm.scheduler.rebuild import build_archive, rebuild_archive
 
     with RunStore(db, readonly=True) as store:
         cfg = RunConfig.model_validate(store.run_info()["config"])
@@ -405,7 +404,7 @@ def test_kill_9_during_a_round_then_resume_trains_it_again_and_matches(tmp_path)
     cfg = _write_config(tmp_path / "c.toml", evals=54)
     ref = tmp_path / "ref.db"  # the same run, uninterrupted and in this process
     with RunStore(ref) as store:
-        assert asyncio.run(Engine(load_config(file=cfg), store).run()).status == "completed"
+        assert asyncio.run(Runner(load_config(file=cfg), store).run()).status == "completed"
     db = tmp_path / "killed.db"
     proc = subprocess.Popen(
         [sys.executable, "-c", "from evolm.cli import app; app()", "run", TOY,
@@ -420,9 +419,8 @@ def test_kill_9_during_a_round_then_resume_trains_it_again_and_matches(tmp_path)
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-training: no event for round 2
     proc.wait()
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        kinds = [k for (k,) in con.execute("SELECT kind FROM events WHERE kind='finetune_round'")]
-    assert kinds == ["finetune_round"]
+    with RunStore(db, readonly=True) as s:
+        assert [r.round for r in s.finetune_rounds()] == [1]
     evolm("resume", db, "-q")
     with RunStore(db, readonly=True) as s, RunStore(ref, readonly=True) as r:
         assert s.run_info()["status"] == "completed"
@@ -443,7 +441,7 @@ def test_the_front_end_hears_each_round_start_and_end(tmp_path):
     """``on_round`` tells the CLI why the bar stands still, then what the round gave."""
     heard = []
     store = RunStore(tmp_path / "r.db")
-    eng = Engine(
+    eng = Runner(
         ft_config(),
         store,
         llm=FakeLLM(responder=mutating_responder),

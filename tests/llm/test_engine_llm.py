@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from evolm.config import RunConfig, load_config
-from evolm.engine import Engine, PromptTooLong
 from evolm.llm import FakeLLM, LlamaCppLLM, mutating_responder
 from evolm.llm.base import LLMBackend
+from evolm.runner import PromptTooLong, Runner
 from evolm.store import RunStore, StoreError
 
 TOY = "tests.toy_domain:ToyDomain"
@@ -33,9 +33,9 @@ def config(**over: Any) -> RunConfig:
     return load_config(overrides=base)
 
 
-def run(cfg: RunConfig, path: Path, llm: LLMBackend | None = None) -> tuple[Engine, RunStore]:
+def run(cfg: RunConfig, path: Path, llm: LLMBackend | None = None) -> tuple[Runner, RunStore]:
     store = RunStore(path)
-    engine = Engine(cfg, store, llm=llm)
+    engine = Runner(cfg, store, llm=llm)
     result = asyncio.run(engine.run())
     assert result.status == "completed", result
     return engine, store
@@ -53,7 +53,7 @@ def test_prompts_that_cannot_fit_are_refused_before_anything_is_stored(tmp_path:
         domain={"name": "image"}, archive={"bins": 4}, llm={"n_ctx": 256, "max_tokens": 512}
     )
     store = RunStore(tmp_path / "r.db")
-    engine = Engine(cfg, store)
+    engine = Runner(cfg, store)
     with pytest.raises(PromptTooLong) as info:
         asyncio.run(engine.run())
     message = str(info.value)
@@ -76,23 +76,21 @@ def test_prompts_that_cannot_fit_are_refused_before_anything_is_stored(tmp_path:
 def test_the_check_passes_with_room_and_is_skipped_without_a_tokenizer(
     tmp_path: Path, embedded: LlamaCppLLM
 ) -> None:
-    Engine(config(), RunStore(tmp_path / "a.db"), llm=embedded).check_prompt_fits()
+    Runner(config(), RunStore(tmp_path / "a.db"), llm=embedded).check_prompt_fits()
     fake = FakeLLM(responder=mutating_responder)
     tiny = config(llm={"backend": "fake", "max_tokens": 10**6})
-    Engine(tiny, RunStore(tmp_path / "b.db"), llm=fake).check_prompt_fits()
+    Runner(tiny, RunStore(tmp_path / "b.db"), llm=fake).check_prompt_fits()
 
 
 def test_the_embedded_model_runs_an_evolution_and_every_call_is_recorded(
     tmp_path: Path, embedded: LlamaCppLLM
 ) -> None:
     _, store = run(config(), tmp_path / "r.db", embedded)
-    rows = store.conn.execute(
-        "SELECT model, tokens_in, tokens_out, latency, error, response FROM llm_calls"
-    ).fetchall()
+    rows = [call.completion for call in store.llm_calls()]
     assert len(rows) == 6
-    for model, t_in, t_out, latency, error, response in rows:
-        assert model == "smollm2-135m-instruct" and error is None
-        assert t_in > 50 and 0 < t_out <= 40 and latency > 0 and response
+    for c in rows:
+        assert c.model == "smollm2-135m-instruct" and c.error is None
+        assert c.tokens_in > 50 and 0 < c.tokens_out <= 40 and c.latency > 0 and c.text
     assert sum(store.counts().values()) == 6 + 2  # the seeds, then one program per call
 
 
@@ -114,7 +112,7 @@ def test_token_and_money_budgets_stop_the_run(
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     cfg = config(budget=budget, llm={"prices": (1000.0, 1000.0)})  # $1 per 1,000 tokens
     store = RunStore(tmp_path / "r.db")
-    result = asyncio.run(Engine(cfg, store).run())
+    result = asyncio.run(Runner(cfg, store).run())
     assert result.status == "completed" and reason in result.reason
     totals = store.llm_totals()
     assert 0 < totals["calls"] < 30
@@ -130,10 +128,8 @@ def test_several_samples_per_prompt_share_the_prompt_with_their_own_seeds(tmp_pa
     )
     run(cfg, tmp_path / "r.db", llm)
     assert len(llm.requests) == 12
-    calls = RunStore(tmp_path / "r.db", readonly=True).conn.execute(
-        "SELECT batch, request_key, seed FROM llm_calls ORDER BY id"
-    )
-    rows = list(calls)
+    with RunStore(tmp_path / "r.db", readonly=True) as store:
+        rows = [(c.batch, c.request_key, c.seed) for c in store.llm_calls()]
     for i in range(0, 12, 3):
         group = rows[i : i + 3]
         assert len({r[1] for r in group}) == 1 and len({r[2] for r in group}) == 3

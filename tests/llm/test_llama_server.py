@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from evolm.config import load_config
-from evolm.engine import Engine, Snapshot
 from evolm.llm import Completion, LlamaCppLLM, OpenAICompatLLM, Request
 from evolm.llm.models import default_gguf
+from evolm.runner import Runner
+from evolm.scheduler import Snapshot
 from evolm.store import RunStore
 
 _SERVER_DEPS = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context")
@@ -153,24 +154,24 @@ def test_the_server_going_away_mid_run_retries_then_fails_clearly_and_loses_noth
 
     def on_step(snap: Snapshot) -> None:
         if snap.batch == 1:  # one batch answered by the live server: now it goes away
-            before_kill.extend(store.conn.execute("SELECT * FROM llm_calls ORDER BY id"))
+            before_kill.extend(store.llm_calls())
             srv.kill()
 
     llm = OpenAICompatLLM(ALIAS, base_url=srv.url, max_retries=2, backoff_base=0.05, timeout=20)
     try:
-        result = asyncio.run(Engine(cfg, store, llm=llm, on_step=on_step).run())
+        result = asyncio.run(Runner(cfg, store, llm=llm, on_step=on_step).run())
     finally:
         srv.kill()
     assert result.status == "completed" and "LLM-call budget 8 spent" in result.reason
-    rows = list(store.conn.execute("SELECT * FROM llm_calls ORDER BY id"))
-    assert len(before_kill) == 2 and [tuple(r) for r in rows[:2]] == [tuple(r) for r in before_kill]
-    assert all(r["error"] is None and r["response"] for r in rows[:2])
+    rows = list(store.llm_calls())
+    assert len(before_kill) == 2 and rows[:2] == before_kill
+    assert all(r.completion.error is None and r.completion.text for r in rows[:2])
     assert len(rows) == 8
     for r in rows[2:]:
-        assert "gave up after 3 attempts" in r["error"]
-        assert f"cannot connect to {srv.url}" in r["error"]
+        assert "gave up after 3 attempts" in (r.completion.error or "")
+        assert f"cannot connect to {srv.url}" in (r.completion.error or "")
     assert sum(store.counts().values()) == 2 + 8  # the seeds and every candidate
-    failed = {r["id"] for r in rows[2:]}
+    failed = {r.id for r in rows[2:]}
     programs = [p for p in store.export_rows() if p["llm_call_id"] in failed]
     assert len(programs) == 6
     assert all(p["status"] == "invalid" for p in programs)

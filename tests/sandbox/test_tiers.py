@@ -18,13 +18,16 @@ from evolm.sandbox import (
     tiers,
 )
 from evolm.sandbox import landlock as ll
+from evolm.sandbox import (
+    probe as tier_probing,
+)
 from tests.sandbox.harness import TOY
 
 
 @pytest.fixture
 def fresh_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget cached probe results for the duration of a test."""
-    monkeypatch.setattr(tiers, "_probes", {})
+    monkeypatch.setattr(tier_probing, "_probes", {})
 
 
 def start(pool: SandboxPool) -> SandboxPool:

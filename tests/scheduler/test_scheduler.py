@@ -14,9 +14,9 @@ import pytest
 
 from evolm.config import load_config
 from evolm.domains.base import get_domain
-from evolm.engine import Engine
 from evolm.llm.base import Completion
 from evolm.llm.fake import FakeLLM, mutating_responder
+from evolm.runner import Runner
 from evolm.scheduler import (
     SEED,
     Batch,
@@ -131,7 +131,7 @@ def test_scheduler_run_matches_the_async_runner(tmp_path):
     """The runner is only timing around the scheduler: same seed, same answers, same archive."""
     cfg = toy_config()
     sched, _told = drive(cfg)
-    eng = Engine(cfg, RunStore(tmp_path / "r.db"), llm=FakeLLM(responder=mutating_responder))
+    eng = Runner(cfg, RunStore(tmp_path / "r.db"), llm=FakeLLM(responder=mutating_responder))
     result = asyncio.run(eng.run())
     assert result.status == "completed"
     assert elites(eng.archive) == elites(sched.archive)

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from evolm.config import ConfigError, FinetuneConfig, LlamaCppLLMConfig, LLMConfig, RunConfig
+from evolm.events import FinetuneRoundEvent
 from evolm.store import RunStore, StoreError
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ __all__ = [
     "swap_adapter",
 ]
 
-EVENT = "finetune_round"
+EVENT = FinetuneRoundEvent.kind
 _DATA_KEYS = ("val_fraction", "split_by")
 T = TypeVar("T")
 
@@ -416,7 +417,7 @@ class FinetuneLoop:
         base = base_model(config)
         self.trainer = load_trainer(ft, Path(base) if base else None)
         self.takes_adapter = bool(adapter_targets(config))
-        self._recorded: dict[int, dict[str, Any]] = {}
+        self._recorded: dict[int, FinetuneRoundEvent] = {}
 
     # -- live ---------------------------------------------------------------------------------
     def start(self, after_batch: int) -> asyncio.Future[RoundOutcome]:
@@ -455,28 +456,30 @@ class FinetuneLoop:
             note = "round failed; the run goes on with the model it had"
         elif outcome.adapter is None:
             note = "the trainer returned no adapter; the run goes on with the model it had"
-        payload = {
-            "round": outcome.round,
-            "status": "failed" if outcome.error is not None else "ok",
-            "error": outcome.error,
-            "trigger_batch": s.trigger,
-            "accepted": s.accepted,
-            "period": {"from_batch": s.period_start, "to_batch": outcome.after_batch},
-            "arms": s.period_arms,
-            "databases": [str(p) for p in self.databases],
-            "out_dir": str(outcome.out_dir),
-            "adapter": None if outcome.adapter is None else str(outcome.adapter),
-            "adapter_sha256": outcome.sha256,
-            "examples": {
+        event = FinetuneRoundEvent(
+            batch=outcome.after_batch,
+            round=outcome.round,
+            status="failed" if outcome.error is not None else "ok",
+            error=outcome.error,
+            trigger_batch=s.trigger,
+            accepted=s.accepted,
+            period={"from_batch": s.period_start, "to_batch": outcome.after_batch},
+            arms=s.period_arms,
+            databases=tuple(str(p) for p in self.databases),
+            out_dir=str(outcome.out_dir),
+            adapter=None if outcome.adapter is None else str(outcome.adapter),
+            adapter_sha256=outcome.sha256,
+            examples={
                 "train": metrics.get("train_examples"),
                 "val": metrics.get("val_examples"),
             },
-            "metrics": metrics,
-            "seconds": outcome.seconds,
-            "applied": list(applied),
-            "note": note,
-        }
-        store.add_event(EVENT, payload, batch=outcome.after_batch)
+            metrics=metrics,
+            seconds=outcome.seconds,
+            applied=tuple(applied),
+            note=note,
+        )
+        store.record(event)
+        payload = event.to_payload()
         s.finish(outcome.after_batch)
         return payload
 
@@ -489,29 +492,24 @@ class FinetuneLoop:
             AdapterMissing: that adapter file is gone or its sha256 changed (checked before the
                 resume changes anything).
         """
-        self._recorded = {
-            int(e["batch"]): e["payload"]
-            for e in store.events(EVENT)
-            if e["batch"] is not None and e["batch"] <= last_batch
-        }
-        done = [
-            p for _, p in sorted(self._recorded.items()) if p["status"] == "ok" and p["adapter"]
-        ]
+        self._recorded = {r.batch: r for r in store.finetune_rounds(max_batch=last_batch)}
+        done = [r for _, r in sorted(self._recorded.items()) if r.ok and r.adapter]
         if not done or not self.takes_adapter:
             return None
         latest = done[-1]
-        path = Path(latest["adapter"])
+        assert latest.adapter is not None
+        path = Path(latest.adapter)
         # a run directory moved with its database: the same file next to the database now
-        moved = self.rounds_dir / f"round-{latest['round']}" / path.name
+        moved = self.rounds_dir / f"round-{latest.round}" / path.name
         for candidate in (path, moved):
-            if candidate.is_file() and sha256_of(candidate) == latest["adapter_sha256"]:
+            if candidate.is_file() and sha256_of(candidate) == latest.adapter_sha256:
                 return candidate
         fix = (
-            f"restore that file (sha256 {latest['adapter_sha256']}) and resume again; the run "
+            f"restore that file (sha256 {latest.adapter_sha256}) and resume again; the run "
             "cannot go on with the model it was using without it"
         )
         problem = "has changed" if path.exists() else "is missing"
-        raise AdapterMissing(f"round {latest['round']}'s adapter {path} {problem}: {fix}")
+        raise AdapterMissing(f"round {latest.round}'s adapter {path} {problem}: {fix}")
 
     def replay_told(
         self, batch: int, accepted: int, arms: Mapping[str, Mapping[str, float]], path: Path
@@ -526,9 +524,9 @@ class FinetuneLoop:
         event = self._recorded.get(batch)
         if event is None:
             return
-        if not self.schedule.due or event["round"] != self.schedule.rounds + 1:
+        if not self.schedule.due or event.round != self.schedule.rounds + 1:
             raise StoreError(
-                f"{path}: round {event['round']} is recorded after batch {batch}, where the "
+                f"{path}: round {event.round} is recorded after batch {batch}, where the "
                 "run's counts call for none; the database does not match its configuration"
             )
         self.schedule.finish(batch)
@@ -543,7 +541,7 @@ def period_rows(store: RunStore) -> tuple[list[dict[str, Any]], list[dict[str, A
     ``qd_score`` at the period's end. Each round row is the event's payload with ``batch``.
     Both lists are empty for a run without rounds.
     """
-    rounds = [{**e["payload"], "batch": e["batch"]} for e in store.events(EVENT)]
+    rounds = [{**r.to_payload(), "batch": r.batch} for r in store.finetune_rounds()]
     if not rounds:
         return [], []
     bounds = [int(r["batch"]) for r in rounds]
@@ -554,17 +552,17 @@ def period_rows(store: RunStore) -> tuple[list[dict[str, Any]], list[dict[str, A
         for i in range(len(bounds) + 1)
     ]  # fmt: skip
     calls_before = 0
-    for e in store.events("step"):
-        batch, p = int(e["batch"]), e["payload"]
+    for step in store.steps():
+        batch = step.batch
         row = rows[sum(b < batch for b in bounds)]
         if batch > 0:
             first = row["batches"][0] if row["batches"] else batch
             row["batches"] = (first, batch)
-            for arm in p.get("arms", {}).values():
+            for arm in step.arms.values():
                 row["candidates"] += int(arm.get("chosen", 0))
                 for key in ("parsed", "valid", "inserted"):
                     row[key] += int(arm.get(key, 0))
-        row["llm_calls"] += int(p["llm_calls"]) - calls_before
-        calls_before = int(p["llm_calls"])
-        row["elites"], row["qd_score"] = p["elites"], p["qd_score"]
+        row["llm_calls"] += step.llm_calls - calls_before
+        calls_before = step.llm_calls
+        row["elites"], row["qd_score"] = step.elites, step.qd_score
     return rows, rounds

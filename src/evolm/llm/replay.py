@@ -8,7 +8,7 @@ repeated offline and for free. A prompt the cassette cannot answer stops the run
 
 from __future__ import annotations
 
-import sqlite3
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -17,13 +17,6 @@ from pathlib import Path
 from evolm.llm.base import Completion, LLMBackend, LLMError, Request
 
 __all__ = ["CassetteMiss", "ReplayLLM"]
-
-_QUERY = """
-SELECT id, request_key, seed, response, model, tokens_in, tokens_out, latency, cost,
-       finish_reason, error
-FROM llm_calls
-ORDER BY id
-"""
 
 
 class CassetteMiss(LLMError):
@@ -74,32 +67,29 @@ class ReplayLLM(LLMBackend):
         self.path = Path(path)
         if not self.path.is_file():
             raise LLMError(f"replay cassette {self.path} does not exist (or is not a file)")
+        # imported here, not at the top: evolm.store imports evolm.llm.base, whose package
+        # (evolm.llm) imports this module
+        from evolm.store import RunStore, StoreError
+
         try:
-            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
-            try:
-                rows = conn.execute(_QUERY).fetchall()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
+            with RunStore(self.path, readonly=True) as store:
+                calls = list(store.llm_calls())
+        except StoreError as exc:
             raise LLMError(
                 f"replay cassette {self.path} cannot be read as a run database "
                 f"with an llm_calls table: {exc}"
             ) from exc
         self._rows: dict[str, list[_Row]] = {}
-        for id_, key, seed, response, model, t_in, t_out, latency, cost, finish, err in rows:
-            completion = Completion(
-                text=response or "",
-                model=model or "replay",
-                tokens_in=t_in,
-                tokens_out=t_out,
+        for call in calls:
+            recorded = call.completion
+            completion = dataclasses.replace(
+                recorded,
+                model=recorded.model or "replay",
                 latency=0.0,
-                finish_reason=finish,
-                cost=cost,
-                error=err,
-                extras={"replayed_id": id_, "recorded_latency": latency},
+                extras={"replayed_id": call.id, "recorded_latency": recorded.latency},
             )
-            self._rows.setdefault(key, []).append(_Row(id_, seed, completion))
-        first_model = next((r[4] for r in rows if r[4]), None)
+            self._rows.setdefault(call.request_key, []).append(_Row(call.id, call.seed, completion))
+        first_model = next((c.completion.model for c in calls if c.completion.model), None)
         super().__init__(first_model or "replay", concurrency)
 
     def __len__(self) -> int:

@@ -31,7 +31,7 @@ def _config(store: RunStore) -> Any:
 
 def _by_cell(store: RunStore, config: Any, cell: int) -> Individual:
     from evolm.domains.base import get_domain
-    from evolm.engine import build_archive, rebuild_archive
+    from evolm.scheduler.rebuild import build_archive, rebuild_archive
 
     archive = build_archive(config, get_domain(config.domain.name, config.domain.params))
     rebuild_archive(archive, store)

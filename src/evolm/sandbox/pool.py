@@ -22,12 +22,13 @@ import tempfile
 from dataclasses import replace
 from typing import Any
 
+from evolm.domains.base import get_domain
 from evolm.sandbox import codec
+from evolm.sandbox.probe import choose_tier
 from evolm.sandbox.tiers import (
     NOBODY,
     TIERS,
     SandboxUnavailable,
-    choose_tier,
     launch_command,
     precheck,
     sandbox_paths,
@@ -36,7 +37,7 @@ from evolm.sandbox.tiers import (
 )
 from evolm.types import Evaluation, Status
 
-__all__ = ["SandboxPool"]
+__all__ = ["SandboxPool", "worker_domain_spec"]
 
 GRACE_S = 2.0
 """How long past a request's timeout the pool waits for its zygote before replacing it."""
@@ -179,6 +180,7 @@ class SandboxPool:
         self.replaced = 0
         self.sandbox_id = secrets.token_hex(8)
         """Set as ``EVOLM_SANDBOX`` in every zygote's environment (for finding its processes)."""
+        self._spec: str | None = None
         self._root: str | None = None
         self._paths: tuple[list[str], list[str]] = ([], [])
         self._idle: asyncio.Queue[_Worker] | None = None
@@ -200,13 +202,15 @@ class SandboxPool:
 
         Raises:
             SandboxUnavailable: the tier cannot work here (the message says why).
-            ValueError: the domain cannot be built in a worker.
+            ValueError: the domain cannot be built here, or its class cannot be imported by a
+                worker (defined in ``__main__`` or inside a function).
         """
         if self._idle is not None:
             raise RuntimeError("SandboxPool.start() called twice")
+        self._spec = None if self.domain is None else worker_domain_spec(self.domain, self.params)
         await self._choose_tier()
         self._root = tempfile.mkdtemp(prefix="evolm-sandbox-")
-        self._paths = sandbox_paths(self.domain, self._root)
+        self._paths = sandbox_paths(self._spec, self._root)
         self._idle = asyncio.Queue()
         try:
             workers = [self._spawn() for _ in range(self.size)]
@@ -220,7 +224,8 @@ class SandboxPool:
 
     async def _choose_tier(self) -> None:
         if self.requested_tier == "auto":
-            probe = await asyncio.to_thread(choose_tier, self.allow_weak)
+            # probing tries tiers with pools of its own: it is handed the class, never imports it
+            probe = await asyncio.to_thread(choose_tier, self.allow_weak, pool=SandboxPool)
             self.tier, self.tier_reason = probe.tier, probe.reason
             return
         tier = self.requested_tier
@@ -277,7 +282,7 @@ class SandboxPool:
         w = _Worker(proc, log)
         self._workers.add(w)
         cfg = {
-            "domain": self.domain,
+            "domain": self._spec,
             "params": self.params,
             "sys_path": sys_path,
             "read_paths": read + system_paths()[0],
@@ -304,7 +309,9 @@ class SandboxPool:
         if not hello.get("ok"):
             error = str(hello.get("error"))
             if hello.get("stage") == "domain":
-                raise ValueError(f"cannot build domain {self.domain!r} in a worker: {error}")
+                raise ValueError(
+                    f"cannot build domain {self.domain!r} (as {self._spec}) in a worker: {error}"
+                )
             raise SandboxUnavailable(f"a {self.tier} sandbox worker failed to start: {error}")
 
     def close(self) -> None:
@@ -408,6 +415,34 @@ class SandboxPool:
                 self._idle.put_nowait(w)
             elif w in self._workers:  # not after close()
                 self._retire(w)
+
+
+def worker_domain_spec(domain: str, params: dict[str, Any] | None = None) -> str:
+    """The ``package.module:Class`` a worker rebuilds ``domain`` from.
+
+    The domain is built here once (by registered name or ``package.module:Class``), and its class
+    named by where it is defined, so a domain registered with ``@register_domain`` in the user's
+    own module works in workers, which start a fresh interpreter and never import that module by
+    themselves.
+
+    Raises:
+        ValueError: the domain cannot be built with ``params``, or its class is defined where a
+            worker cannot import it (in ``__main__``, or inside a function or another class).
+    """
+    try:
+        cls = type(get_domain(domain, params))
+    except TypeError as exc:  # a ``package.module:Class`` whose constructor refused the params
+        raise ValueError(f"bad parameters for domain {domain!r}: {exc}") from exc
+    spec = f"{cls.__module__}:{cls.__qualname__}"
+    if cls.__module__ == "__main__" or "." in cls.__qualname__:
+        where = "in __main__" if cls.__module__ == "__main__" else "inside a function or class"
+        raise ValueError(
+            f"domain {domain!r} is the class {spec}, defined {where}, which sandbox workers "
+            "(fresh Python processes) cannot import; move the class to the top level of an "
+            "importable module (a .py file next to your script or on PYTHONPATH) and import or "
+            "name it from there (e.g. domain 'mymodule:MyDomain')"
+        )
+    return spec
 
 
 def _evaluation(reply: dict[str, Any]) -> Evaluation:

@@ -18,21 +18,17 @@ From strongest to weakest:
     seccomp and resource limits only, no Landlock: programs can read whatever the user can. Only
     with an explicit opt-in (``allow_weak=True``, ``--allow-weak-sandbox`` on the command line).
 
-Tiers are probed by trying them: starting a real zygote for the tier and running a probe child
-that must come back with the restrictions in force.
+Which tiers work here is found out by :mod:`evolm.sandbox.probe`, which tries them with a real
+pool; this module only knows how a tier launches a zygote, so it imports neither.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +36,16 @@ from evolm.sandbox import landlock
 from evolm.sandbox.policy import seccomp_available
 
 __all__ = [
+    "NOBODY",
     "TIERS",
     "SandboxUnavailable",
     "TierProbe",
-    "doctor_report",
+    "bwrap_version",
     "launch_command",
     "precheck",
-    "probe_tiers",
     "sandbox_paths",
+    "system_paths",
+    "zygote_env",
 ]
 
 TIERS = ("bwrap", "userns", "landlock", "weak")
@@ -245,145 +243,3 @@ def launch_command(
     for key, value in env.items():
         args.extend(["--setenv", key, value])
     return [*args, "--", *python]
-
-
-_probes: dict[str, TierProbe] = {}
-_probe_lock = threading.Lock()
-
-
-def _probe(tier: str) -> TierProbe:
-    why = precheck(tier)
-    if why is not None:
-        return TierProbe(tier, False, why)
-    from evolm.sandbox.pool import SandboxPool
-
-    async def go() -> TierProbe:
-        pool = SandboxPool(None, workers=1, timeout=10.0, tier=tier, allow_weak=True)
-        try:
-            await pool.start()
-            ev = await pool.evaluate("", 0)
-        except SandboxUnavailable as exc:
-            return TierProbe(tier, False, str(exc))
-        finally:
-            pool.close()
-        if not ev.ok:
-            return TierProbe(tier, False, f"the probe program failed: {ev.error}")
-        uid, blocked = ev.extras.get("uid"), ev.extras.get("write_blocked")
-        if tier != "weak" and not blocked:
-            return TierProbe(tier, False, "a probe child could still write to its directory")
-        return TierProbe(tier, True, _works(tier, uid))
-
-    return asyncio.run(go())
-
-
-def _works(tier: str, uid: object) -> str:
-    abi = landlock.abi_version()
-    child = f"children add Landlock ABI {abi} and seccomp, and run as uid {uid}"
-    if tier == "bwrap":
-        path = _bwrap() or "bwrap"
-        as_root = f", switched from root to uid {NOBODY}" if os.geteuid() == 0 else ""
-        return (
-            f"{bwrap_version(path) or path} works: zygotes run in new pid, net, ipc and uts "
-            f"namespaces on a read-only file system{as_root}; {child}"
-        )
-    if tier == "userns":
-        return f"zygotes run in their own user, network, ipc and uts namespaces; {child}"
-    if tier == "landlock":
-        return f"Landlock ABI {abi}, seccomp and rlimits in each child (uid {uid})"
-    return "seccomp and rlimits only: programs can read every file this user can"
-
-
-def probe_tiers(tiers: tuple[str, ...] = TIERS, refresh: bool = False) -> list[TierProbe]:
-    """Try each tier (once per process unless ``refresh``) and say whether it works and why.
-
-    Each probe starts a real zygote of that tier and runs a probe child in it, so a tier is
-    reported as working only when it actually worked. Safe to call with an event loop running.
-    """
-    out: list[TierProbe] = []
-    for tier in tiers:
-        with _probe_lock:
-            if refresh or tier not in _probes:
-                # a thread of its own, so that asyncio.run works even under a running loop
-                with ThreadPoolExecutor(1) as executor:
-                    _probes[tier] = executor.submit(_probe, tier).result()
-            out.append(_probes[tier])
-    return out
-
-
-def choose_tier(allow_weak: bool) -> TierProbe:
-    """The strongest working tier; ``weak`` only when allowed.
-
-    Raises:
-        SandboxUnavailable: nothing with Landlock works and ``allow_weak`` is False.
-    """
-    failed = []
-    for tier in TIERS[:-1]:
-        (probe,) = probe_tiers((tier,))
-        if probe.ok:
-            return probe
-        failed.append(f"{tier}: {probe.reason}")
-    if allow_weak:
-        (probe,) = probe_tiers(("weak",))
-        if probe.ok:
-            return probe
-        failed.append(f"weak: {probe.reason}")
-    raise SandboxUnavailable(
-        "no sandbox tier with Landlock works on this machine ("
-        + "; ".join(failed)
-        + "). Pass --allow-weak-sandbox (allow_weak=True) to run programs with seccomp and "
-        "rlimits only, knowing that they can then read every file this user can"
-    )
-
-
-def doctor_report() -> list[tuple[str, str, str]]:
-    """Rows (check, result, detail) describing the sandbox on this machine, for ``evolm doctor``."""
-    rows = [("kernel", platform.release(), platform.machine())]
-    abi = landlock.abi_version()
-    rows.append(
-        (
-            "landlock",
-            f"ABI {abi}" if abi else "unavailable",
-            "TCP rules need ABI 4, signal and abstract-socket scoping ABI 6"
-            if abi
-            else "Linux 5.13+ with landlock in the lsm= boot list",
-        )
-    )
-    ok, why = seccomp_available()
-    rows.append(("seccomp", "available" if ok else "unavailable", why))
-    rows.append(("user namespaces", *_userns_status()))
-    path = _bwrap()
-    rows.append(
-        (
-            "bubblewrap",
-            (bwrap_version(path) or path) if path else "not installed",
-            path or "apt-get install bubblewrap",
-        )
-    )
-    rows.append(("running as", f"uid {os.geteuid()}", "root" if os.geteuid() == 0 else ""))
-    for probe in probe_tiers():
-        rows.append((f"tier {probe.tier}", "works" if probe.ok else "unavailable", probe.reason))
-    try:
-        chosen = choose_tier(allow_weak=False)
-        rows.append(("selected tier", chosen.tier, chosen.reason))
-    except SandboxUnavailable as exc:
-        rows.append(("selected tier", "none", str(exc)))
-    return rows
-
-
-def _userns_status() -> tuple[str, str]:
-    """Kernel knobs that can forbid unprivileged user namespaces, and whether one does."""
-    knobs = (
-        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-        ("/proc/sys/user/max_user_namespaces", "0"),
-        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
-    )
-    details = []
-    blocked = False
-    for path, forbidding in knobs:
-        try:
-            value = Path(path).read_text().strip()
-        except OSError:
-            continue
-        details.append(f"{Path(path).name}={value}")
-        blocked = blocked or value == forbidding
-    return ("restricted" if blocked else "allowed"), ", ".join(details)

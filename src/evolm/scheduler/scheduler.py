@@ -30,7 +30,7 @@ from evolm.operators.bandit import Selector, make_selector
 from evolm.operators.base import Operator, Proposal
 from evolm.scheduler.budget import Budget
 from evolm.scheduler.rebuild import apply_batch
-from evolm.types import AddStatus, Evaluation, Individual, Program
+from evolm.types import SEED_OPERATOR, AddStatus, Evaluation, Individual, Program
 
 if TYPE_CHECKING:
     from evolm.domains.base import DomainContext
@@ -49,8 +49,8 @@ __all__ = [
     "build_selector",
 ]
 
-SEED = "seed"
-"""The operator name recorded for the domain's seed programs (batch 0)."""
+SEED = SEED_OPERATOR
+"""The operator name recorded for the seed programs (batch 0): :data:`evolm.types.SEED_OPERATOR`."""
 
 
 @dataclass(frozen=True)

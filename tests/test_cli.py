@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TOY = "tests.toy_domain:ToyDomain"
 
 
-def evolm(*args, check=True, timeout=120):
+def evolm(*args, check=True, timeout=120, env=None):
     proc = subprocess.run(
         [sys.executable, "-c", "from evolm.cli import app; app()", *map(str, args)],
         cwd=ROOT,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -175,6 +176,23 @@ def test_existing_output_is_never_overwritten(tmp_path):
     p = evolm("run", "image", "--llm", "fake", "--budget-evals", "6", "--out", db, check=False)
     assert p.returncode == 2 and "already exists" in p.stderr
     assert db.read_bytes() == before
+
+
+def test_error_text_is_the_same_at_every_terminal_width(tmp_path):
+    # A long path with brackets (rich markup syntax) in an error: printed whole, on one line,
+    # with its brackets, whatever COLUMNS says.
+    deep = tmp_path / ("a-rather-long-directory-name-for-the-run-[1]-" * 3)
+    deep.mkdir()
+    db = deep / "run.db"
+    db.write_bytes(b"")
+    errs = []
+    for width in ("40", "300"):
+        p = evolm("run", "image", "--llm", "fake", "--out", db, check=False, env={"COLUMNS": width})
+        assert p.returncode == 2
+        errs.append(p.stderr)
+    assert errs[0] == errs[1]
+    line = next(x for x in errs[0].splitlines() if "already exists" in x)
+    assert f"error: {db} already exists; continue it with `evolm resume {db}`" in line
 
 
 def _wait_for_steps(db: Path, n: int, proc, timeout=60.0):

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,11 +28,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
+# soft_wrap: messages are never broken at the terminal width (a path or a command stays on one
+# line, and what the CLI prints does not depend on how wide the terminal is).
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -149,7 +152,9 @@ class _ProgressView:
             return
         self.progress.update(self.task, description="evolving")
         if info["status"] != "ok":
-            self.progress.console.print(f"[yellow]fine-tuning round {n} failed: {info['error']}[/]")
+            self.progress.console.print(
+                f"[yellow]fine-tuning round {n} failed: {escape(str(info['error']))}[/]"
+            )
             return
         examples = info.get("examples") or {}
         metrics = info.get("metrics") or {}
@@ -247,9 +252,9 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
         raise AssertionError from exc  # unreachable: _fail exits
     snap = result.snapshot
     if result.status == "failed":
-        console.print(f"[bold red]run failed:[/] {result.error}")
+        console.print(f"[bold red]run failed:[/] {escape(str(result.error))}", highlight=False)
     else:
-        console.print(f"run {result.status}: {result.reason}")
+        console.print(f"run {result.status}: {result.reason}", markup=False, highlight=False)
     if snap is not None:
         best = "-" if snap.max_fitness is None else f"{snap.max_fitness:.6g}"
         console.print(
@@ -257,7 +262,7 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
             f"{snap.inserted} new programs inserted, {snap.elites} elites, best fitness {best}, "
             f"QD score {snap.qd_score:.6g}, coverage {snap.coverage:.1%}"
         )
-    console.print(f"  run database: [bold]{store.path}[/]")
+    console.print(f"  run database: [bold]{escape(str(store.path))}[/]", highlight=False)
     console.print(
         f"  next: evolm status {store.path}   |   evolm export {store.path} --format jsonl"
     )
@@ -457,7 +462,7 @@ def status(
     except (StoreError, ValueError) as exc:
         _fail(str(exc))
         return
-    out = Console()
+    out = Console(soft_wrap=True)
     with store:
         counts = store.counts()
         totals = store.llm_totals()
@@ -690,7 +695,7 @@ def models(
 
     from evolm.llm.models import list_backends, list_models
 
-    out = Console()
+    out = Console(soft_wrap=True)
     backends = Table(title="LLM backends", title_justify="left")
     for col in ("backend", "status", "--llm spec"):
         backends.add_column(col)
@@ -745,7 +750,7 @@ def doctor() -> None:
     table.add_column("detail")
     for check, result, detail in doctor_report():
         table.add_row(check, result, detail)
-    Console().print(table)
+    Console(soft_wrap=True).print(table)
 
 
 @app.command()
@@ -814,12 +819,9 @@ def finetune(
     """Fine-tune the mutation model (LoRA) on the mutations that runs accepted (ELM section 4)."""
     import importlib.util
 
-    from rich.markup import escape
-
     from evolm.finetune.dataset import DatasetError, build_dataset
 
-    def fail(msg: str) -> None:
-        _fail(escape(msg))
+    fail = _fail
 
     missing = [
         m for m in ("torch", "transformers", "peft", "gguf") if not importlib.util.find_spec(m)

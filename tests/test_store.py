@@ -146,3 +146,35 @@ def test_database_from_newer_evolm_is_refused(tmp_path):
         con.execute("INSERT INTO schema_migrations VALUES ('9999_future', 0)")
     with pytest.raises(StoreError, match="newer evolm"):
         RunStore(tmp_path / "run.db")
+
+
+def test_llm_call_extras_are_stored_and_bounded(tmp_path):
+    s = _store(tmp_path)
+    req = Request(kind="completion", prompt="p", seed=1)
+    small = s.add_llm_call(0, req, Completion("a", "m", extras={"attempts": 2, "queued_s": 0.5}))
+    big = s.add_llm_call(0, req, Completion("b", "m", extras={"blob": "x" * 10_000}))
+    none = s.add_llm_call(0, req, Completion("c", "m"))
+    assert s.llm_call(small)[1].extras == {"attempts": 2, "queued_s": 0.5}
+    assert s.llm_call(big)[1].extras == {"truncated": len('{"blob":""}') + 10_000}
+    assert s.llm_call(none)[1].extras == {}
+    assert next(s.llm_calls()).completion.extras == {"attempts": 2, "queued_s": 0.5}
+
+
+def test_a_database_from_before_call_extras_reads_and_migrates(tmp_path):
+    s = _store(tmp_path)
+    old = s.path
+    req = Request(kind="completion", prompt="p", seed=1)
+    s.add_llm_call(0, req, Completion("a", "m", extras={"attempts": 1}))
+    s.close()
+    # Make the file what the first schema wrote: no extras column, one migration applied.
+    con = sqlite3.connect(old)
+    with con:
+        con.execute("ALTER TABLE llm_calls DROP COLUMN extras_json")
+        con.execute("DELETE FROM schema_migrations WHERE name = '0002_llm_call_extras'")
+    con.close()
+    with RunStore(old, readonly=True) as ro:
+        assert [c.completion.text for c in ro.llm_calls()] == ["a"]
+        assert next(ro.llm_calls()).completion.extras == {}
+    with RunStore(old) as rw:  # opened for writing: migrated, old rows kept
+        assert rw.migrations == [name for name, _ in MIGRATIONS]
+        assert next(rw.llm_calls()).completion.text == "a"

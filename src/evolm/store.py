@@ -107,11 +107,37 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX events_kind ON events(kind, batch);
         """,
     ),
+    # What a backend reports about a call besides its answer (retries, queue time, the replayed
+    # call's id): Completion.extras, as JSON.
+    ("0002_llm_call_extras", "ALTER TABLE llm_calls ADD COLUMN extras_json TEXT"),
 )
+
+MAX_CALL_EXTRAS = 4096
+"""The most characters of ``Completion.extras`` JSON stored per LLM call (diagnostics, not data:
+longer extras are replaced by ``{"truncated": <length>}``)."""
 
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _call_extras(extras: dict[str, Any]) -> str | None:
+    if not extras:
+        return None
+    text = _json(_plain(extras))
+    return text if len(text) <= MAX_CALL_EXTRAS else _json({"truncated": len(text)})
+
+
+def _read_call_extras(row: sqlite3.Row) -> dict[str, Any]:
+    # sqlite3.Row's `in` tests values, not column names; files opened read-only may be older
+    raw = row["extras_json"] if "extras_json" in row.keys() else None  # noqa: SIM118
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"unreadable": raw[:200]}
+    return value if isinstance(value, dict) else {"unreadable": raw[:200]}
 
 
 def _plain(obj: Any) -> Any:
@@ -133,7 +159,7 @@ def _plain(obj: Any) -> Any:
 @dataclass(frozen=True)
 class StoredCall:
     """One recorded LLM call: its row id, batch, request key and seed, the request as stored
-    (JSON) and the answer (``Completion.extras`` is empty)."""
+    (JSON) and the answer, with the backend's ``Completion.extras`` as stored."""
 
     id: int
     batch: int | None
@@ -463,8 +489,8 @@ class RunStore:
     def add_llm_call(self, batch: int, request: Request, completion: Completion) -> int:
         cur = self._conn.execute(
             "INSERT INTO llm_calls(batch, request_key, request_json, seed, response, model,"
-            " tokens_in, tokens_out, latency, cost, error, finish_reason, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " tokens_in, tokens_out, latency, cost, error, finish_reason, created_at, extras_json)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 batch,
                 request.key(),
@@ -479,13 +505,14 @@ class RunStore:
                 completion.error,
                 completion.finish_reason,
                 time.time(),
+                _call_extras(completion.extras),
             ),
         )
         assert cur.lastrowid is not None
         return int(cur.lastrowid)
 
     def llm_call(self, call_id: int) -> tuple[Request, Completion]:
-        """The request and answer stored under ``call_id`` (``Completion.extras`` is empty).
+        """The request and answer stored under ``call_id``.
 
         Raises:
             KeyError: no call has that id.
@@ -518,6 +545,7 @@ class RunStore:
             error=row["error"],
             finish_reason=row["finish_reason"],
             cost=row["cost"],
+            extras=_read_call_extras(row),
         )
 
     def llm_totals(self) -> dict[str, float]:

@@ -15,15 +15,13 @@ import itertools
 import math
 import os
 import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import replace
 from typing import Any
 
 from evolm.domains.base import get_domain
-from evolm.sandbox import codec, startup
+from evolm.sandbox import codec, startup, tempdirs
 from evolm.sandbox.probe import choose_tier
 from evolm.sandbox.startup import START_TIMEOUT_S
 from evolm.sandbox.tiers import (
@@ -213,7 +211,8 @@ class SandboxPool:
             raise RuntimeError("SandboxPool.start() called twice")
         self._spec = None if self.domain is None else worker_domain_spec(self.domain, self.params)
         await self._choose_tier()
-        self._root = tempfile.mkdtemp(prefix="evolm-sandbox-")
+        tempdirs.remove_stale()  # left by engines killed outright (their owner is gone)
+        self._root = tempdirs.make_root()
         self._paths = sandbox_paths(self._spec, self._root)
         self._idle = asyncio.Queue()
         try:
@@ -364,7 +363,7 @@ class SandboxPool:
                 proc.wait(timeout=2)
         self._dead.clear()
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+            tempdirs.remove_tree(self._root)
             self._root = None
 
     def _retire(self, w: _Worker) -> None:

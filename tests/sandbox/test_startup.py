@@ -4,9 +4,12 @@ DomainStartError naming the domain, what happened in the worker and the fix (no 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from evolm.cli import app
 from evolm.sandbox import DomainStartError, SandboxPool, SandboxUnavailable
 from evolm.sandbox.startup import START_TIMEOUT_ENV, hung_at, start_timeout
 from tests.sandbox.harness import wait_no_processes
@@ -74,6 +77,20 @@ def test_a_constructor_that_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(START_TIMEOUT_ENV, "2.5")
     err = start("tests.sandbox.start_domains:HangsInWorker")
     assert "within 2.5 s" in str(err) and "in __init__" in str(err), err
+
+
+@pytest.mark.parametrize(
+    ("domain", "says"),
+    [("ExitsInWorker", "called sys.exit(3)"), ("RaisesInWorker", "FileNotFoundError")],
+)
+def test_evolm_run_reports_it_in_one_paragraph(tmp_path: Path, domain: str, says: str) -> None:
+    args = ["run", f"tests.sandbox.start_domains:{domain}", "--llm", "fake", "--budget-evals", "4"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.db"), "-q"])
+    assert result.exit_code == 2, result.output
+    message = result.output[result.output.index("error: ") :]
+    assert says in message and domain in message
+    assert "Traceback" not in result.output
+    assert message.splitlines()[0].endswith(".") or "stderr ended with" in message
 
 
 def test_the_start_timeout_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import secrets
 import signal
 import subprocess
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from evolm.domains.base import get_domain
 from evolm.sandbox import codec, startup, tempdirs
@@ -130,8 +130,9 @@ class SandboxPool:
         tier: ``"auto"`` (the strongest tier that works here), or one of ``TIERS`` to force it.
         allow_weak: permit the ``weak`` tier (no Landlock), explicitly or as the auto fallback.
         scratch: give each program an empty writable working directory (deleted after it).
-        start_timeout: seconds a new worker may take to import and build the domain (None:
-            ``$EVOLM_SANDBOX_START_TIMEOUT``, else :data:`START_TIMEOUT_S`).
+        start_timeout: seconds a new worker may take to import and build the domain, and
+            before that to set up (None: ``$EVOLM_SANDBOX_START_TIMEOUT``, else
+            :data:`START_TIMEOUT_S`).
 
     Raises:
         ValueError: a bad argument (the message names it).
@@ -295,7 +296,7 @@ class SandboxPool:
             "userns": self.tier == "userns",
             "drop_uid": drop_uid,
             "parent_pid": None if self.tier == "bwrap" else os.getpid(),
-            # the zygote dumps its stack to its stderr just before the pool gives up on it
+            # the zygote dumps its stack to its stderr just before the pool gives up on its domain
             "dump_after": max(self.start_timeout - 1.0, self.start_timeout * 0.8),
         }
         w.ready = asyncio.get_running_loop().create_task(self._hello(w, req_w, rep_r, cfg))
@@ -308,8 +309,9 @@ class SandboxPool:
             await w.send(cfg)
             async with asyncio.timeout(self.start_timeout):
                 hello = await w.recv()
-                while "progress" in hello:  # how far set-up got, then the hello itself
-                    stage = str(hello["progress"])
+            while "progress" in hello:  # each stage of set-up has start_timeout s
+                stage = str(hello["progress"])
+                async with asyncio.timeout(self.start_timeout):
                     hello = await w.recv()
         except (OSError, EOFError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
             self._start_failed(w, stage, exc)
@@ -327,7 +329,7 @@ class SandboxPool:
                 )
             raise SandboxUnavailable(f"a {self.tier} sandbox worker failed to start: {error}")
 
-    def _start_failed(self, w: _Worker, stage: str, exc: BaseException) -> None:
+    def _start_failed(self, w: _Worker, stage: str, exc: BaseException) -> NoReturn:
         """Raise the error for a worker that died or went silent before its hello."""
         if stage == "domain" and self.domain is not None:
             assert self._spec is not None

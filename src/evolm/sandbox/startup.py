@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 START_TIMEOUT_S = 60.0
-"""How long a new zygote may take by default to import numpy and the domain and say hello."""
+"""How long a new zygote may take by default to import numpy and the domain and say hello
+(and, separately, to set itself up before that)."""
 
 START_TIMEOUT_ENV = "EVOLM_SANDBOX_START_TIMEOUT"
 """Environment variable overriding :data:`START_TIMEOUT_S` (seconds)."""

@@ -177,6 +177,9 @@ class SandboxPool:
         self.scratch = scratch
         self.tier: str | None = None
         self.tier_reason = ""
+        self.scoring: str | None = None
+        """``"separate"`` (a two-phase domain, scored in its own process) or ``"in_process"``
+        (scored in the program's child), as the workers report it once started."""
         self.replaced = 0
         self.sandbox_id = secrets.token_hex(8)
         """Set as ``EVOLM_SANDBOX`` in every zygote's environment (for finding its processes)."""
@@ -313,6 +316,18 @@ class SandboxPool:
                     f"cannot build domain {self.domain!r} (as {self._spec}) in a worker: {error}"
                 )
             raise SandboxUnavailable(f"a {self.tier} sandbox worker failed to start: {error}")
+        self.scoring = str(hello.get("scoring", "in_process"))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the pool reports about itself for a run's ``sandbox`` event: tier, the reason
+        it was chosen, the number of workers and the domain's scoring mode."""
+        return {
+            "tier": self.tier,
+            "reason": self.tier_reason,
+            "workers": self.size,
+            "scoring": self.scoring,
+        }
 
     def close(self) -> None:
         """Kill every zygote (their children die with them) and remove the scratch files."""

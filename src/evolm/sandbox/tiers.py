@@ -74,7 +74,9 @@ _THREAD_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "BLIS_NUM_THREADS",
 )
-_BOOT = "from evolm.sandbox.zygote import main; main()"
+_BOOT = "import sys; sys.path.insert(0, {root!r}); from evolm.sandbox.zygote import main; main()"
+"""A zygote's ``-c`` program: the engine's own copy of evolm comes first (an isolated ``-I``
+interpreter would otherwise import whichever copy is installed, not a checkout on PYTHONPATH)."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -199,7 +201,10 @@ def launch_command(
     tier: str, fds: tuple[int, int], read: list[str], zdir: str, env: dict[str, str]
 ) -> list[str]:
     """The argv that starts a zygote of ``tier`` talking over the inherited pipe ends ``fds``."""
-    python = [os.path.abspath(sys.executable), "-I", "-B", "-c", _BOOT, *map(str, fds)]
+    import evolm
+
+    boot = _BOOT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(evolm.__file__))))
+    python = [os.path.abspath(sys.executable), "-I", "-B", "-c", boot, *map(str, fds)]
     if tier != "bwrap":
         return python
     bwrap = _bwrap()

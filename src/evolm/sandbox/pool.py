@@ -291,6 +291,7 @@ class SandboxPool:
             "read_paths": read + system_paths()[0],
             "write_paths": system_paths()[1] + ([scratch] if scratch else []),
             "scratch": scratch,
+            "memory_mb": self.memory_mb,
             "landlock": self.tier != "weak",
             "userns": self.tier == "userns",
             "drop_uid": drop_uid,

@@ -16,11 +16,12 @@ tier) with two inherited pipe ends, and speaks length-prefixed msgpack frames ov
    A domain with ``scoring = "in_process"`` runs ``domain.evaluate(code, seed)`` in that child,
    which writes the encoded :class:`~evolm.types.Evaluation`. A two-phase domain (``scoring =
    "separate"``) runs ``domain.run(code, seed)`` there, which writes only data; once that child
-   has exited, the zygote forks a second child, the scorer, locked down the same way, which
-   decodes the data and writes the evaluation of ``domain.score(data, seed)``. The scorer is a
-   fresh fork of the zygote, which has never run a program, so whatever the program patched or
-   wrote, the score is computed by the domain's own code from the data alone. Both children
-   share the request's deadline; the reply's CPU time is theirs together.
+   has exited, the zygote hands the frame's bytes to its scorer (:mod:`evolm.sandbox.scorer`), a
+   process forked from the zygote before any program ran and locked down the same way, which
+   decodes the data and answers with the evaluation of ``domain.score(data, seed)``. Whatever
+   the program patched or wrote, the score is computed by the domain's own code from the data
+   alone. Program and scoring share the request's deadline; the reply's CPU time is theirs
+   together.
 
 The zygote is single-threaded, so forking it is safe. It exits when its request pipe closes.
 """
@@ -42,6 +43,7 @@ from typing import Any, NoReturn
 
 from evolm.sandbox import codec
 from evolm.sandbox.policy import RESULT_FD, ChildPolicy
+from evolm.sandbox.scorer import Scorer
 
 __all__ = ["main"]
 
@@ -188,6 +190,9 @@ class Zygote:
         self._clear_scratch()
         gc.collect()
         gc.freeze()  # children then leave the zygote's objects' pages shared
+        self.scorer = Scorer(self.domain, self.policy)
+        if self.split:  # now, before any program has run in a child of this zygote
+            self.scorer.start(cfg.get("memory_mb"))
 
     def serve(self) -> None:
         while True:
@@ -208,14 +213,11 @@ class Zygote:
         """Run one program (and, for a two-phase domain, its scorer) within ``timeout`` seconds."""
         t0 = time.perf_counter()
         deadline = t0 + timeout
-        reply = self._fork(lambda: self._program(code, seed), deadline, timeout, memory_mb, None)
+        reply = self._fork(lambda: self._program(code, seed), deadline, timeout, memory_mb)
         if self.split and reply["result"] is not None:
             data, reply["result"] = reply["result"], None
-            left = deadline - time.perf_counter()
-            if left > 0:
-                scored = self._fork(
-                    lambda: self._score(data, seed), deadline, left, memory_mb, "scorer"
-                )
+            if deadline > time.perf_counter():
+                scored = self.scorer.score(data, seed, deadline, timeout, memory_mb)
                 scored["cpu"] += reply["cpu"]
                 reply = scored
             else:
@@ -233,10 +235,9 @@ class Zygote:
         deadline: float,
         timeout: float,
         memory_mb: int | None,
-        scorer: str | None,
     ) -> dict[str, Any]:
         """Fork a child that runs ``body`` (its frame is the reply's ``result``) and wait for it
-        until ``deadline``; ``scorer`` names the child in errors when it is not the program."""
+        until ``deadline``."""
         limits = self.policy.limits(timeout, memory_mb)
         r, w = os.pipe()
         zygote_pid = os.getpid()
@@ -277,8 +278,6 @@ class Zygote:
                 )
         else:
             reply["status"], reply["error"] = self._death(status, usage, timeout, memory_mb)
-            if scorer is not None:
-                reply["error"] = f"the domain's {scorer} failed: {reply['error']}"
         return reply
 
     def _wait(self, pid: int, r: int, deadline: float) -> bytes | str:
@@ -395,32 +394,6 @@ class Zygote:
         ev = Evaluation.failure(
             Status.ERROR, f"domain.{what} returned {type(out).__name__}, not Evaluation"
         )
-        return codec.frame(codec.encode_evaluation(ev))
-
-    def _score(self, data: bytes, seed: int) -> bytes:
-        """In the scorer's child: decode the program's data and score it with the domain."""
-        import random
-
-        import numpy as np
-
-        from evolm.types import Evaluation, Status
-
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        value, failed = codec.decode_run_output(data)
-        del data
-        if failed is not None:
-            return codec.frame(codec.encode_evaluation(failed))
-        try:
-            ev = self.domain.score(value, seed)
-        except MemoryError:
-            raise
-        except BaseException as exc:
-            ev = Evaluation.failure(Status.ERROR, f"the domain's scorer raised {_describe(exc)}")
-        if not isinstance(ev, Evaluation):
-            ev = Evaluation.failure(
-                Status.ERROR, f"domain.score returned {type(ev).__name__}, not Evaluation"
-            )
         return codec.frame(codec.encode_evaluation(ev))
 
     def _clear_scratch(self) -> None:

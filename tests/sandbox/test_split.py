@@ -19,7 +19,13 @@ import pytest
 
 from evolm.domains.base import get_domain
 from evolm.types import DescriptorSpace, Evaluation, Status
-from tests.sandbox.harness import TIER_PARAMS, Sandbox, open_sandbox, zygote_pids
+from tests.sandbox.harness import (
+    TIER_PARAMS,
+    Sandbox,
+    open_sandbox,
+    wait_no_processes,
+    zygote_pids,
+)
 
 SPLIT = "tests.sandbox.split_domain:SplitDomain"
 IMAGE = get_domain("image")
@@ -52,6 +58,7 @@ def _open(request: pytest.FixtureRequest, domain: str) -> Iterator[Sandbox]:
         yield sb
     finally:
         sb.close()
+        assert not wait_no_processes(sb.pool.sandbox_id), "closing the pool left processes"
 
 
 @pytest.fixture(scope="module", params=TIER_PARAMS)
@@ -183,7 +190,7 @@ def test_a_misbehaving_scorer_fails_one_program_only(
     assert zygote_pids(split.pool.sandbox_id) == zygotes and split.pool.replaced == replaced
 
 
-def test_in_process_domains_say_so(split: Sandbox) -> None:
+def test_in_process_domains_say_so() -> None:
     sb = open_sandbox("auto")
     try:
         assert sb.pool.info["scoring"] == "in_process"

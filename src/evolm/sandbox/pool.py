@@ -178,6 +178,9 @@ class SandboxPool:
         self.scratch = scratch
         self.tier: str | None = None
         self.tier_reason = ""
+        self.scoring: str | None = None
+        """``"separate"`` (a two-phase domain, scored in its own process) or ``"in_process"``
+        (scored in the program's child), as the workers report it once started."""
         self.replaced = 0
         self.sandbox_id = secrets.token_hex(8)
         """Set as ``EVOLM_SANDBOX`` in every zygote's environment (for finding its processes)."""
@@ -292,6 +295,7 @@ class SandboxPool:
             "read_paths": read + system_paths()[0],
             "write_paths": system_paths()[1] + ([scratch] if scratch else []),
             "scratch": scratch,
+            "memory_mb": self.memory_mb,
             "landlock": self.tier != "weak",
             "userns": self.tier == "userns",
             "drop_uid": drop_uid,
@@ -328,6 +332,18 @@ class SandboxPool:
                     str(hello.get("traceback") or ""),
                 )
             raise SandboxUnavailable(f"a {self.tier} sandbox worker failed to start: {error}")
+        self.scoring = str(hello.get("scoring", "in_process"))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the pool reports about itself for a run's ``sandbox`` event: tier, the reason
+        it was chosen, the number of workers and the domain's scoring mode."""
+        return {
+            "tier": self.tier,
+            "reason": self.tier_reason,
+            "workers": self.size,
+            "scoring": self.scoring,
+        }
 
     def _start_failed(self, w: _Worker, stage: str, exc: BaseException) -> NoReturn:
         """Raise the error for a worker that died or went silent before its hello."""

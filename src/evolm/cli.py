@@ -61,9 +61,8 @@ def _guarded(db: Path | None, what: str) -> Iterator[None]:
         raise
     except StoreError as exc:
         _fail(str(exc))
-    except SystemExit as exc:
-        log = log_traceback(db, exc, what)
-        _fail(_exit_message(exc, "the domain or a plugin") + (f" (traceback in {log})" * bool(log)))
+    except BrokenPipeError:
+        raise  # the reader of our output went away (e.g. `| head`): not a database problem
     except (sqlite3.Error, OSError) as exc:
         log = log_traceback(db, exc, what)
         where = db if db is not None else "the run database"

@@ -57,6 +57,14 @@ def _read_info(fd: int) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def _command_line() -> str:
+    """This process's command, as a user would type it (``evolm run ...``)."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if prog in ("-c", "-m", "__main__.py", "cli.py"):
+        prog = "evolm"  # python -c / -m entry points of evolm.cli
+    return " ".join([prog, *sys.argv[1:]])
+
+
 def lock_holder(db: str | Path) -> dict[str, Any] | None:
     """Who writes run database ``db`` now: the holder's ``{"pid", "host", "command", "since"}``
     (possibly partial), or None when no live process holds its lock. Creates nothing."""
@@ -94,7 +102,7 @@ class RunLock:
     def __init__(self, db: str | Path, command: str | None = None) -> None:
         self.db = Path(db)
         self.path = lock_path(db)
-        self.command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.command = command or _command_line()
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:

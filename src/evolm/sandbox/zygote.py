@@ -6,7 +6,9 @@ tier) with two inherited pipe ends, and speaks length-prefixed msgpack frames ov
 1. it reads one configuration frame, then sets itself up: user and network namespaces (``userns``
    tier) or a switch to an unprivileged uid (root under bubblewrap), ``sys.path``, numpy and the
    domain imported once, the seccomp filter compiled once, the Landlock ruleset built once;
-2. it answers with a hello frame (``ok`` or the stage that failed and why);
+2. it answers with a hello frame (``ok`` or the stage that failed, why and where), after a
+   ``{"progress": "domain"}`` frame when it starts importing the domain (so the pool can tell a
+   domain that crashes or hangs from a sandbox that fails);
 3. for each request ``{id, code, seed, timeout, memory_mb}`` it forks a child that locks itself
    down (:meth:`evolm.sandbox.policy.ChildPolicy.enter`), reseeds ``random`` and numpy from the
    request's seed, runs ``domain.evaluate(code, seed)`` and writes the encoded
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import gc
 import math
 import os
@@ -29,6 +32,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from typing import Any, NoReturn
 
 from evolm.sandbox import codec
@@ -81,6 +85,28 @@ def _describe(exc: BaseException) -> str:
     except Exception:
         text = "<unprintable>"
     return f"{type(exc).__name__}: {text}"[:2000]
+
+
+def _origin(exc: BaseException) -> dict[str, str]:
+    """``where`` (``file:line in function`` of the innermost frame in the user's code: not in
+    the standard library, installed packages or evolm, if there is one) and the formatted
+    traceback of a set-up failure, for the pool's message and log."""
+    import sysconfig
+
+    libs = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    libs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    prefixes = tuple(os.path.join(p, "") for p in libs if p)
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not f.filename.startswith(("<", *prefixes))]
+    where = ""
+    if own or frames:
+        frame = (own or frames)[-1]
+        where = f"{frame.filename}:{frame.lineno} in {frame.name}"
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        text = _describe(exc)
+    return {"where": where, "traceback": text[-20000:]}
 
 
 def _enter_user_namespace() -> None:
@@ -143,15 +169,15 @@ class Zygote:
         self.scratch: str | None = cfg.get("scratch")
 
         self.stage = "domain"
-        import numpy
-        import numpy.random  # lazy in numpy 2; importing it per child would cost ~8 ms
-
-        numpy.random.seed(0)
-
-        from evolm.domains.base import get_domain
-
-        name = cfg.get("domain")
-        self.domain: Any = _ProbeDomain() if name is None else get_domain(name, cfg["params"])
+        self.pipe.send({"progress": "domain"})
+        # a crash or a hang while importing the domain leaves its stack in the worker's stderr
+        faulthandler.enable()
+        faulthandler.dump_traceback_later(float(cfg.get("dump_after") or 55.0))
+        try:
+            self._load_domain(cfg)
+        finally:
+            faulthandler.cancel_dump_traceback_later()  # stops its thread: forking stays safe
+            faulthandler.disable()
 
         self.stage = "sandbox"
         from evolm.sandbox import landlock
@@ -172,6 +198,17 @@ class Zygote:
         self._clear_scratch()
         gc.collect()
         gc.freeze()  # children then leave the zygote's objects' pages shared
+
+    def _load_domain(self, cfg: dict[str, Any]) -> None:
+        import numpy
+        import numpy.random  # lazy in numpy 2; importing it per child would cost ~8 ms
+
+        numpy.random.seed(0)
+
+        from evolm.domains.base import get_domain
+
+        name = cfg.get("domain")
+        self.domain: Any = _ProbeDomain() if name is None else get_domain(name, cfg["params"])
 
     def serve(self) -> None:
         while True:
@@ -372,7 +409,7 @@ def main() -> None:
         zygote.setup(cfg)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            pipe.send({"ok": False, "stage": zygote.stage, "error": _describe(exc)})
+            pipe.send({"ok": False, "stage": zygote.stage, "error": _describe(exc), **_origin(exc)})
         return
     pipe.send({"ok": True})
     zygote.serve()

@@ -275,3 +275,16 @@ def test_full_disk_at_resume_and_at_creation_says_so(tmp_path, finished_run):
     assert f"cannot write {mnt}/new.db: the disk is full" in err
     assert f"programs {_rows(finished_run)['programs']}" in out  # nothing stored was lost
     assert "new.db" not in out.split("programs")[-1]  # no database left from the failed run
+
+
+def test_a_domain_failing_in_the_sandbox_at_start_leaves_nothing_to_resume(tmp_path):
+    # The domain loads in the engine but exits in every sandbox worker: the run stops before
+    # it begins, and a rerun with the same --out starts afresh (it is not told to resume).
+    db = tmp_path / "r.db"
+    args = ["run", "tests.sandbox.start_domains:ExitsInWorker", "--llm", "fake",
+            "--budget-evals", "4", "--out", db, "-q"]  # fmt: skip
+    for _ in range(2):
+        p = evolm(*args, check=False)
+        assert p.returncode == 2 and "called sys.exit(3)" in p.stderr, p.stderr
+        assert "evolm resume" not in p.stderr and "already exists" not in p.stderr
+        assert sorted(x.name for x in tmp_path.iterdir()) == []

@@ -59,3 +59,50 @@ def test_import_evolm_is_cheap():
     code = "import sys, evolm; print('ribs' in sys.modules, 'evolm.runner' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_run_and_resume_take_the_writer_lock(tmp_path):
+    from evolm.runlock import RunLock, RunLocked
+
+    db = tmp_path / "r.db"
+    evolm.run(toy_run(8), out=db, llm=FakeLLM(responder=mutating_responder))
+    before = db.read_bytes()
+    with RunLock(db, command="another writer"):  # as a live `evolm resume` would hold it
+        with pytest.raises(RunLocked, match=rf"{db} is being written by process \d+ \(another"):
+            evolm.resume(db, budget={"evaluations": 12})
+        with pytest.raises(RunLocked, match="another writer"):
+            evolm.run(toy_run(8), out=tmp_path / "r.db")
+    assert db.read_bytes() == before
+    assert not (tmp_path / "r.db.lock").exists()  # released, and the file removed
+    res = evolm.resume(db, budget={"evaluations": 12}, llm=FakeLLM(responder=mutating_responder))
+    assert res.status == "completed" and res.snapshot.evaluations == 12
+
+
+def test_a_run_failing_before_it_begins_leaves_no_database(tmp_path, monkeypatch):
+    (tmp_path / "broken_domain.py").write_text(
+        "from tests.toy_domain import ToyDomain\n\n"
+        "class Broken(ToyDomain):\n"
+        "    def __init__(self, **kw):\n"
+        "        raise RuntimeError('cannot build')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = {**toy_run(8), "domain": {"name": "broken_domain:Broken"}}
+    db = tmp_path / "r.db"
+    with pytest.raises(Exception, match="cannot build"):
+        evolm.run(cfg, out=db, llm=FakeLLM(responder=mutating_responder))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("r.db")) == []
+
+
+def test_resume_leaves_a_foreign_file_as_it_was(tmp_path):
+    import sqlite3
+
+    from evolm.store import StoreError
+
+    foreign = tmp_path / "notes.db"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE notes (t TEXT)")
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not an evolm run database"):
+        evolm.resume(foreign)
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 
 import pytest
 
 from evolm.llm.base import Completion, Request
-from evolm.store import MIGRATIONS, RunStore, StoreError
+from evolm.store import (
+    MAX_COMPLETION_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_EXTRAS_CHARS,
+    MAX_EXTRAS_DEPTH,
+    MIGRATIONS,
+    RunStore,
+    StoreError,
+    describe_db_error,
+)
 from evolm.types import Evaluation, Individual, Program, Status
 
 
@@ -178,3 +188,128 @@ def test_a_database_from_before_call_extras_reads_and_migrates(tmp_path):
     with RunStore(old) as rw:  # opened for writing: migrated, old rows kept
         assert rw.migrations == [name for name, _ in MIGRATIONS]
         assert next(rw.llm_calls()).completion.text == "a"
+
+
+def test_evaluation_extras_and_errors_are_capped_with_the_truncation_recorded(tmp_path):
+    s = _store(tmp_path)
+    s.add_programs([Program(id=i, code="c") for i in range(3)])
+    forged = {f"k{i}": "x" * 1000 for i in range(25_000)}  # ~25 MB of extras
+    small = {"cells": [1, 2, 3]}
+    long_error = "boom " * 10_000
+    s.add_evaluations(
+        [
+            (0, Evaluation(Status.OK, 1.0, (0.5,), forged), 2),
+            (1, Evaluation(Status.OK, 2.0, (0.5,), small), 2),
+            (2, Evaluation(Status.ERROR, None, None, error=long_error), None),
+        ]
+    )
+    stored = {ind.program.id: ind.evaluation for ind in s.evaluated()}
+    cut = stored[0].extras
+    assert cut["truncated"] == len(_json_text(forged)) > MAX_EXTRAS_CHARS
+    assert cut["keys"] == [f"k{i}" for i in range(20)]
+    assert stored[0].fitness == 1.0 and stored[0].descriptors == (0.5,)  # the scores are kept
+    assert stored[1].extras == small  # extras under the cap are stored whole
+    row = s._conn.execute("SELECT length(extras), length(error) FROM evaluations").fetchall()
+    assert max(r[0] for r in row) <= MAX_EXTRAS_CHARS
+    err = stored[2].error
+    more = len(long_error) - MAX_ERROR_CHARS
+    assert err.startswith("boom boom") and err.endswith(f"... [{more} more characters]")
+
+
+def _json_text(obj):
+    import json
+
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def test_deeply_nested_extras_are_stored_without_recursion_error(tmp_path):
+    s = _store(tmp_path)
+    s.add_programs([Program(id=0, code="c")])
+    deep: list = []
+    node = deep
+    for _ in range(100_000):  # far deeper than Python's recursion limit
+        node.append([])
+        node = node[0]
+    s.add_evaluations([(0, Evaluation(Status.OK, 1.0, (0.5,), {"deep": deep, "n": 3}), 2)])
+    s.close()
+    with RunStore(tmp_path / "run.db") as again:  # what a resume reads back
+        (ind,) = again.evaluated()
+    got = ind.evaluation.extras
+    assert got["n"] == 3
+    depth, node = 0, got["deep"]
+    while isinstance(node, list):
+        depth, node = depth + 1, node[0]
+    assert node == f"<nested deeper than {MAX_EXTRAS_DEPTH} levels>"
+    assert depth == MAX_EXTRAS_DEPTH - 1  # the extras dict itself is the first level
+
+
+def test_a_long_completion_is_stored_cut_and_does_not_replay_as_whole(tmp_path):
+    from evolm.llm.replay import ReplayLLM, TruncatedCompletion
+
+    s = _store(tmp_path)
+    short_req = Request(kind="completion", prompt="short", seed=1)
+    long_req = Request(kind="completion", prompt="long", seed=1)
+    huge = "def f():\n    return 3\n" + "#" * (MAX_COMPLETION_CHARS + 5000)
+    s.add_llm_call(0, short_req, Completion("def f(): return 1", "m"))
+    cid = s.add_llm_call(0, long_req, Completion(huge, "m", extras={"attempts": 1}))
+    _, stored = s.llm_call(cid)
+    assert stored.text == huge[:MAX_COMPLETION_CHARS]
+    assert stored.extras == {"attempts": 1, "response_truncated": len(huge)}
+    s.close()
+    replay = ReplayLLM(tmp_path / "run.db")
+    assert replay._take(short_req).text == "def f(): return 1"  # whole answers replay as before
+    with pytest.raises(TruncatedCompletion, match=f"was {len(huge)} characters long"):
+        replay._take(long_req)
+
+
+@pytest.mark.parametrize(
+    ("sql", "needle"),
+    [
+        ("UPDATE runs SET config_json = 'nope'", "configuration (config_json) is not valid JSON"),
+        ("UPDATE runs SET config_json = '[1]'", "is not a JSON object"),
+        ("UPDATE events SET payload = '{' WHERE kind = 'step'", "(step) is not valid JSON"),
+        (
+            "UPDATE events SET payload = '[1, 2]' WHERE kind = 'step'",
+            "a 'step' event does not hold",
+        ),
+        ("UPDATE evaluations SET extras = '{x'", "the evaluation of program 0 (extras)"),
+    ],
+)
+def test_tampered_json_names_the_file_and_the_place(tmp_path, sql, needle):
+    from evolm.events import StepEvent
+
+    s = _store(tmp_path)
+    s.add_programs([Program(id=0, code="c")])
+    s.add_evaluations([(0, Evaluation(Status.OK, 1.0, (0.5,)), 2)])
+    s.add_event(StepEvent.kind, {"qd": 1.0}, batch=0)
+    s.close()
+    with sqlite3.connect(tmp_path / "run.db") as con:
+        con.execute(sql)
+    with RunStore(tmp_path / "run.db", readonly=True) as ro, pytest.raises(StoreError) as err:
+        ro.run_info()
+        ro.steps()
+        list(ro.evaluated())
+    assert str(tmp_path / "run.db") in str(err.value) and needle in str(err.value)
+
+
+def test_opening_for_resume_checks_before_writing(tmp_path):
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE notes (t TEXT)")
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not an evolm run database"):
+        RunStore(foreign, create=False)
+    assert foreign.read_bytes() == before
+    RunStore(tmp_path / "orphan.db").close()  # created, its run never began
+    with pytest.raises(StoreError, match=r"holds no run: .* delete it"):
+        RunStore(tmp_path / "orphan.db", create=False)
+
+
+def test_a_full_disk_is_named_as_such():
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    assert "the disk is full" in describe_db_error("r.db", full)
+    assert "the disk is full" in describe_db_error("r.db", OSError(errno.ENOSPC, "No space"))
+    bad = sqlite3.DatabaseError("database disk image is malformed")
+    bad.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+    assert "r.db is damaged" in describe_db_error("r.db", bad)

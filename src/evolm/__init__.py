@@ -59,24 +59,58 @@ def run(
         evaluator: where programs run instead of the local sandbox pool (see
             :class:`evolm.evaluators.Evaluator`); the caller closes it.
 
+    While it runs, the run holds ``out``'s single-writer lock (``out.lock``, see
+    :mod:`evolm.runlock`). A run that fails before it begins (the domain or the sandbox fails at
+    start, the prompt does not fit) leaves no database behind.
+
     Raises:
         evolm.config.ConfigError: invalid configuration.
         FileExistsError: ``out`` already exists (use :func:`resume`).
+        evolm.runlock.RunLocked: another process is writing ``out``.
+        evolm.store.StoreError: ``out`` cannot be created (e.g. the disk is full).
     """
     import asyncio
 
     from evolm.config import RunConfig, load_config
+    from evolm.runlock import RunLock
     from evolm.runner import Runner
     from evolm.store import RunStore
 
     cfg = config if isinstance(config, RunConfig) else load_config(preset=preset, overrides=config)
     path = Path(out)
-    if path.exists():
-        raise FileExistsError(
-            f"{path} already exists; continue it with evolm.resume({str(path)!r})"
-        )
-    with RunStore(path) as store:
-        return asyncio.run(Runner(cfg, store, llm=llm, evaluator=evaluator).run())
+    with RunLock(path, command=f"evolm.run(out={str(path)!r})"):
+        if path.exists():
+            raise FileExistsError(
+                f"{path} already exists; continue it with evolm.resume({str(path)!r})"
+            )
+        try:
+            store = RunStore(path)
+        except BaseException:
+            _remove_db(path)  # it did not exist a moment ago
+            raise
+        began = True
+        try:
+            with store:
+                try:
+                    return asyncio.run(Runner(cfg, store, llm=llm, evaluator=evaluator).run())
+                finally:
+                    began = _holds_run(store)
+        except BaseException:
+            if not began:  # failed before the run began: leave no empty database behind
+                _remove_db(path)
+            raise
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        p.unlink(missing_ok=True)
+
+
+def _holds_run(store: Any) -> bool:
+    try:
+        return bool(store.has_run())
+    except Exception:
+        return True  # cannot tell: keep the file
 
 
 def resume(
@@ -100,15 +134,22 @@ def resume(
 
     Raises:
         evolm.config.ConfigError: ``budget`` names an unknown field or an invalid value.
-        evolm.store.StoreError: ``path`` is not a run database.
+        evolm.store.StoreError: ``path`` is not a run database (it is left untouched).
+        evolm.runlock.RunLocked: another process is writing ``path``.
     """
     import asyncio
 
     from evolm.config import BudgetConfig, load_config
+    from evolm.runlock import RunLock
     from evolm.runner import Runner
-    from evolm.store import RunStore
+    from evolm.store import RunStore, StoreError
 
-    with RunStore(path, create=False) as store:
+    if not Path(path).exists():
+        raise StoreError(f"run database {path} does not exist")
+    with (
+        RunLock(path, command=f"evolm.resume({str(path)!r})"),
+        RunStore(path, create=False) as store,
+    ):
         data = store.run_info()["config"]
         if budget is not None:
             if isinstance(budget, BudgetConfig):

@@ -7,8 +7,11 @@ import csv
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +24,7 @@ from rich.table import Table
 
 from evolm.config import ConfigError, RunConfig, list_presets, load_config
 from evolm.llm.base import LLMBackend
-from evolm.store import RunStore, StoreError
+from evolm.store import RunStore, StoreError, describe_db_error
 
 app = typer.Typer(
     help="Evolution through Large Models: LLM-driven quality-diversity search over programs.",
@@ -36,6 +39,69 @@ console = Console(stderr=True, soft_wrap=True)
 def _fail(msg: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _exit_message(exc: SystemExit, what: str) -> str:
+    return (
+        f"{what} called sys.exit({exc.code!r}) in the engine process, so evolm could not go on. "
+        "A domain (or plugin) must raise an exception to report a problem, never exit the "
+        "process: replace the sys.exit call in its module or __init__ with a raise"
+    )
+
+
+@contextmanager
+def _guarded(db: Path | None, what: str) -> Iterator[None]:
+    """Turn what can go wrong while ``what`` works on run database ``db`` into a one-paragraph
+    message (exit 2), keeping any traceback in ``RUN.db.log`` rather than on the screen."""
+    from evolm.runlock import log_traceback
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except StoreError as exc:
+        _fail(str(exc))
+    except BrokenPipeError:
+        raise  # the reader of our output went away (e.g. `| head`): not a database problem
+    except (sqlite3.Error, OSError) as exc:
+        log = log_traceback(db, exc, what)
+        where = db if db is not None else "the run database"
+        _fail(describe_db_error(where, exc) + (f" (traceback in {log})" * bool(log)))
+    except RecursionError as exc:
+        log = log_traceback(db, exc, what)
+        _fail(
+            f"{what} failed: a value stored in {db} is nested too deeply to read "
+            f"(RecursionError). The traceback is in {log}; please report it with that file"
+        )
+    except Exception as exc:
+        log = log_traceback(db, exc, what)
+        _fail(
+            f"{what} failed unexpectedly: {type(exc).__name__}: {exc}. The traceback is in "
+            f"{log}; please report it with that file"
+        )
+
+
+def _load_domain(cfg: RunConfig, db: Path | None = None) -> Any:
+    """The configured domain, or a one-paragraph message (exit 2) when loading it fails in
+    this process: an invalid domain, an import error, or a domain calling ``sys.exit``."""
+    from evolm.domains.base import get_domain
+    from evolm.runlock import log_traceback
+
+    name = cfg.domain.name
+    try:
+        return get_domain(name, cfg.domain.params)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    except SystemExit as exc:
+        log = log_traceback(db, exc, f"loading the domain {name}")
+        _fail(_exit_message(exc, f"the domain {name}") + (f" (traceback in {log})" * bool(log)))
+    except Exception as exc:
+        log = log_traceback(db, exc, f"loading the domain {name}")
+        _fail(
+            f"the domain {name} failed to load: {type(exc).__name__}: {exc}. Fix the domain's "
+            f"module (the traceback is in {log})"
+        )
+    raise AssertionError("unreachable: _fail exits")
 
 
 def parse_llm_spec(spec: str) -> dict[str, Any]:
@@ -215,6 +281,9 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
     except (ValueError, StoreError, ConfigError, LLMError) as exc:
         _fail(str(exc))
         raise AssertionError from exc  # unreachable: _fail exits
+    except SystemExit as exc:
+        _fail(_exit_message(exc, f"the domain {config.domain.name} or a plugin"))
+        raise AssertionError from exc  # unreachable: _fail exits
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
@@ -342,42 +411,94 @@ def run(
             overrides["bandit"] = {"kind": bandit}
         overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox)
         cfg = load_config(preset=preset, file=config, overrides=overrides)
-        from evolm.domains.base import get_domain
-
-        get_domain(cfg.domain.name, cfg.domain.params)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
         return
+    _load_domain(cfg)
     if cfg.budget.unlimited():
         _fail(
             "no budget set: give one of --budget-evals, --budget-llm-calls, --budget-tokens, "
             "--budget-time, --budget-cost or --target-fitness (or [budget] in the config)"
         )
     path = out or Path("runs") / f"{cfg.domain.name}-{time.strftime('%Y%m%d-%H%M%S')}.db"
-    if path.exists():
-        _fail(f"{path} already exists; continue it with `evolm resume {path}` or pick --out")
-    try:
-        store = RunStore(path)
-    except StoreError as exc:
-        _fail(str(exc))
-        return
-    try:
-        with store:
-            code = _execute(cfg, store, resume=False, quiet=quiet)
-    except typer.Exit:
-        _remove_if_no_run(path)
-        raise
+    with _writer_lock(path, new=True):
+        if path.exists():
+            if not _remove_if_no_run(path):
+                _fail(
+                    f"{path} already exists; continue it with `evolm resume {path}` or pick --out"
+                )
+            console.print(
+                f"[dim]removed {escape(str(path))}: an empty run database left by a run that "
+                "stopped before it began[/]",
+                highlight=False,
+            )
+        try:
+            with _guarded(path, "creating the run database"):
+                store = RunStore(path)
+        except typer.Exit:
+            _remove_db(path)  # ours: it did not exist a moment ago
+            raise
+        began = True
+        try:
+            with _guarded(path, "the run"):
+                try:
+                    code = _execute(cfg, store, resume=False, quiet=quiet)
+                finally:
+                    began = _holds_run(store)
+                    store.close()
+        finally:
+            if not began:  # it failed before the run began: leave no empty database behind
+                _remove_db(path)
     raise typer.Exit(code)
 
 
-def _remove_if_no_run(path: Path) -> None:
-    """Delete a run database that was refused before its run was created."""
+def _holds_run(store: RunStore) -> bool:
+    try:
+        return store.has_run()
+    except Exception:
+        return True  # cannot tell: keep the file
+
+
+@contextmanager
+def _writer_lock(path: Path, *, new: bool) -> Iterator[None]:
+    """Hold run database ``path``'s single-writer lock (see :mod:`evolm.runlock`), or fail
+    with a message naming the process that holds it."""
+    from evolm.runlock import RunLock
+
+    if not new and not path.exists():
+        _fail(f"run database {path} does not exist")
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+    except StoreError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(describe_db_error(f"{path}.lock", exc))
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        p.unlink(missing_ok=True)
+
+
+def _remove_if_no_run(path: Path) -> bool:
+    """Delete ``path`` when it is an evolm run database that holds no run (its creator stopped
+    before the run began, so nothing is lost); returns whether ``path`` is gone. Any other file,
+    or one that cannot be read, is kept. The caller holds the writer lock."""
+    if not path.exists():
+        return True
     try:
         with RunStore(path, readonly=True) as store:
-            store.run_info()
-    except StoreError:
-        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            p.unlink(missing_ok=True)
+            if store.has_run():
+                return False
+    except (StoreError, sqlite3.Error, OSError):
+        return False
+    _remove_db(path)
+    return True
 
 
 @app.command()
@@ -394,16 +515,21 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Continue a run after a crash, Ctrl-C or a spent budget (budgets may be raised)."""
+    budget = _budget_overrides(
+        budget_llm_calls, budget_tokens, budget_evals, budget_time, budget_cost, target_fitness
+    )
+    jail = _sandbox_overrides(sandbox, allow_weak_sandbox)
+    with _writer_lock(run_db, new=False), _guarded(run_db, "the resume"):
+        _resume(run_db, budget, jail, quiet)
+
+
+def _resume(run_db: Path, budget: dict[str, Any], jail: dict[str, Any], quiet: bool) -> None:
     try:
         store = RunStore(run_db, create=False)
         info = store.run_info()
         data = info["config"]
-        budget = _budget_overrides(
-            budget_llm_calls, budget_tokens, budget_evals, budget_time, budget_cost, target_fitness
-        )
         if budget:
             data["budget"] = {**data.get("budget", {}), **budget}
-        jail = _sandbox_overrides(sandbox, allow_weak_sandbox)
         data["engine"] = {**data.get("engine", {}), **jail}
         cfg = load_config(overrides=data)
         if budget or jail:
@@ -455,12 +581,33 @@ def status(
     dims: Annotated[str, typer.Option(help="Two descriptor indices for the heatmap.")] = "0,1",
 ) -> None:
     """Summarise a run: counts, budgets, archive stats and a text heatmap."""
+    with _guarded(run_db, f"evolm status {run_db}"):
+        _status(run_db, dims)
+
+
+def _run_state(run_db: Path, stored: str) -> str:
+    """The run's status for ``evolm status``: the stored one, except that a run stored as
+    running whose writer is gone (killed) is shown as interrupted."""
+    from evolm.runlock import lock_holder
+
+    holder = lock_holder(run_db)
+    if holder is not None:
+        pid = holder.get("pid")
+        return f"{stored} (written by process {pid})" if pid else stored
+    if stored == "running":
+        return f"interrupted (the process is gone; continue with `evolm resume {run_db}`)"
+    return stored
+
+
+def _status(run_db: Path, dims: str) -> None:
     try:
         store = RunStore(run_db, readonly=True)
         info = store.run_info()
         cfg = RunConfig.model_validate(info["config"])
     except (StoreError, ValueError) as exc:
-        _fail(str(exc))
+        if isinstance(exc, StoreError):
+            _fail(str(exc))
+        _fail(f"{run_db} holds a configuration this evolm cannot read: {exc}")
         return
     out = Console(soft_wrap=True)
     with store:
@@ -471,7 +618,7 @@ def status(
         called = store.llm_models()
         default_model = called[0] if len(called) == 1 else "-"
         table = Table(title=f"evolm run {run_db}", show_header=False)
-        table.add_row("status", info["status"])
+        table.add_row("status", _run_state(run_db, info["status"]))
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
         table.add_row("seed", str(info["seed"]))
         table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
@@ -652,11 +799,12 @@ def export(
     """Write every program with lineage, status and scores as JSON lines or CSV."""
     if format not in ("jsonl", "csv"):
         _fail(f"--format must be jsonl or csv, got {format!r}")
-    try:
-        store = RunStore(run_db, readonly=True)
-    except StoreError as exc:
-        _fail(str(exc))
-        return
+    with _guarded(run_db, f"evolm export {run_db}"):
+        _export(run_db, format, out)
+
+
+def _export(run_db: Path, format: str, out: Path | None) -> None:
+    store = RunStore(run_db, readonly=True)
     fh = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
     try:
         with store:
@@ -766,11 +914,12 @@ def show(
     """Draw a Sodarace walker: a PNG of its body and an animated GIF of its gait."""
     from evolm.report import show as show_walker
 
-    try:
-        paths = show_walker(run_db, program=program, cell=cell, terrain=terrain, out_dir=out)
-    except ValueError as exc:
-        _fail(str(exc))
-        return
+    with _guarded(run_db, f"evolm show {run_db}"):
+        try:
+            paths = show_walker(run_db, program=program, cell=cell, terrain=terrain, out_dir=out)
+        except ValueError as exc:
+            _fail(str(exc))
+            return
     for p in paths:
         console.print(f"wrote {p}")
 

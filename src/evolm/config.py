@@ -426,7 +426,10 @@ class EngineConfig(_Strict):
     )
     workers: int = Field(0, ge=0, description="evaluation workers (0: one per core)")
     eval_timeout: float | None = Field(
-        None, gt=0.0, description="seconds per evaluation (default: the domain's)"
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="seconds per evaluation, a finite number > 0 (default: the domain's)",
     )
     memory_mb: int | None = Field(1024, ge=64, description="address-space limit per worker")
     sandbox: Literal["auto", "bwrap", "userns", "landlock", "weak"] = Field(
@@ -689,7 +692,18 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        return tomllib.loads(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {p} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at line "
+            f"{line} cannot be decoded): TOML files must be UTF-8. Re-save it as UTF-8 (e.g. "
+            f"iconv -f latin1 -t utf-8 {p})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
 

@@ -12,8 +12,10 @@ applies the ones it lacks, in order.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -33,11 +35,79 @@ from evolm.events import (
 from evolm.llm.base import Completion, Request
 from evolm.types import Evaluation, Individual, Program, Status
 
-__all__ = ["MIGRATIONS", "RunStore", "StoreError", "StoredCall"]
+__all__ = [
+    "MAX_CALL_EXTRAS",
+    "MAX_COMPLETION_CHARS",
+    "MAX_ERROR_CHARS",
+    "MAX_EXTRAS_CHARS",
+    "MAX_EXTRAS_DEPTH",
+    "MIGRATIONS",
+    "RunStore",
+    "StoreError",
+    "StoredCall",
+    "describe_db_error",
+]
 
 
 class StoreError(RuntimeError):
-    """The run database is missing, not an evolm database, or from a newer evolm."""
+    """The run database is missing, not an evolm database, damaged, from a newer evolm, or
+    cannot be written (a full disk)."""
+
+
+FULL_DISK_BYTES = 1 << 20
+"""Free space below which a SQLite I/O error on a run database is reported as a full disk."""
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_DISK_BYTES
+
+
+def describe_db_error(path: str | Path, exc: BaseException) -> str:
+    """What a SQLite or OS error on run database ``path`` means, and what to do: one paragraph
+    (a full disk, a damaged file, a file that is not a database, a read-only location)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    err_no = getattr(exc, "errno", None)
+    # SQLite reports a failed write of its shared-memory or journal file as a bare I/O error:
+    # look at the free space to tell a full disk from a failing one.
+    io_error = code == sqlite3.SQLITE_IOERR or name.startswith("SQLITE_IOERR")
+    full = code == sqlite3.SQLITE_FULL or err_no in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    if full or ((io_error or code == sqlite3.SQLITE_CANTOPEN) and _disk_full(Path(path))):
+        return (
+            f"cannot write {path}: the disk is full ({exc}). Free some space on that file "
+            f"system (or move the run database elsewhere) and run the command again; what was "
+            "stored before is kept"
+        )
+    if code == sqlite3.SQLITE_CORRUPT:
+        return (
+            f"{path} is damaged ({exc}): SQLite found pages of the file that are not valid. "
+            f"Restore it from a backup, or try `sqlite3 {path} .recover` to save what can be "
+            "read into a new file"
+        )
+    if code == sqlite3.SQLITE_NOTADB:
+        return (
+            f"{path} is not an evolm run database ({exc}): the file is not SQLite, or its "
+            "header was overwritten. Check the path; a damaged file must be restored from a "
+            "backup"
+        )
+    if code == sqlite3.SQLITE_READONLY or err_no in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"cannot write {path}: the file or its directory is read-only ({exc}). Make it "
+            "writable, or copy the run database somewhere writable"
+        )
+    if io_error:
+        return (
+            f"cannot read or write {path}: disk I/O error ({exc}). The disk may be full, "
+            "failing or disconnected (a network file system?); free space or move the file, "
+            "then run the command again"
+        )
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return f"cannot open {path} ({exc}): check that the path and its directory exist"
+    return f"{path}: database error ({type(exc).__name__}: {exc})"
 
 
 MIGRATIONS: tuple[tuple[str, str], ...] = (
@@ -116,16 +186,53 @@ MAX_CALL_EXTRAS = 4096
 """The most characters of ``Completion.extras`` JSON stored per LLM call (diagnostics, not data:
 longer extras are replaced by ``{"truncated": <length>}``)."""
 
+MAX_COMPLETION_CHARS = 1 << 20
+"""The most characters of an LLM completion stored per call (1 Mi; a program fits in far
+less). A longer completion is stored cut to this length, and the call's extras record
+``{"response_truncated": <original length>}``; a replay of such a call answers with an error
+instead of the cut text (see :mod:`evolm.llm.replay`)."""
+
+MAX_EXTRAS_CHARS = 64 * 1024
+"""The most characters of an evaluation's ``extras`` JSON stored per row (64 Ki). Longer extras
+are replaced by ``{"truncated": <length>, "keys": [<the first 20 top-level keys>]}``."""
+
+MAX_EXTRAS_DEPTH = 32
+"""The deepest nesting of lists and dicts kept when storing extras (evaluations and LLM calls);
+anything deeper is replaced by the string ``"<nested deeper than 32 levels>"``, so hostile
+extras cannot make storing (or a resume) fail with a RecursionError."""
+
+MAX_ERROR_CHARS = 16 * 1024
+"""The most characters of an evaluation's error text stored per row (its first part is kept,
+followed by ``... [<n> more characters]``)."""
+
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def _call_extras(extras: dict[str, Any]) -> str | None:
-    if not extras:
-        return None
+def _call_extras(extras: dict[str, Any], response_len: int | None = None) -> str | None:
+    text = _json(_plain(extras)) if extras else None
+    if text is not None and len(text) > MAX_CALL_EXTRAS:
+        text = _json({"truncated": len(text)})
+    if response_len is None:
+        return text
+    marked = json.loads(text) if text else {}
+    marked["response_truncated"] = response_len
+    return _json(marked)
+
+
+def _eval_extras(extras: dict[str, Any]) -> str:
     text = _json(_plain(extras))
-    return text if len(text) <= MAX_CALL_EXTRAS else _json({"truncated": len(text)})
+    if len(text) <= MAX_EXTRAS_CHARS:
+        return text
+    keys = [str(k)[:100] for k in list(extras)[:20]] if isinstance(extras, dict) else []
+    return _json({"truncated": len(text), "keys": keys})
+
+
+def _cap_error(error: str | None) -> str | None:
+    if error is None or len(error) <= MAX_ERROR_CHARS:
+        return error
+    return f"{error[:MAX_ERROR_CHARS]}... [{len(error) - MAX_ERROR_CHARS} more characters]"
 
 
 def _read_call_extras(row: sqlite3.Row) -> dict[str, Any]:
@@ -140,20 +247,35 @@ def _read_call_extras(row: sqlite3.Row) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"unreadable": raw[:200]}
 
 
-def _plain(obj: Any) -> Any:
+_TOO_DEEP = f"<nested deeper than {MAX_EXTRAS_DEPTH} levels>"
+
+
+def _plain(obj: Any, depth: int = 0) -> Any:
     """Evaluator extras as strict JSON: numpy arrays and scalars become lists and numbers,
-    non-finite floats become the strings "nan", "inf" and "-inf", other objects their repr."""
+    non-finite floats become the strings "nan", "inf" and "-inf", other objects their repr
+    (at most 200 characters); containers nested deeper than :data:`MAX_EXTRAS_DEPTH` become a
+    marker string."""
+    if depth >= MAX_EXTRAS_DEPTH and isinstance(obj, dict | list | tuple):
+        return _TOO_DEEP
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
+        return [_plain(v, depth + 1) for v in obj]
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
-        return _plain(obj.tolist())
+        try:
+            value = obj.tolist()
+        except RecursionError:
+            return _TOO_DEEP
+        return value if value is obj else _plain(value, depth)
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
-    return repr(obj)
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a hostile __repr__
+        text = f"<unrepresentable {type(obj).__name__}: {type(exc).__name__}>"
+    return text[:200]
 
 
 @dataclass(frozen=True)
@@ -194,12 +316,19 @@ class RunStore:
         self.path = Path(path)
         if not self.path.exists() and (readonly or not create):
             raise StoreError(f"run database {self.path} does not exist")
-        if readonly:
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), isolation_level=None)
+        if not readonly and not create:
+            # check before writing anything: a file this refuses is left as it was
+            with RunStore(self.path, readonly=True) as probe:
+                probe.run_info()
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(str(self.path), isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(describe_db_error(self.path, exc)) from exc
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute("PRAGMA busy_timeout = 10000")
@@ -212,8 +341,39 @@ class RunStore:
                 self._check_known_schema()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreError(f"{self.path} is not an evolm run database: {exc}") from exc
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code in (sqlite3.SQLITE_NOTADB, None) or str(exc) == "file is not a database":
+                raise StoreError(
+                    f"{self.path} is not an evolm run database: {exc}. Check the path "
+                    "(`evolm run` creates run databases)"
+                ) from exc
+            raise StoreError(describe_db_error(self.path, exc)) from exc
+        except BaseException:
+            self._conn.close()
+            raise
         self._in_tx = False
+
+    def _loads(self, text: str | None, where: str) -> Any:
+        """Parse JSON stored in ``where`` (e.g. "runs.config_json"), naming the file and the
+        place when it is not JSON (the file was changed outside evolm)."""
+        try:
+            return json.loads(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise StoreError(
+                f"{self.path} is damaged: {where} is not valid JSON ({type(exc).__name__}: "
+                f"{exc}). The file was changed outside evolm; restore it from a backup"
+            ) from exc
+
+    def _typed(self, cls: Any, payload: Any, *args: Any) -> Any:
+        """A typed event from its stored payload, naming the file when the payload is not one."""
+        try:
+            return cls.from_payload(payload, *args)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StoreError(
+                f"{self.path} is damaged: a '{cls.kind}' event does not hold what evolm wrote "
+                f"({type(exc).__name__}: {exc}). The file was changed outside evolm; restore it "
+                "from a backup"
+            ) from exc
 
     # -- schema ---------------------------------------------------------------------------
     def _applied(self) -> list[str]:
@@ -314,13 +474,26 @@ class RunStore:
             (now, now, seed, domain, _json(config), _json(versions)),
         )
 
+    def has_run(self) -> bool:
+        """Whether the file holds a run (False: created, but its run never began)."""
+        return self._conn.execute("SELECT 1 FROM runs").fetchone() is not None
+
     def run_info(self) -> dict[str, Any]:
         row = self._conn.execute("SELECT * FROM runs WHERE id = 1").fetchone()
         if row is None:
-            raise StoreError(f"{self.path} holds no run (was it created by `evolm run`?)")
+            raise StoreError(
+                f"{self.path} holds no run: the evolm process that created it stopped before "
+                f"the run began. Nothing was stored in it; delete it (rm {self.path}) and start "
+                "again with `evolm run`"
+            )
         d = dict(row)
-        d["config"] = json.loads(d.pop("config_json"))
-        d["versions"] = json.loads(d.pop("versions_json"))
+        d["config"] = self._loads(d.pop("config_json"), "the run's configuration (config_json)")
+        d["versions"] = self._loads(d.pop("versions_json"), "the run's versions_json")
+        if not isinstance(d["config"], dict):
+            raise StoreError(
+                f"{self.path} is damaged: the run's configuration (config_json) is not a JSON "
+                "object. The file was changed outside evolm; restore it from a backup"
+            )
         return d
 
     def update_config(self, config: dict[str, Any]) -> None:
@@ -372,22 +545,21 @@ class RunStore:
                     ev.status.value,
                     ev.fitness,
                     None if ev.descriptors is None else _json(list(ev.descriptors)),
-                    _json(_plain(ev.extras)),
+                    _eval_extras(ev.extras),
                     ev.wall_time,
                     ev.cpu_time,
-                    ev.error,
+                    _cap_error(ev.error),
                     add_status,
                     now,
                 )
             )
         self._conn.executemany("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
-    @staticmethod
-    def _program(row: sqlite3.Row) -> Program:
+    def _program(self, row: sqlite3.Row) -> Program:
         return Program(
             id=row["id"],
             code=row["code"],
-            parent_ids=tuple(json.loads(row["parent_ids"])),
+            parent_ids=tuple(self._loads(row["parent_ids"], f"program {row['id']}'s parent_ids")),
             operator=row["operator"],
             model=row["model"],
             prompt_hash=row["prompt_hash"],
@@ -398,14 +570,16 @@ class RunStore:
             seed=row["seed"],
         )
 
-    @staticmethod
-    def _evaluation(row: sqlite3.Row) -> Evaluation:
+    def _evaluation(self, row: sqlite3.Row) -> Evaluation:
         desc = row["descriptors"]
+        where = f"the evaluation of program {row['id']}"
         return Evaluation(
             status=Status(row["status"]),
             fitness=row["fitness"],
-            descriptors=None if desc is None else tuple(json.loads(desc)),
-            extras=json.loads(row["extras"]),
+            descriptors=None
+            if desc is None
+            else tuple(self._loads(desc, where + " (descriptors)")),
+            extras=self._loads(row["extras"], where + " (extras)"),
             wall_time=row["wall_time"],
             cpu_time=row["cpu_time"],
             error=row["error"],
@@ -445,9 +619,10 @@ class RunStore:
         )
         for row in self._conn.execute(sql):
             d = dict(row)
-            d["parent_ids"] = json.loads(d["parent_ids"])
+            where = f"program {d['id']}"
+            d["parent_ids"] = self._loads(d["parent_ids"], where + "'s parent_ids")
             if d["descriptors"] is not None:
-                d["descriptors"] = json.loads(d["descriptors"])
+                d["descriptors"] = self._loads(d["descriptors"], where + "'s descriptors")
             yield d
 
     def counts(self) -> dict[str, int]:
@@ -487,6 +662,11 @@ class RunStore:
 
     # -- llm calls ------------------------------------------------------------------------
     def add_llm_call(self, batch: int, request: Request, completion: Completion) -> int:
+        """Store one LLM call; a completion longer than :data:`MAX_COMPLETION_CHARS` is stored
+        cut, with its original length in the extras (``response_truncated``)."""
+        text, cut = completion.text, None
+        if text is not None and len(text) > MAX_COMPLETION_CHARS:
+            text, cut = text[:MAX_COMPLETION_CHARS], len(text)
         cur = self._conn.execute(
             "INSERT INTO llm_calls(batch, request_key, request_json, seed, response, model,"
             " tokens_in, tokens_out, latency, cost, error, finish_reason, created_at, extras_json)"
@@ -496,7 +676,7 @@ class RunStore:
                 request.key(),
                 request.to_json(),
                 request.seed,
-                completion.text,
+                text,
                 completion.model,
                 completion.tokens_in,
                 completion.tokens_out,
@@ -505,7 +685,7 @@ class RunStore:
                 completion.error,
                 completion.finish_reason,
                 time.time(),
-                _call_extras(completion.extras),
+                _call_extras(completion.extras, cut),
             ),
         )
         assert cur.lastrowid is not None
@@ -590,7 +770,9 @@ class RunStore:
             args = (kind,)
         for row in self._conn.execute(sql + " ORDER BY id", args):
             d = dict(row)
-            d["payload"] = json.loads(d["payload"])
+            d["payload"] = self._loads(
+                d["payload"], f"the payload of event {d['id']} ({d['kind']})"
+            )
             yield d
 
     def steps(self, max_batch: int | None = None) -> list[StepEvent]:
@@ -599,7 +781,7 @@ class RunStore:
         for e in self.events(StepEvent.kind):
             if e["batch"] is None or (max_batch is not None and e["batch"] > max_batch):
                 continue
-            out.append(StepEvent.from_payload(e["payload"], int(e["batch"])))
+            out.append(self._typed(StepEvent, e["payload"], int(e["batch"])))
         return out
 
     def last_step(self) -> StepEvent | None:
@@ -607,20 +789,20 @@ class RunStore:
         e = self.last_event(StepEvent.kind)
         if e is None or e["batch"] is None:
             return None
-        return StepEvent.from_payload(e["payload"], int(e["batch"]))
+        return self._typed(StepEvent, e["payload"], int(e["batch"]))
 
     def end_event(self) -> EndEvent | None:
         """How the run's latest stretch ended, or None while it runs (or after a crash)."""
         e = self.last_event(EndEvent.kind)
-        return None if e is None else EndEvent.from_payload(e["payload"])
+        return None if e is None else self._typed(EndEvent, e["payload"])
 
     def resumes(self) -> list[ResumeEvent]:
         """The ``resume`` events, in order."""
-        return [ResumeEvent.from_payload(e["payload"]) for e in self.events(ResumeEvent.kind)]
+        return [self._typed(ResumeEvent, e["payload"]) for e in self.events(ResumeEvent.kind)]
 
     def sandbox_events(self) -> list[SandboxEvent]:
         """Where programs ran, one event per start or resume, in order."""
-        return [SandboxEvent.from_payload(e["payload"]) for e in self.events(SandboxEvent.kind)]
+        return [self._typed(SandboxEvent, e["payload"]) for e in self.events(SandboxEvent.kind)]
 
     def finetune_rounds(self, max_batch: int | None = None) -> list[FinetuneRoundEvent]:
         """The fine-tuning rounds recorded after batches up to ``max_batch``, in order."""
@@ -628,7 +810,7 @@ class RunStore:
         for e in self.events(FinetuneRoundEvent.kind):
             if e["batch"] is None or (max_batch is not None and e["batch"] > max_batch):
                 continue
-            out.append(FinetuneRoundEvent.from_payload(e["payload"], int(e["batch"])))
+            out.append(self._typed(FinetuneRoundEvent, e["payload"], int(e["batch"])))
         return out
 
     def arm_totals(self) -> dict[str, dict[str, float]]:
@@ -651,5 +833,5 @@ class RunStore:
         if row is None:
             return None
         d = dict(row)
-        d["payload"] = json.loads(d["payload"])
+        d["payload"] = self._loads(d["payload"], f"the payload of event {d['id']} ({d['kind']})")
         return d

@@ -3,7 +3,10 @@
 A run writes every call to its database's ``llm_calls`` table. :class:`ReplayLLM` reads that
 table and answers each request with a recorded answer to the same prompt, so a run can be
 repeated offline and for free. A prompt the cassette cannot answer stops the run with
-:class:`CassetteMiss`: a replay that silently diverged would not be a replay.
+:class:`CassetteMiss`: a replay that silently diverged would not be a replay. For the same
+reason a call whose completion was stored cut (longer than
+:data:`evolm.store.MAX_COMPLETION_CHARS`) stops the replay with :class:`TruncatedCompletion`
+when it is reached, instead of answering with the cut text.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from pathlib import Path
 
 from evolm.llm.base import Completion, LLMBackend, LLMError, Request
 
-__all__ = ["CassetteMiss", "ReplayLLM"]
+__all__ = ["CassetteMiss", "ReplayLLM", "TruncatedCompletion"]
 
 
 class CassetteMiss(LLMError):
     """The cassette holds no unused answer for a request: the replay has diverged."""
+
+
+class TruncatedCompletion(CassetteMiss):
+    """The recorded answer to a request was stored cut (too long to store whole), so the
+    replay cannot give the answer the recorded run saw."""
 
 
 @dataclass
@@ -29,6 +37,7 @@ class _Row:
     seed: int | None
     completion: Completion
     used: bool = False
+    truncated: int | None = None  # the original length of a completion stored cut
 
 
 def _excerpt(request: Request, n: int = 120) -> str:
@@ -88,7 +97,10 @@ class ReplayLLM(LLMBackend):
                 latency=0.0,
                 extras={"replayed_id": call.id, "recorded_latency": recorded.latency},
             )
-            self._rows.setdefault(call.request_key, []).append(_Row(call.id, call.seed, completion))
+            cut = recorded.extras.get("response_truncated")
+            truncated = cut if isinstance(cut, int) and cut > 0 else None
+            row = _Row(call.id, call.seed, completion, truncated=truncated)
+            self._rows.setdefault(call.request_key, []).append(row)
         first_model = next((c.completion.model for c in calls if c.completion.model), None)
         super().__init__(first_model or "replay", concurrency)
 
@@ -112,6 +124,13 @@ class ReplayLLM(LLMBackend):
             )
         row = next((r for r in unused if r.seed == request.seed), unused[0])
         row.used = True
+        if row.truncated is not None:
+            raise TruncatedCompletion(
+                f"replay cassette {self.path} cannot answer a request: its recorded answer "
+                f"(call {row.id}) was {row.truncated} characters long and was stored cut to "
+                f"{len(row.completion.text)}, so replaying it would not reproduce the recorded "
+                "run. Replay a run whose completions were stored whole, or use a live model"
+            )
         return row.completion
 
     async def _generate_one(self, request: Request) -> Completion:

@@ -308,13 +308,18 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
     about = _describe_llm(engine.llm)
     if about and not quiet:
         console.print(f"[dim]{about}[/]", highlight=False)
-    from evolm.sandbox import SandboxUnavailable
+    from evolm.sandbox import DomainStartError, SandboxUnavailable
 
     try:
         with view.progress:
             result = asyncio.run(main())
     except SandboxUnavailable as exc:
-        _fail(f"{exc}\n(`evolm doctor` shows what this machine supports)")
+        hint = (
+            ""
+            if isinstance(exc, DomainStartError)
+            else "\n(`evolm doctor` shows what this machine supports)"
+        )
+        _fail(f"{exc}{hint}")
         raise AssertionError from exc  # unreachable: _fail exits
     except StoreError as exc:  # e.g. a fine-tuning round's adapter is gone (nothing changed)
         _fail(str(exc))
@@ -322,6 +327,10 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
     snap = result.snapshot
     if result.status == "failed":
         console.print(f"[bold red]run failed:[/] {escape(str(result.error))}", highlight=False)
+        from evolm.runlock import log_path
+
+        if result.error and log_path(store.path).exists():
+            console.print(f"  traceback: {log_path(store.path)}", markup=False, highlight=False)
     else:
         console.print(f"run {result.status}: {result.reason}", markup=False, highlight=False)
     if snap is not None:

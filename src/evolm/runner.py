@@ -42,6 +42,7 @@ from evolm.events import EndEvent, ResumeEvent, SandboxEvent, StepEvent
 from evolm.finetune.loop import FinetuneLoop, swap_adapter
 from evolm.llm.base import Completion, LLMBackend, Request
 from evolm.llm.local import TokenCounter
+from evolm.runlock import log_traceback
 from evolm.scheduler import (
     SEED,
     Batch,
@@ -339,6 +340,7 @@ class Runner:
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             self.scheduler.stop_reason = error
+            log_traceback(self.store.path, exc, "the run failed")
         finally:
             if owned_evaluator:
                 evaluator.close()

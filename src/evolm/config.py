@@ -221,8 +221,27 @@ class OpenAILLMConfig(LLMConfig):
     backend: Literal["openai"] = "openai"
     base_url: str | None = Field(None, description="OpenAI-compatible server URL")
     api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
-    timeout: float = Field(120.0, gt=0.0, description="seconds per request attempt")
+    timeout: float = Field(
+        120.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="seconds one request attempt may take in all, from connecting to the last "
+        "byte of the answer",
+    )
     max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
+    deadline: float = Field(
+        300.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="seconds one call may take in all, attempts, retries and waits included",
+    )
+    max_retry_wait: float = Field(
+        60.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="longest Retry-After honoured; a server asking for a longer wait fails the "
+        "call",
+    )
 
     @model_validator(mode="after")
     def _needs_model(self) -> OpenAILLMConfig:

@@ -63,6 +63,10 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
 def _status_text(exc: openai.APIStatusError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else body
@@ -226,19 +230,18 @@ class OpenAICompatLLM(LLMBackend):
                     return self._past_deadline(t0, attempt + 1, last_error)
                 await asyncio.sleep(delay)
         return self._failure(
-            t0, attempts, f"gave up after {attempts} attempts; last error: {last_error}"
+            t0, attempts, f"gave up after {_attempts(attempts)}; last error: {last_error}"
         )
 
     def _timed_out(self) -> str:
         return f"timed out: no complete answer within {self.timeout:g} s (llm.timeout)"
 
     def _past_deadline(self, t0: float, attempts: int, last_error: str) -> Completion:
-        tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
         return self._failure(
             t0,
             attempts,
-            f"gave up after {tried}: the call's deadline of {self.deadline:g} s (llm.deadline) "
-            f"passed; last error: {last_error or 'no complete answer yet'}",
+            f"gave up after {_attempts(attempts)}: the call's deadline of {self.deadline:g} s "
+            f"(llm.deadline) passed; last error: {last_error or 'no complete answer yet'}",
         )
 
     def _failure(self, t0: float, attempts: int, error: str) -> Completion:

@@ -610,11 +610,17 @@ class RunConfig(_Strict):
 _LEGACY_ARCHIVE = frozenset(
     {"kind", "bins", "cells", "per_cell", "size", "tournament_size", "selection", "qd_offset"}
 )
-_LEGACY_LLM = frozenset(
-    {
-        *LLMConfig.model_fields,
-        *(k for c in LLM_CONFIGS.values() for k in c.model_fields),
-    }
+_LLM_KEYS_SINCE_FLAT = frozenset({"deadline", "max_retry_wait"})
+"""``[llm]`` keys added after the flat form was retired: a stored flat section never holds them,
+so they must not count towards recognising one (add every new backend key here)."""
+_LEGACY_LLM = (
+    frozenset(
+        {
+            *LLMConfig.model_fields,
+            *(k for c in LLM_CONFIGS.values() for k in c.model_fields),
+        }
+    )
+    - _LLM_KEYS_SINCE_FLAT
 )
 _SWITCHES: dict[str, tuple[str, str, type[BaseModel]]] = {
     "archive": ("kind", "grid", ArchiveConfig),

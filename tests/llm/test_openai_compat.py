@@ -294,3 +294,17 @@ def test_the_config_sets_the_deadline_and_the_retry_wait(server: OpenAIServer) -
     for bad in ({"deadline": 0}, {"timeout": "inf"}, {"max_retry_wait": -1}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             load_config(overrides={"llm": {**llm, **bad}})
+
+
+def test_a_stored_flat_llm_section_still_loads_with_the_new_keys() -> None:
+    """The shipped cassette stores ``[llm]`` in the old flat form (every backend's keys, from
+    before ``deadline`` and ``max_retry_wait``); it must still be recognised and cut to its
+    backend's keys."""
+    from evolm.config import RunConfig
+    from evolm.llm.build import resolve_cassette
+    from evolm.store import RunStore
+
+    with RunStore(resolve_cassette("package:quickstart-image"), readonly=True) as store:
+        stored = store.run_info()["config"]
+    assert "api_key_env" in stored["llm"] and "deadline" not in stored["llm"]  # the flat form
+    assert RunConfig.model_validate(stored).llm.backend == "llama_cpp"

@@ -9,11 +9,16 @@ For a trivial program (``f()`` returns a number), on each sandbox tier that work
   change much, unlike the rates);
 * the timeout kill: how long past a 1 s deadline an infinite loop survives.
 
+Each is measured for the one-process domain (``scoring = "in_process"``: the program's child
+scores it) and for its two-phase twin (``scoring = "separate"``: a second child, forked from the
+pristine zygote, scores the data the program's child sent back), unless ``--scoring`` names one.
+
 The baseline, measured in the same run, is what a peer without a fork server does: a fresh
 ``python -I -c "import numpy; ..."`` per program, one at a time and two at a time.
 
     python benchmarks/sandbox.py [--programs 1000] [--sequential 300] [--fresh 30]
                                  [--tiers auto,userns,landlock]
+                                 [--scoring in_process,separate]
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from evolm.sandbox import SandboxPool, SandboxUnavailable, probe_tiers
 from evolm.types import Status
 from trivial_domain import TrivialDomain
 
-DOMAIN = "trivial_domain:TrivialDomain"  # a light module: every zygote imports it
+DOMAINS = {  # a light module: every zygote imports it
+    "in_process": "trivial_domain:TrivialDomain",
+    "separate": "trivial_domain:SplitTrivialDomain",
+}
 PROGRAM = "def f():\n    return 2.5\n"
 LOOP = "def f():\n    while True:\n        pass\n"
 
@@ -69,8 +77,10 @@ def in_process_seconds(n: int = 2000) -> float:
     return (time.perf_counter() - t0) / n
 
 
-async def sandbox_numbers(tier: str, workers: int, sequential: int, programs: int) -> dict:
-    async with SandboxPool(DOMAIN, workers=workers, timeout=5.0, tier=tier) as pool:
+async def sandbox_numbers(
+    tier: str, workers: int, sequential: int, programs: int, domain: str
+) -> dict:
+    async with SandboxPool(domain, workers=workers, timeout=5.0, tier=tier) as pool:
         for _ in range(20):  # warm up
             await pool.evaluate(PROGRAM)
         lat = []
@@ -127,6 +137,7 @@ def main() -> None:
     ap.add_argument("--sequential", type=int, default=300, help="programs sent one at a time")
     ap.add_argument("--fresh", type=int, default=30, help="fresh interpreters per baseline run")
     ap.add_argument("--tiers", default="auto,userns,landlock")
+    ap.add_argument("--scoring", default="in_process,separate", help="domain scoring modes")
     args = ap.parse_args()
 
     load_before = os.getloadavg()
@@ -137,15 +148,20 @@ def main() -> None:
         if tier != "auto" and not probe_tiers((tier,))[0].ok:
             print(f"skipping tier {tier}: {probe_tiers((tier,))[0].reason}")
             continue
-        for workers in (1, 2):
-            try:
-                r = asyncio.run(sandbox_numbers(tier, workers, args.sequential, args.programs))
-            except SandboxUnavailable as exc:
-                print(f"skipping tier {tier}: {exc}")
-                break
-            name = f"sandbox ({r['tier']}{', auto' if tier == 'auto' else ''})"
-            rows.append((name, workers, *summary(r["lat"]), r["rate"], r["cpu"]))
-            kill_rows += [(r["tier"], k) for k in r["kill"]]
+        for mode in args.scoring.split(","):
+            for workers in (1, 2):
+                try:
+                    r = asyncio.run(
+                        sandbox_numbers(
+                            tier, workers, args.sequential, args.programs, DOMAINS[mode]
+                        )
+                    )
+                except SandboxUnavailable as exc:
+                    print(f"skipping tier {tier}: {exc}")
+                    break
+                name = f"{r['tier']}{', auto' if tier == 'auto' else ''}, {mode}"
+                rows.append((name, workers, *summary(r["lat"]), r["rate"], r["cpu"]))
+                kill_rows += [(f"{r['tier']}, {mode}", k) for k in r["kill"]]
     fresh = [fresh_numbers(w, args.fresh) for w in (1, 2)]
     for w, f in zip((1, 2), fresh, strict=True):
         rows.append(("fresh python -I + numpy", w, *summary(f["lat"]), f["rate"], f["cpu"]))
@@ -156,7 +172,7 @@ def main() -> None:
     )
     print(f"in-process evaluate of the same program: {inproc_ms:.3f} ms")
     header = (
-        f"{'evaluator':<28} {'workers':>7} {'mean ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'evaluator':<32} {'workers':>7} {'mean ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'overhead ms':>11} {'programs/s':>10} {'vs fresh':>9} {'CPU ms/prog':>11}"
     )
     print(header)
@@ -165,7 +181,7 @@ def main() -> None:
     for name, w, mean, p50, p99, rate, cpu in rows:
         ratio = fresh_mean[w] / mean
         print(
-            f"{name:<28} {w:>7} {mean:>8.2f} {p50:>8.2f} {p99:>8.2f} "
+            f"{name:<32} {w:>7} {mean:>8.2f} {p50:>8.2f} {p99:>8.2f} "
             f"{mean - inproc_ms:>11.2f} {rate:>10.0f} {ratio:>8.1f}x {cpu * 1000:>11.2f}"
         )
     print(
@@ -175,7 +191,7 @@ def main() -> None:
     )
     print("\ntimeout kill (1 s deadline, infinite loop): seconds past the deadline, end to end")
     for tier, k in kill_rows:
-        print(f"  {tier:<10} +{k * 1000:.0f} ms")
+        print(f"  {tier:<22} +{k * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -31,3 +31,24 @@ class TrivialDomain(Domain):
         except Exception as exc:
             return Evaluation.failure(Status.ERROR, repr(exc))
         return Evaluation(Status.OK, -abs(x - 3.0), (x % 1.0, min(abs(x) / 100.0, 1.0)))
+
+
+class SplitTrivialDomain(TrivialDomain):
+    """:class:`TrivialDomain` as a two-phase domain: ``run`` calls ``f()`` in the program's child,
+    ``score`` scores the number in the sandbox's separate scoring process."""
+
+    scoring = "separate"
+
+    def run(self, code: str, seed: int = 0) -> float | Evaluation:
+        ns: dict[str, object] = {}
+        try:
+            exec(compile(code, "<program>", "exec"), ns)
+            return float(ns["f"]())  # type: ignore[operator]
+        except Exception as exc:
+            return Evaluation.failure(Status.ERROR, repr(exc))
+
+    def score(self, data: object, seed: int = 0) -> Evaluation:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            return Evaluation.failure(Status.INVALID, f"f() gave {type(data).__name__}")
+        x = float(data)
+        return Evaluation(Status.OK, -abs(x - 3.0), (x % 1.0, min(abs(x) / 100.0, 1.0)))

@@ -544,7 +544,11 @@ class Runner:
         if error is not None:
             return Outcome(program, Evaluation.failure(Status.INVALID, error), completion, False)
         (ev,) = await evaluator.evaluate([EvalJob(program, cand.seed, self.eval_timeout)])
-        return Outcome(program, ev.checked(self.space), completion)
+        dom = self.domain
+        checked = ev.checked(
+            self.space, dom.fitness_bounds, descriptors_in_space=dom.descriptors_in_space
+        )
+        return Outcome(program, checked, completion)
 
     # -- tell -----------------------------------------------------------------------------
     async def _tell(self, batch: Batch, outcomes: list[Outcome]) -> Told:

@@ -171,13 +171,23 @@ class Evaluation:
     def failure(cls, status: Status | str, error: str, **kw: Any) -> Evaluation:
         return cls(status=Status(status), error=error, **kw)
 
-    def checked(self, space: DescriptorSpace) -> Evaluation:
+    def checked(
+        self,
+        space: DescriptorSpace,
+        fitness_bounds: tuple[float, float] | None = None,
+        *,
+        descriptors_in_space: bool = False,
+    ) -> Evaluation:
         """Return this evaluation, or a ``rejected`` one naming the problem.
 
         An ``ok`` evaluation must have a finite float fitness and exactly ``space.dim`` finite
         descriptors, and the fitness at most :data:`FITNESS_LIMIT` in magnitude; anything else
         becomes ``rejected`` (its fitness and descriptors dropped, the error naming them) so it can
-        never reach an archive.
+        never reach an archive. With ``fitness_bounds`` (closed ``(low, high)``, either may be
+        infinite) a fitness outside them is rejected too, and with ``descriptors_in_space`` a
+        descriptor outside ``space.bounds``: a domain declares both
+        (:attr:`evolm.domains.base.Domain.fitness_bounds`) for values it can never produce, which
+        only a broken or forged result carries.
         """
         if self.status is not Status.OK:
             return self
@@ -209,6 +219,15 @@ class Evaluation:
                     problem = f"expected {space.dim} descriptors {space.names}, got {len(desc)}"
                 elif not all(math.isfinite(d) for d in desc):
                     problem = f"descriptors are not all finite: {desc}"
+        if problem is None and fitness_bounds is not None:
+            lo, hi = fitness_bounds
+            if not lo <= float(fit) <= hi:  # type: ignore[arg-type]
+                problem = f"fitness {fit} is outside the domain's bounds [{lo}, {hi}]"
+        if problem is None and descriptors_in_space and desc is not None:
+            for name, d, (lo, hi) in zip(space.names, desc, space.bounds, strict=True):
+                if not lo <= d <= hi:
+                    problem = f"descriptor {name} = {d} is outside its bounds [{lo}, {hi}]"
+                    break
         if problem is not None:
             # The values themselves are dropped (the error names them): a non-finite number
             # cannot be stored as JSON, and nothing reads a rejected candidate's scores.

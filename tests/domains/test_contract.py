@@ -63,7 +63,9 @@ def test_domain_contract(name: str) -> None:
 
     for ev in seed_results:
         assert ev.status is Status.OK, ev.error
-        checked = ev.checked(space)
+        checked = ev.checked(
+            space, dom.fitness_bounds, descriptors_in_space=dom.descriptors_in_space
+        )
         assert checked.status is Status.OK, checked.error
         assert len(checked.descriptors) == space.dim
     same = seed_results[0]

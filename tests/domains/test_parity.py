@@ -320,3 +320,32 @@ def test_same_result_in_the_sandbox() -> None:
         assert ev.extras["fixed"] == want.extras["fixed"]
     assert results[0].extras["fixed"] is True
     assert results[-1].status is Status.TIMEOUT
+
+
+# --- two-phase scoring: score() validates what run() sent back --------------------------------
+
+
+def test_run_sends_answers_and_score_scores_them(domain: ParityDomain) -> None:
+    data = domain.run(program("return (b1 + b2) % 2"))
+    assert isinstance(data, dict) and len(data["answers"]) == len(INPUTS)
+    ev = domain.score(data)
+    ref = score_function(lambda b1, b2, b3, b4: (b1 + b2) % 2)
+    assert ev.ok and ev.fitness == ref.fitness and ev.descriptors == ref.descriptors
+    assert ev.extras["answers"] == list(ref.answers)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ([0] * 16, "map of answers"),
+        ({"answers": [0] * 15, "first_problem": None}, "16 answers"),
+        ({"answers": [True] * 16, "first_problem": None}, "got bool"),
+        ({"answers": [2**40] * 16, "first_problem": None}, "below 2**31"),
+        ({"answers": [0.0] * 16, "first_problem": None}, "got float"),
+        ({"answers": [0] * 16, "first_problem": 3}, "first_problem must be a string"),
+        ({"answers": [0] * 16, "first_problem": None, "fitness": 1.0}, "map of answers"),
+    ],
+)
+def test_score_rejects_forged_answers(domain: ParityDomain, data: Any, words: str) -> None:
+    ev = domain.score(data)
+    assert ev.status is Status.INVALID and words in ev.error

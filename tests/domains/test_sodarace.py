@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 from importlib import import_module, resources
+from typing import Any
 
 import numpy as np
 import pytest
@@ -484,3 +485,37 @@ def test_fake_llm_mutations_of_the_seeds_never_raise() -> None:
 
 def test_walker_error_is_a_value_error() -> None:
     assert issubclass(WalkerError, ValueError)
+
+
+# --- two-phase scoring: score() validates the walker description run() sent back ---------------
+
+
+def test_run_sends_a_plain_walker_that_scores_as_evaluate(domain: SodaraceDomain) -> None:
+    code = seed_code("square")
+    data = domain.run(code)
+    assert isinstance(data, dict) and set(data) == {"walker"}
+    ev, ref = domain.score(data), domain.evaluate(code)
+    assert ev.ok and (ev.fitness, ev.descriptors, ev.extras) == (
+        ref.fitness,
+        ref.descriptors,
+        ref.extras,
+    )
+
+
+@pytest.mark.parametrize(
+    ("walker", "words"),
+    [
+        ("not a map", "expected"),
+        ({"joints": [[0.0, 0.0]]}, "exactly a list of joints and a list of muscles"),
+        ({"joints": [[0.0, 0.0]] * 201, "muscles": []}, "at most 200 joints"),
+        ({"joints": [[0.0, float("nan")]], "muscles": []}, "finite numbers"),
+        ({"joints": [[0.0, 0.0], [5.0, 0.0]], "muscles": [[0, 2, 0.0, 0.0]]}, "two joints"),
+        ({"joints": [[0.0, 0.0], [5.0, 0.0]], "muscles": [[0, 0, 0.0, 0.0]]}, "two joints"),
+        ({"joints": [[0.0, 0.0], [5.0, 0.0]], "muscles": [[0, 1, 99.0, 0.0]]}, "amplitude"),
+        ({"joints": [[0.0, 0.0], [5.0, 0.0]], "muscles": [[0, 1, 0.0]]}, "[j0, j1, amplitude"),
+        ({"joints": [[0.0, 0.0], [0.1, 0.0]], "muscles": [[0, 1, 0.0, 0.0]]}, "invalid walker:"),
+    ],
+)
+def test_score_rejects_forged_walkers(domain: SodaraceDomain, walker: Any, words: str) -> None:
+    ev = domain.score({"walker": walker})
+    assert ev.status is Status.INVALID and words in ev.error, ev

@@ -173,3 +173,89 @@ json_like = st.recursive(
 def test_plain_data_round_trips(value: object) -> None:
     out = codec.decode_value(codec.encode_value(value))
     assert repr(out) == repr(value)  # repr: nan == nan
+
+
+# --- decoding caps ---------------------------------------------------------------------------
+
+
+def _result(extras: object) -> bytes:
+    return msgpack.packb(
+        {"status": "ok", "fitness": 1.0, "descriptors": [0.5], "extras": {"x": extras}}
+    )
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        # one list longer than the cap: refused from its header, before anything is built
+        _result([[]] * (codec.MAX_DECODED_ITEMS + 1)),
+        # many lists, each small, together over the cap: stopped while decoding
+        _result([[0] * 10 for _ in range(codec.MAX_DECODED_ITEMS // 10)]),
+        # the same with maps
+        _result([{"k": 0, "j": 1} for _ in range(codec.MAX_DECODED_ITEMS // 4)]),
+    ],
+    ids=["one long list", "many lists", "many maps"],
+)
+def test_results_too_large_after_decoding_become_errors(blob: bytes) -> None:
+    assert len(blob) <= codec.MAX_RESULT_BYTES
+    with pytest.raises(codec.DecodeLimit):
+        codec.decode_value(blob)
+    ev = codec.decode_evaluation(blob)
+    assert ev.status is Status.ERROR and "too large after decoding" in ev.error
+    assert str(codec.MAX_DECODED_ITEMS) in ev.error
+
+
+@pytest.mark.parametrize("depth", [codec.MAX_DEPTH + 1, 200, 5000])
+def test_results_nested_too_deeply_become_errors(depth: int) -> None:
+    blob = b"\x81\xa6extras\x81\xa1x" + b"\x91" * depth + b"\xc0"  # {"extras": {"x": [[...]]}}
+    with pytest.raises(codec.DecodeLimit):
+        codec.decode_value(blob)
+    ev = codec.decode_evaluation(blob)
+    assert ev.status is Status.ERROR and "nested too deeply" in ev.error
+
+
+def test_results_within_the_caps_decode() -> None:
+    nested: object = 1.0
+    for _ in range(codec.MAX_DEPTH - 3):  # the evaluation and extras maps are two levels more
+        nested = [nested]
+    blob = codec.encode_evaluation(Evaluation(Status.OK, 1.0, (0.5,), extras={"x": nested}))
+    assert codec.decode_evaluation(blob).extras["x"] == nested
+    many = list(range(codec.MAX_DECODED_ITEMS - 100))
+    assert codec.decode_value(codec.encode_value(many)) == many
+
+
+# --- run output of two-phase domains ----------------------------------------------------------
+
+
+def test_run_output_round_trips_data() -> None:
+    img = np.linspace(0, 1, 48).reshape(4, 4, 3)
+    data, failed = codec.decode_run_output(codec.encode_run_output({"img": img, "n": [1, None]}))
+    assert failed is None
+    assert np.array_equal(data["img"], img) and data["n"] == [1, None]
+
+
+def test_run_output_carries_failures_but_never_an_ok_evaluation() -> None:
+    bad = Evaluation.failure(Status.INVALID, "no draw()")
+    data, failed = codec.decode_run_output(codec.encode_evaluation(bad))
+    assert data is None and failed is not None
+    assert (failed.status, failed.error) == (Status.INVALID, "no draw()")
+    forged = codec.encode_evaluation(Evaluation(Status.OK, 1e300, (0.5,)))
+    data, failed = codec.decode_run_output(forged)
+    assert data is None and failed is not None and failed.status is Status.ERROR
+    assert "evaluation where its data belongs" in failed.error
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"data": 1, "more": 2}), b"\x91" * 100],
+    ids=["not msgpack", "a list", "extra keys", "deep"],
+)
+def test_malformed_run_output_is_an_error(blob: bytes) -> None:
+    data, failed = codec.decode_run_output(blob)
+    assert data is None and failed is not None and failed.status is Status.ERROR
+    assert failed.error
+
+
+def test_unsendable_run_output_is_an_error() -> None:
+    data, failed = codec.decode_run_output(codec.encode_run_output(object()))
+    assert data is None and failed is not None and "not serialisable" in failed.error

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import ribs.archives
-from scipy.spatial import KDTree
 
 from evolm.archives.grid import MAX_CELLS, EliteMap
 from evolm.archives.metrics import check_count, check_offset
 from evolm.types import DescriptorSpace, Individual
+
+if TYPE_CHECKING:
+    import ribs.archives
 
 __all__ = ["LLOYD_ITERATIONS", "CVTArchive", "cvt_centroids"]
 
@@ -55,6 +57,8 @@ def cvt_centroids(cells: int, dim: int, *, seed: int = 0, samples: int | None = 
 
 @functools.lru_cache(maxsize=16)
 def _lloyd(cells: int, dim: int, seed: int, samples: int) -> np.ndarray:
+    from scipy.spatial import KDTree  # only when CVT centroids are made
+
     rng = np.random.default_rng(seed)
     points = rng.random((samples, dim))
     centroids = points[rng.choice(samples, size=cells, replace=False)]
@@ -106,6 +110,8 @@ class CVTArchive(EliteMap):
         self.seed = check_count("seed", seed, minimum=0)
         self.centroids = cvt_centroids(cells, space.dim, seed=self.seed, samples=samples)
         self.centroids.flags.writeable = False
+        import ribs.archives  # loads scikit-learn, scipy, numba, torch: only for a CVT archive
+
         archive = ribs.archives.CVTArchive(
             solution_dim=(),
             centroids=self.centroids,
@@ -114,7 +120,11 @@ class CVTArchive(EliteMap):
             qd_score_offset=offset,
             seed=self.seed,
         )
-        super().__init__(space, offset, archive, len(self.centroids))
+
+        def make_ribs() -> ribs.archives.CVTArchive:
+            return archive
+
+        super().__init__(space, offset, archive.index_of, make_ribs, len(self.centroids))
         self._spacing: float | None = None
 
     def _measures(self, descriptors: np.ndarray) -> np.ndarray:
@@ -125,6 +135,8 @@ class CVTArchive(EliteMap):
         neighbouring cells are about 1 apart as on a grid."""
         if self._spacing is None:
             c = self.centroids
+            from scipy.spatial import KDTree
+
             if len(c) < 2:
                 self._spacing = 1.0
             else:

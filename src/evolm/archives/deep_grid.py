@@ -6,10 +6,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import ribs.archives
 
 from evolm.archives.base import Archive, ArchiveStats, EmptyArchiveError
 from evolm.archives.grid import EMPTY_MESSAGE, check_bins, descriptor_row
+from evolm.archives.gridindex import GridIndex
 from evolm.archives.metrics import check_count, check_offset, insertable, summarise
 from evolm.archives.selection import FITNESS_FLOOR, SlotSelector
 from evolm.types import AddStatus, DescriptorSpace, Individual
@@ -23,7 +23,8 @@ class DeepGridArchive(Archive):
     After `Flageat & Cully 2020 <https://arxiv.org/abs/2006.14253>`_: keeping several individuals
     per cell makes the archive robust to noisy fitness and keeps more stepping stones. Cells are
     the same as :class:`~evolm.archives.grid.GridArchive` with the same ``bins`` (indexed by
-    :meth:`ribs.archives.GridArchive.index_of`; descriptors outside the bounds go to edge cells).
+    :class:`~evolm.archives.gridindex.GridIndex`, as pyribs' grid is; descriptors outside the
+    bounds go to edge cells).
 
     Insertion, judged item by item: an item lands in a cell with a free slot -> ``NEW`` (whether
     the cell was empty or already held others); in a full cell, it replaces the cell's worst
@@ -61,9 +62,7 @@ class DeepGridArchive(Archive):
         super().__init__(space, check_offset(qd_offset))
         self.dims = check_bins(bins, space)
         self.per_cell = check_count("per_cell", per_cell)
-        self._indexer = ribs.archives.GridArchive(
-            solution_dim=(), dims=self.dims, ranges=space.bounds, solution_dtype=object
-        )
+        self._indexer = GridIndex(self.dims, space.lower, space.upper)
         self._lower, self._upper = space.lower, space.upper
         self._cells = int(np.prod(self.dims))
         self._fitness = np.full((self._cells, self.per_cell), -np.inf, dtype=np.float64)
@@ -82,7 +81,7 @@ class DeepGridArchive(Archive):
     def _index(self, descriptors: np.ndarray) -> np.ndarray:
         # Clip first: pyribs scales before it clips, and a huge descriptor would overflow.
         clipped = np.clip(descriptors, self._lower, self._upper)
-        return np.asarray(self._indexer.index_of(clipped), dtype=np.int64)
+        return self._indexer(clipped)
 
     def _holds(self, ind: Individual) -> bool:
         cell = self._cell_of_id.get(ind.id)

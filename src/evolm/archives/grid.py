@@ -4,16 +4,19 @@ with the CVT archive."""
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import ribs.archives
 
 from evolm.archives.base import Archive, ArchiveStats, EmptyArchiveError
+from evolm.archives.gridindex import GridIndex
 from evolm.archives.metrics import check_count, check_offset, insertable, summarise
 from evolm.archives.selection import SlotSelector
 from evolm.types import AddStatus, DescriptorSpace, Individual
+
+if TYPE_CHECKING:
+    import ribs.archives
 
 __all__ = ["MAX_CELLS", "EliteMap", "GridArchive", "check_bins"]
 
@@ -72,10 +75,11 @@ def descriptor_row(ind: Individual, space: DescriptorSpace) -> np.ndarray:
 
 
 class EliteMap(Archive):
-    """One elite per cell, with the cell of a descriptor given by a pyribs archive.
+    """One elite per cell, with the cell of a descriptor given by an index function.
 
-    Subclasses build the pyribs archive (its ``index_of`` maps measures to cells) and may map
-    descriptors to pyribs measures with :meth:`_measures`. Everything on the hot path lives in
+    Subclasses give the function that maps measures to cells (a :class:`GridIndex`, or a pyribs
+    archive's ``index_of``) and one that builds the matching pyribs archive, and may map
+    descriptors to measures with :meth:`_measures`. Everything on the hot path lives in
     dense numpy arrays over the cells plus a :class:`~evolm.archives.selection.SlotSelector`, so
     ``add`` costs O(batch) and ``sample`` O(n log cells), whatever the number of elites. The
     pyribs archive is only written when :meth:`to_ribs` is called.
@@ -85,11 +89,14 @@ class EliteMap(Archive):
         self,
         space: DescriptorSpace,
         qd_offset: float,
-        ribs_archive: ribs.archives.GridArchive | ribs.archives.CVTArchive,
+        index: Callable[[np.ndarray], Any],
+        make_ribs: Callable[[], ribs.archives.GridArchive | ribs.archives.CVTArchive],
         cells: int,
     ) -> None:
         super().__init__(space, check_offset(qd_offset))
-        self._ribs = ribs_archive
+        self._index_of = index
+        self._make_ribs = make_ribs
+        self._ribs: ribs.archives.GridArchive | ribs.archives.CVTArchive | None = None
         self._cells = cells
         self._fitness = np.full(cells, -np.inf, dtype=np.float64)
         self._elites = np.empty(cells, dtype=object)
@@ -107,7 +114,7 @@ class EliteMap(Archive):
         return descriptors
 
     def _index(self, descriptors: np.ndarray) -> np.ndarray:
-        return np.asarray(self._ribs.index_of(self._measures(descriptors)), dtype=np.int64)
+        return np.asarray(self._index_of(self._measures(descriptors)), dtype=np.int64)
 
     def _holds(self, ind: Individual) -> bool:
         cell = self._cell_of_id.get(ind.id)
@@ -237,8 +244,11 @@ class EliteMap(Archive):
 
         Solutions are the :class:`~evolm.types.Individual` objects; measures are what the pyribs
         archive indexes (raw descriptors for a grid, normalised ones for a CVT). The pyribs archive
-        is brought up to date on each call, costing O(changed cells + cells).
+        is built on the first call (importing pyribs) and brought up to date on each call, costing
+        O(changed cells + cells).
         """
+        if self._ribs is None:
+            self._ribs = self._make_ribs()  # every cell changed since construction is unsynced
         if self._unsynced:
             cells = np.fromiter(self._unsynced, dtype=np.int64, count=len(self._unsynced))
             elites = self._elites[cells]
@@ -252,9 +262,10 @@ class GridArchive(EliteMap):
     """MAP-Elites grid: the descriptor box split into equal bins per dimension, one elite per cell.
 
     From `Mouret & Clune 2015 <https://arxiv.org/abs/1504.04909>`_, as used for programs in ELM
-    (`Lehman et al. 2022 <https://arxiv.org/abs/2206.08896>`_). Cells are indexed by
-    :meth:`ribs.archives.GridArchive.index_of` over ``space.bounds``: a descriptor outside the
-    bounds is clipped into the edge cell. Cell indices are row-major over the bins.
+    (`Lehman et al. 2022 <https://arxiv.org/abs/2206.08896>`_). Cells are indexed as by
+    :meth:`ribs.archives.GridArchive.index_of` over ``space.bounds`` (see :class:`GridIndex`,
+    which needs no pyribs): a descriptor outside the bounds is clipped into the edge cell. Cell
+    indices are row-major over the bins.
 
     Args:
         space: the descriptor space; its bounds are the grid's range.
@@ -272,14 +283,20 @@ class GridArchive(EliteMap):
     ) -> None:
         dims = check_bins(bins, space)
         offset = check_offset(qd_offset)
-        archive = ribs.archives.GridArchive(
-            solution_dim=(),
-            dims=dims,
-            ranges=space.bounds,
-            solution_dtype=object,
-            qd_score_offset=offset,
-        )
-        super().__init__(space, offset, archive, int(np.prod(dims)))
+
+        def make_ribs() -> ribs.archives.GridArchive:
+            import ribs.archives  # loads torch, numba, scipy: only when asked for
+
+            return ribs.archives.GridArchive(
+                solution_dim=(),
+                dims=dims,
+                ranges=space.bounds,
+                solution_dtype=object,
+                qd_score_offset=offset,
+            )
+
+        index = GridIndex(dims, space.lower, space.upper)
+        super().__init__(space, offset, index, make_ribs, int(np.prod(dims)))
         self.dims = dims
         self._lower, self._upper = space.lower, space.upper
 

@@ -1,9 +1,21 @@
 """The domain protocol: what a task must provide to be evolved.
 
-A domain gives seed programs, the context an LLM needs to write programs for it, an
-``evaluate(code, seed)`` that runs **inside an evaluation worker** (never in the engine's
-process), and its descriptor space. Domains are built by name from the registry with keyword
-parameters, so a worker process can rebuild the same domain from ``(name, params)``.
+A domain gives seed programs, the context an LLM needs to write programs for it, a way to run
+and score a program, and its descriptor space. Domains are built by name from the registry with
+keyword parameters, so a worker process can rebuild the same domain from ``(name, params)``.
+
+Running and scoring come in one of two forms (:attr:`Domain.scoring`):
+
+- ``"separate"`` (two-phase): ``run(code, seed)`` runs the program in the sandboxed child and
+  returns plain data (numbers, strings, lists, dicts with str keys, numeric numpy arrays), and
+  ``score(data, seed)`` turns that data into an :class:`~evolm.types.Evaluation` in a separate
+  sandboxed process that never runs the program, so a program can neither forge its score nor
+  patch the scorer. ``score`` must validate ``data`` (types, shapes, sizes): it may come from a
+  hostile program.
+- ``"in_process"``: ``evaluate(code, seed)`` runs the program and scores it in one sandboxed
+  child, for domains that cannot split (e.g. a scorer that needs the program's live objects).
+
+Either way, programs run **inside an evaluation worker**, never in the engine's process.
 """
 
 from __future__ import annotations
@@ -12,7 +24,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from evolm.registry import Registry
 from evolm.types import DescriptorSpace, Evaluation
@@ -63,14 +75,27 @@ class DomainContext:
 class Domain(ABC):
     """Base class of every domain.
 
-    Subclasses set ``name`` and implement :meth:`seeds`, :meth:`context`, :meth:`evaluate` and
-    :attr:`descriptor_space`. ``eval_timeout`` (seconds) and ``qd_offset`` (at or below the lowest
-    fitness the domain can produce) have domain-specific defaults.
+    Subclasses set ``name`` and implement :meth:`seeds`, :meth:`context`,
+    :attr:`descriptor_space`, and either :meth:`run` and :meth:`score` (with ``scoring =
+    "separate"``) or :meth:`evaluate` (``scoring = "in_process"``, the default). ``eval_timeout``
+    (seconds, for running and scoring together) and ``qd_offset`` (at or below the lowest fitness
+    the domain can produce) have domain-specific defaults.
+
+    Attributes:
+        scoring: ``"separate"``: the sandbox runs :meth:`run` in the program's child and
+            :meth:`score` in a separate process; ``"in_process"``: it runs :meth:`evaluate`.
+        fitness_bounds: closed ``(low, high)`` bounds of every fitness the domain can give, or
+            None; an ``ok`` evaluation outside them is ``rejected`` by the engine.
+        descriptors_in_space: whether every descriptor lies inside :attr:`descriptor_space`'s
+            bounds; when True, an ``ok`` evaluation outside them is ``rejected``.
     """
 
     name: str = "domain"
     eval_timeout: float = 5.0
     qd_offset: float = 0.0
+    scoring: ClassVar[Literal["separate", "in_process"]] = "in_process"
+    fitness_bounds: ClassVar[tuple[float, float] | None] = None
+    descriptors_in_space: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -85,9 +110,36 @@ class Domain(ABC):
     def context(self) -> DomainContext:
         """Prompt context for operators."""
 
-    @abstractmethod
     def evaluate(self, code: str, seed: int = 0) -> Evaluation:
-        """Run ``code`` and score it. Runs in a worker process; must not raise for bad code."""
+        """Run ``code`` and score it in this process; must not raise for bad code.
+
+        In a sandbox this runs in the program's child (``scoring = "in_process"``). A two-phase
+        domain inherits this definition, :meth:`score` of what :meth:`run` returned, which is
+        also its trusted one-process path (tests, reference programs).
+        """
+        if self.scoring != "separate":
+            raise NotImplementedError(
+                f"domain {type(self).__name__} implements neither evaluate(code, seed) nor "
+                'run(code, seed) and score(data, seed) with scoring = "separate"'
+            )
+        out = self.run(code, seed)
+        return out if isinstance(out, Evaluation) else self.score(out, seed)
+
+    def run(self, code: str, seed: int = 0) -> Any:
+        """Run ``code`` and return plain data for :meth:`score`, or a failed
+        :class:`~evolm.types.Evaluation` (status not ``ok``) saying why it could not.
+
+        Two-phase domains only; runs in the program's sandboxed child; must not raise for bad
+        code. Data is None, bool, int, float, str, bytes, lists, dicts with str keys and numeric
+        numpy arrays, at most 8 MiB encoded.
+        """
+        raise NotImplementedError(f"domain {type(self).__name__} has no run(code, seed)")
+
+    def score(self, data: Any, seed: int = 0) -> Evaluation:
+        """Score what :meth:`run` returned. Two-phase domains only; runs in the sandbox's scoring
+        process, never with the program's code. ``data`` may have been forged by a hostile
+        program: validate it and return an ``invalid`` evaluation naming what is wrong."""
+        raise NotImplementedError(f"domain {type(self).__name__} has no score(data, seed)")
 
 
 DOMAINS: Registry[Callable[..., Domain]] = Registry(

@@ -10,7 +10,13 @@ that is either floating point with every value in [0, 1] (1e-6 tolerance, then c
 ``uint8`` (divided by 255). Anything else is ``invalid`` with a reason naming what came back.
 
 Fitness is ``-RMSE`` (``metric="l2"``) or ``-MAE`` (``metric="l1"``) over all pixels and channels
-against the target; both lie in [-1, 0], 0 being a perfect copy, so ``qd_offset`` is -1.
+against the target; both lie in [-1, 0] (declared as ``fitness_bounds``), 0 being a perfect copy,
+so ``qd_offset`` is -1.
+
+The domain is two-phase (``scoring = "separate"``): :meth:`ImageDomain.run` calls ``draw()`` in
+the program's sandboxed child and sends back the picture as a float64 array in [0, 1];
+:meth:`ImageDomain.score` checks that array again and computes fitness and descriptors in a
+process that never runs the program.
 
 Targets are drawn procedurally with numpy at the requested size (pixel centres at
 ``(i + 0.5) / size`` in unit coordinates, hard edges, no anti-aliasing). Colours are RGB floats:
@@ -195,6 +201,9 @@ class ImageDomain(Domain):
     name = "image"
     eval_timeout = 5.0
     qd_offset = -1.0
+    scoring = "separate"
+    fitness_bounds = (-1.0, 0.0)
+    descriptors_in_space = True
 
     def __init__(self, target: str = "circle", size: int = 32, metric: str = "l2") -> None:
         if isinstance(size, bool) or not isinstance(size, int | np.integer):
@@ -263,15 +272,16 @@ class ImageDomain(Domain):
             return f"draw() returned values in [{lo:.6g}, {hi:.6g}]; {self._expected}"
         return np.clip(img, 0.0, 1.0)
 
-    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
-        """Run ``code`` in a fresh namespace, call its ``draw()`` and score the picture.
+    def run(self, code: str, seed: int = 0) -> np.ndarray | Evaluation:
+        """Run ``code`` in a fresh namespace and call its ``draw()``: the picture as a float64
+        array of shape ``(size, size, 3)`` in [0, 1], or the failed evaluation saying why not.
 
         ``random`` and ``numpy.random`` are reseeded with ``seed`` first, so a program that draws
         random numbers gives the same picture for the same seed. Never raises for bad code
         (``KeyboardInterrupt`` excepted): a syntax error or an unusable return value is
         ``invalid``, an exception or ``exit()`` is ``error``.
         """
-        extras = {"target": self.target, "metric": self.metric}
+        extras = self._extras()
         # numpy is pre-imported as np (as the API text says): small models often omit the import
         draw = load_function(code, "draw", seed, {"np": np})
         if isinstance(draw, ProgramFailure):
@@ -279,8 +289,16 @@ class ImageDomain(Domain):
         value, failed = call_program(draw)
         if failed is not None:
             return Evaluation.failure(failed.status, failed.error, extras=extras)
-
         img = self._check(value)
+        if isinstance(img, str):
+            return Evaluation.failure(Status.INVALID, img, extras=extras)
+        return img
+
+    def score(self, data: Any, seed: int = 0) -> Evaluation:
+        """Fitness and descriptors of a picture :meth:`run` returned (checked again: it may be
+        forged); ``invalid`` with the reason when it is not an acceptable picture."""
+        extras = self._extras()
+        img = self._check(data)
         if isinstance(img, str):
             return Evaluation.failure(Status.INVALID, img, extras=extras)
         diff = img - self.target_image
@@ -290,3 +308,6 @@ class ImageDomain(Domain):
             fitness = -float(np.mean(np.abs(diff)))
         descriptors = tuple(float(v) for v in img.mean(axis=(0, 1)))
         return Evaluation(status=Status.OK, fitness=fitness, descriptors=descriptors, extras=extras)
+
+    def _extras(self) -> dict[str, Any]:
+        return {"target": self.target, "metric": self.metric}

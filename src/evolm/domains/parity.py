@@ -29,7 +29,9 @@ fewer than five bugs, ``bug_seed`` picks which: the ``bugs``-element subsets of 
 :func:`itertools.combinations` order, ``bug_seed`` taken modulo their number (so ``bug_seed=0``
 is bugs ``1..bugs``); this is stable across Python and numpy versions.
 
-Scoring: :meth:`ParityDomain.evaluate` calls ``parity`` on all 16 inputs. An input counts as
+Scoring: :meth:`ParityDomain.run` calls ``parity`` on all 16 inputs in the program's sandboxed
+child and sends back the answers, and :meth:`ParityDomain.score` scores them in a process that
+never runs the program (``scoring = "separate"``). An input counts as
 right when the call returns an ``int``, ``bool`` or numpy integer or bool equal to the true
 parity; an exception or a value of another type counts it wrong (the first such problem is kept
 in the extras). Fitness is the fraction right, in [0, 1] (``qd_offset`` 0). The two behaviour
@@ -63,6 +65,7 @@ __all__ = [
     "ParityScore",
     "bug_ids",
     "parity_program",
+    "score_answers",
     "score_function",
 ]
 
@@ -87,6 +90,7 @@ _TEMPLATE = '''def parity(b1, b2, b3, b4):
 '''
 _MAX_ANSWER = 2**31
 """Answers at least this large are stored as None (they are wrong anyway)."""
+_MAX_PROBLEM_CHARS = 2000
 
 
 def bug_ids(bugs: int, bug_seed: int = 0) -> tuple[int, ...]:
@@ -179,8 +183,8 @@ def _as_int(value: Any) -> int | None:
 
 def score_function(fn: Callable[..., Any]) -> ParityScore:
     """Call ``fn`` on the 16 inputs and score it. This runs ``fn`` **in the calling process**:
-    use it for trusted functions (tests, reference solutions); untrusted programs are scored by
-    :meth:`ParityDomain.evaluate` inside a sandbox worker. Never raises for a misbehaving ``fn``
+    use it for trusted functions (tests, reference solutions); untrusted programs are called by
+    :meth:`ParityDomain.run` inside a sandbox worker. Never raises for a misbehaving ``fn``
     (``KeyboardInterrupt`` excepted)."""
     answers: list[int | None] = []
     right: list[bool] = []
@@ -214,6 +218,25 @@ def score_function(fn: Callable[..., Any]) -> ParityScore:
     return ParityScore(tuple(answers), tuple(right), first)
 
 
+def score_answers(answers: Any, first_problem: Any = None) -> ParityScore | str:
+    """Score 16 answers (in :data:`INPUTS` order) as :func:`score_function` would have, or say
+    why they are not answers: each must be None or an int (not bool) below 2**31 in size, and
+    ``first_problem`` None or a string. For data a program sent back, which may be forged."""
+    if not isinstance(answers, list | tuple) or len(answers) != len(INPUTS):
+        what = f"{len(answers)} values" if isinstance(answers, list | tuple) else "no list"
+        return f"expected {len(INPUTS)} answers (ints or None), got {what}"
+    for a in answers:
+        if a is not None and (type(a) is not int or abs(a) >= _MAX_ANSWER):
+            return f"answers must be ints below 2**31 in size or None, got {type(a).__name__}"
+    if first_problem is not None and not isinstance(first_problem, str):
+        return f"first_problem must be a string or None, got {type(first_problem).__name__}"
+    right = tuple(
+        a is not None and a == _true_parity(b) for a, b in zip(answers, INPUTS, strict=True)
+    )
+    problem = None if first_problem is None else first_problem[:_MAX_PROBLEM_CHARS]
+    return ParityScore(tuple(answers), right, problem)
+
+
 class ParityDomain(Domain):
     """Repair a bugged 4-bit parity function (ELM's 4-Parity experiment).
 
@@ -231,6 +254,9 @@ class ParityDomain(Domain):
     name = "parity"
     eval_timeout = 2.0
     qd_offset = 0.0
+    scoring = "separate"
+    fitness_bounds = (0.0, 1.0)
+    descriptors_in_space = True
 
     def __init__(self, bugs: int = 5, bug_seed: int = 0, bits: int = 4) -> None:
         if bits != 4 or isinstance(bits, bool):
@@ -263,20 +289,33 @@ class ParityDomain(Domain):
             description=description, function_name="parity", api=api, file_name="parity.py"
         )
 
-    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
-        """Run ``code`` in a fresh namespace and score its ``parity`` on the 16 inputs.
+    def run(self, code: str, seed: int = 0) -> dict[str, Any] | Evaluation:
+        """Run ``code`` in a fresh namespace and call its ``parity`` on the 16 inputs:
+        ``{"answers": [16 ints or None], "first_problem": str or None}``, or the failed
+        evaluation when the program does not load.
 
         ``random`` and ``numpy.random`` are reseeded with ``seed`` first. Never raises for bad
         code (``KeyboardInterrupt`` excepted): a syntax error or a missing or non-callable
         ``parity`` is ``invalid``; an exception or ``exit()`` while the module runs is
-        ``error``; exceptions inside ``parity`` only make those inputs wrong. Extras:
-        ``correct`` (int), ``fixed`` (bool), ``answers`` (16 ints or None, in
-        :data:`INPUTS` order) and ``first_problem`` (str or None).
+        ``error``; exceptions inside ``parity`` only make those inputs wrong.
         """
         fn = load_function(code, "parity", seed)
         if isinstance(fn, ProgramFailure):
             return Evaluation.failure(fn.status, fn.error)
-        score = score_function(fn)
+        result = score_function(fn)
+        return {"answers": list(result.answers), "first_problem": result.first_problem}
+
+    def score(self, data: Any, seed: int = 0) -> Evaluation:
+        """Score what :meth:`run` returned (validated: it may be forged). Extras: ``correct``
+        (int), ``fixed`` (bool), ``answers`` (16 ints or None, in :data:`INPUTS` order) and
+        ``first_problem`` (str or None)."""
+        if not isinstance(data, dict) or set(data) != {"answers", "first_problem"}:
+            return Evaluation.failure(
+                Status.INVALID, "parity data must be a map of answers and first_problem"
+            )
+        score = score_answers(data["answers"], data["first_problem"])
+        if isinstance(score, str):
+            return Evaluation.failure(Status.INVALID, f"invalid parity data: {score}")
         extras = {
             "correct": score.correct,
             "fixed": score.fixed,

@@ -46,7 +46,7 @@ class SandboxEvaluator(Evaluator):
     async def start(self) -> None:
         """Start the workers; raises ``SandboxUnavailable`` when no jail works here."""
         await self.pool.start()
-        self.info = {"tier": self.pool.tier, "reason": self.pool.tier_reason}
+        self.info = self.pool.info
 
     async def evaluate(self, jobs: Sequence[EvalJob]) -> list[Evaluation]:
         if len(jobs) == 1:  # the common case: no gather

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from evolm.sandbox import probe as _probe
 from evolm.sandbox.pool import SandboxPool
+from evolm.sandbox.startup import DomainStartError
 from evolm.sandbox.tiers import TIERS, SandboxUnavailable, TierProbe
 
 __all__ = [
     "TIERS",
+    "DomainStartError",
     "SandboxPool",
     "SandboxUnavailable",
     "TierProbe",

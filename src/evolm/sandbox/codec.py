@@ -7,6 +7,13 @@ pickle is never used, so an object with ``__reduce__`` cannot run anything in th
 simply not serialisable, and the evaluation becomes an ``error`` that says so.
 
 Frames on every pipe are a 4-byte big-endian length followed by that many bytes of msgpack.
+
+Decoding is capped twice over, so that a small frame cannot become a huge or pathological object
+in the engine: at most :data:`MAX_DECODED_ITEMS` values (every element of every list and map is
+counted while decoding, and decoding stops at the cap, so an 8 MiB frame of empty lists cannot
+grow into gigabytes), and at most :data:`MAX_DEPTH` levels of nested lists and maps (deeper
+values would overflow the recursion of whatever walks them later, e.g. JSON encoding). A result
+over either cap is an ``error`` evaluation that names the cap.
 """
 
 from __future__ import annotations
@@ -21,13 +28,18 @@ import numpy as np
 from evolm.types import Evaluation, Status
 
 __all__ = [
+    "MAX_DECODED_ITEMS",
+    "MAX_DEPTH",
     "MAX_FRAME_BYTES",
     "MAX_RESULT_BYTES",
     "NDARRAY_EXT",
+    "DecodeLimit",
     "ResultTooLarge",
     "decode_evaluation",
+    "decode_run_output",
     "decode_value",
     "encode_evaluation",
+    "encode_run_output",
     "encode_value",
     "frame",
     "frame_length",
@@ -38,6 +50,13 @@ MAX_RESULT_BYTES = 8 * 1024 * 1024
 
 MAX_FRAME_BYTES = MAX_RESULT_BYTES + 64 * 1024
 """Largest frame on a pipe: a result plus the zygote's small envelope around it."""
+
+MAX_DECODED_ITEMS = 1_000_000
+"""Most values (list elements, map keys and values, counted over the whole frame) one decoded
+frame may hold; an array counts as one value."""
+
+MAX_DEPTH = 64
+"""Most levels of nested lists and maps in one decoded frame."""
 
 NDARRAY_EXT = 1
 """msgpack extension type code of a numpy array."""
@@ -69,6 +88,10 @@ _DTYPES = frozenset(
 
 class ResultTooLarge(ValueError):
     """A value is over :data:`MAX_RESULT_BYTES`."""
+
+
+class DecodeLimit(ValueError):
+    """A frame decodes to more than :data:`MAX_DECODED_ITEMS` values or :data:`MAX_DEPTH` levels."""
 
 
 def frame(payload: bytes) -> bytes:
@@ -129,22 +152,95 @@ def encode_value(value: Any) -> bytes:
     return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
 
 
+class _Counter:
+    """Hooks that count the values of a frame as msgpack builds its lists and maps, and stop it
+    at :data:`MAX_DECODED_ITEMS` (hooks run as each container is finished, innermost first)."""
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def _add(self, n: int) -> None:
+        self.items += n
+        if self.items > MAX_DECODED_ITEMS:
+            raise DecodeLimit(
+                f"result too large after decoding: over {MAX_DECODED_ITEMS} values in lists and "
+                "maps; send fewer values back (a numpy array counts as one)"
+            )
+
+    def list_hook(self, items: list[Any]) -> list[Any]:
+        self._add(1 + len(items))
+        return items
+
+    def pairs_hook(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        self._add(1 + 2 * len(pairs))
+        return dict(pairs)
+
+
+def _check_depth(value: Any) -> None:
+    """Raise :class:`DecodeLimit` when lists and maps nest deeper than :data:`MAX_DEPTH`."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, list | dict):
+                if depth + 1 > MAX_DEPTH:
+                    raise DecodeLimit(
+                        f"result nested too deeply: lists and maps over {MAX_DEPTH} levels deep"
+                    )
+                stack.append((child, depth + 1))
+
+
 def decode_value(blob: bytes) -> Any:
-    """Strict inverse of :func:`encode_value` (raises ``ValueError`` on anything malformed)."""
+    """Strict inverse of :func:`encode_value` (raises ``ValueError`` on anything malformed, and
+    :class:`DecodeLimit`, a ``ValueError``, on a frame over :data:`MAX_DECODED_ITEMS` values or
+    :data:`MAX_DEPTH` levels)."""
     if len(blob) > MAX_FRAME_BYTES:
         raise ValueError(f"frame of {len(blob)} bytes is over the {MAX_FRAME_BYTES} cap")
+    counter = _Counter()
     try:
-        return msgpack.unpackb(
+        value = msgpack.unpackb(
             blob,
             raw=False,
             use_list=True,
             strict_map_key=True,
             ext_hook=_ext_hook,
+            list_hook=counter.list_hook,
+            object_pairs_hook=counter.pairs_hook,
+            max_array_len=MAX_DECODED_ITEMS,
+            max_map_len=MAX_DECODED_ITEMS,
         )
-    except ValueError:
+    except msgpack.StackError as exc:  # msgpack's own nesting limit, far above MAX_DEPTH
+        raise DecodeLimit(
+            f"result nested too deeply: lists and maps over {MAX_DEPTH} levels deep"
+        ) from exc
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # one list or map longer than the whole cap
+            raise DecodeLimit(
+                f"result too large after decoding: a list or map of over {MAX_DECODED_ITEMS} "
+                "values; send fewer values back (a numpy array counts as one)"
+            ) from exc
         raise
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(value, list | dict):
+        _check_depth(value)
+    return value
+
+
+def _encode_capped(value: Any) -> bytes | str:
+    """msgpack of ``value``, or why it cannot be sent back (not serialisable, or too large)."""
+    try:
+        blob = encode_value(value)
+    except ResultTooLarge as exc:
+        return f"result too large ({exc}; the cap is {MAX_RESULT_BYTES} bytes)"
+    except (TypeError, ValueError, OverflowError) as exc:
+        return (
+            f"result is not serialisable ({exc}); return numbers, strings, lists, dicts or arrays"
+        )
+    if len(blob) > MAX_RESULT_BYTES:
+        return f"result too large ({len(blob)} bytes encoded; the cap is {MAX_RESULT_BYTES} bytes)"
+    return blob
 
 
 def encode_evaluation(ev: Evaluation) -> bytes:
@@ -158,18 +254,45 @@ def encode_evaluation(ev: Evaluation) -> bytes:
         "cpu_time": ev.cpu_time,
         "error": ev.error,
     }
-    try:
-        blob = encode_value(d)
-    except ResultTooLarge as exc:
-        why = f"result too large ({exc}; the cap is {MAX_RESULT_BYTES} bytes)"
-    except (TypeError, ValueError, OverflowError) as exc:
-        why = f"result is not serialisable ({exc}); return numbers, strings, lists, dicts or arrays"
-    else:
-        if len(blob) <= MAX_RESULT_BYTES:
-            return blob
-        why = f"result too large ({len(blob)} bytes encoded; the cap is {MAX_RESULT_BYTES} bytes)"
-    d.update(status=Status.ERROR.value, fitness=None, descriptors=None, extras={}, error=why)
+    blob = _encode_capped(d)
+    if isinstance(blob, bytes):
+        return blob
+    d.update(status=Status.ERROR.value, fitness=None, descriptors=None, extras={}, error=blob)
     return encode_value(d)
+
+
+def encode_run_output(data: Any) -> bytes:
+    """Encode what a two-phase domain's ``run`` returned, for its scorer: ``{"data": data}``, or
+    an ``error`` evaluation when ``data`` cannot be sent (not plain data, or too large)."""
+    blob = _encode_capped({"data": data})
+    if isinstance(blob, bytes):
+        return blob
+    return encode_evaluation(Evaluation.failure(Status.ERROR, blob))
+
+
+def decode_run_output(blob: bytes) -> tuple[Any, Evaluation | None]:
+    """What a two-phase domain's program child sent: ``(data, None)``, or ``(None, failure)``.
+
+    The failure is the program's own (a syntax error, an exception, a killed child), or an
+    ``error`` naming what was wrong with the frame. An evaluation with status ``ok`` is never
+    passed on: the program does not score itself (a forged frame becomes an ``error``).
+    """
+    try:
+        d = decode_value(blob)
+    except DecodeLimit as exc:
+        return None, Evaluation.failure(Status.ERROR, str(exc))
+    except ValueError as exc:
+        return None, Evaluation.failure(Status.ERROR, f"malformed result from the program: {exc}")
+    if isinstance(d, dict) and set(d) == {"data"}:
+        return d["data"], None
+    ev = decode_evaluation(blob)
+    if ev.ok:
+        return None, Evaluation.failure(
+            Status.ERROR,
+            "the program sent back an evaluation where its data belongs; this domain's score is "
+            "computed by its scorer from the data, never taken from the program",
+        )
+    return None, ev
 
 
 def _number(x: Any, what: str) -> float:
@@ -218,5 +341,7 @@ def decode_evaluation(blob: bytes) -> Evaluation:
             cpu_time=_number(d.get("cpu_time", 0.0), "cpu_time"),
             error=error,
         )
+    except DecodeLimit as exc:
+        return Evaluation.failure(Status.ERROR, str(exc))
     except Exception as exc:
         return Evaluation.failure(Status.ERROR, f"malformed result from the sandbox: {exc}")

@@ -15,16 +15,15 @@ import itertools
 import math
 import os
 import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from evolm.domains.base import get_domain
-from evolm.sandbox import codec
+from evolm.sandbox import codec, startup, tempdirs
 from evolm.sandbox.probe import choose_tier
+from evolm.sandbox.startup import START_TIMEOUT_S
 from evolm.sandbox.tiers import (
     NOBODY,
     TIERS,
@@ -37,13 +36,10 @@ from evolm.sandbox.tiers import (
 )
 from evolm.types import Evaluation, Status
 
-__all__ = ["SandboxPool", "worker_domain_spec"]
+__all__ = ["START_TIMEOUT_S", "SandboxPool", "worker_domain_spec"]
 
 GRACE_S = 2.0
 """How long past a request's timeout the pool waits for its zygote before replacing it."""
-
-START_TIMEOUT_S = 60.0
-"""How long a new zygote may take to import numpy and the domain and say hello."""
 
 MAX_CODE_BYTES = 4 * 1024 * 1024
 
@@ -134,6 +130,9 @@ class SandboxPool:
         tier: ``"auto"`` (the strongest tier that works here), or one of ``TIERS`` to force it.
         allow_weak: permit the ``weak`` tier (no Landlock), explicitly or as the auto fallback.
         scratch: give each program an empty writable working directory (deleted after it).
+        start_timeout: seconds a new worker may take to import and build the domain, and
+            before that to set up (None: ``$EVOLM_SANDBOX_START_TIMEOUT``, else
+            :data:`START_TIMEOUT_S`).
 
     Raises:
         ValueError: a bad argument (the message names it).
@@ -154,7 +153,9 @@ class SandboxPool:
         tier: str = "auto",
         allow_weak: bool = False,
         scratch: bool = False,
+        start_timeout: float | None = None,
     ) -> None:
+        self.start_timeout = startup.start_timeout(start_timeout)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         if workers < 0:
@@ -177,6 +178,9 @@ class SandboxPool:
         self.scratch = scratch
         self.tier: str | None = None
         self.tier_reason = ""
+        self.scoring: str | None = None
+        """``"separate"`` (a two-phase domain, scored in its own process) or ``"in_process"``
+        (scored in the program's child), as the workers report it once started."""
         self.replaced = 0
         self.sandbox_id = secrets.token_hex(8)
         """Set as ``EVOLM_SANDBOX`` in every zygote's environment (for finding its processes)."""
@@ -202,6 +206,8 @@ class SandboxPool:
 
         Raises:
             SandboxUnavailable: the tier cannot work here (the message says why).
+            DomainStartError: (a ``SandboxUnavailable`` and a ``ValueError``) the domain raised,
+                called ``sys.exit``, crashed or hung while a worker imported or built it.
             ValueError: the domain cannot be built here, or its class cannot be imported by a
                 worker (defined in ``__main__`` or inside a function).
         """
@@ -209,7 +215,8 @@ class SandboxPool:
             raise RuntimeError("SandboxPool.start() called twice")
         self._spec = None if self.domain is None else worker_domain_spec(self.domain, self.params)
         await self._choose_tier()
-        self._root = tempfile.mkdtemp(prefix="evolm-sandbox-")
+        tempdirs.remove_stale()  # left by engines killed outright (their owner is gone)
+        self._root = tempdirs.make_root()
         self._paths = sandbox_paths(self._spec, self._root)
         self._idle = asyncio.Queue()
         try:
@@ -288,31 +295,79 @@ class SandboxPool:
             "read_paths": read + system_paths()[0],
             "write_paths": system_paths()[1] + ([scratch] if scratch else []),
             "scratch": scratch,
+            "memory_mb": self.memory_mb,
             "landlock": self.tier != "weak",
             "userns": self.tier == "userns",
             "drop_uid": drop_uid,
             "parent_pid": None if self.tier == "bwrap" else os.getpid(),
+            # the zygote dumps its stack to its stderr just before the pool gives up on its domain
+            "dump_after": max(self.start_timeout - 1.0, self.start_timeout * 0.8),
         }
         w.ready = asyncio.get_running_loop().create_task(self._hello(w, req_w, rep_r, cfg))
         return w
 
     async def _hello(self, w: _Worker, req_w: int, rep_r: int, cfg: dict[str, Any]) -> None:
         await w.connect(req_w, rep_r)
+        stage = "sandbox"
         try:
             await w.send(cfg)
-            hello = await asyncio.wait_for(w.recv(), START_TIMEOUT_S)
+            async with asyncio.timeout(self.start_timeout):
+                hello = await w.recv()
+            while "progress" in hello:  # each stage of set-up has start_timeout s
+                stage = str(hello["progress"])
+                async with asyncio.timeout(self.start_timeout):
+                    hello = await w.recv()
         except (OSError, EOFError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
-            detail = w.stderr_tail() or f"{type(exc).__name__}: {exc}"
-            raise SandboxUnavailable(
-                f"a {self.tier} sandbox worker failed to start: {detail[-1500:]}"
-            ) from None
+            self._start_failed(w, stage, exc)
         if not hello.get("ok"):
             error = str(hello.get("error"))
-            if hello.get("stage") == "domain":
-                raise ValueError(
-                    f"cannot build domain {self.domain!r} (as {self._spec}) in a worker: {error}"
+            if hello.get("stage") == "domain" and self.domain is not None:
+                assert self._spec is not None
+                raise startup.domain_failed(
+                    self.domain,
+                    self._spec,
+                    error,
+                    str(hello.get("where") or ""),
+                    w.stderr_tail(),
+                    str(hello.get("traceback") or ""),
                 )
             raise SandboxUnavailable(f"a {self.tier} sandbox worker failed to start: {error}")
+        self.scoring = str(hello.get("scoring", "in_process"))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the pool reports about itself for a run's ``sandbox`` event: tier, the reason
+        it was chosen, the number of workers and the domain's scoring mode."""
+        return {
+            "tier": self.tier,
+            "reason": self.tier_reason,
+            "workers": self.size,
+            "scoring": self.scoring,
+        }
+
+    def _start_failed(self, w: _Worker, stage: str, exc: BaseException) -> NoReturn:
+        """Raise the error for a worker that died or went silent before its hello."""
+        if stage == "domain" and self.domain is not None:
+            assert self._spec is not None
+            if isinstance(exc, TimeoutError):
+                raise startup.domain_hung(
+                    self.domain, self._spec, self.start_timeout, w.stderr_tail()
+                ) from None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                w.proc.wait(timeout=1.0)
+            raise startup.domain_died(
+                self.domain, self._spec, w.proc.returncode, w.stderr_tail()
+            ) from None
+        if isinstance(exc, TimeoutError):
+            detail = w.stderr_tail()
+            raise SandboxUnavailable(
+                f"a {self.tier} sandbox worker did not finish setting up its sandbox within "
+                f"{self.start_timeout:g} s" + (f": {detail[-1500:]}" if detail else "")
+            ) from None
+        detail = w.stderr_tail() or f"{type(exc).__name__}: {exc}"
+        raise SandboxUnavailable(
+            f"a {self.tier} sandbox worker failed to start: {detail[-1500:]}"
+        ) from None
 
     def close(self) -> None:
         """Kill every zygote (their children die with them) and remove the scratch files."""
@@ -326,7 +381,7 @@ class SandboxPool:
                 proc.wait(timeout=2)
         self._dead.clear()
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+            tempdirs.remove_tree(self._root)
             self._root = None
 
     def _retire(self, w: _Worker) -> None:

@@ -75,6 +75,7 @@ _THREAD_VARS = (
     "BLIS_NUM_THREADS",
 )
 _BOOT = "from evolm.sandbox.zygote import main; main()"
+_EVOLM_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class SandboxUnavailable(RuntimeError):
@@ -199,7 +200,10 @@ def launch_command(
     tier: str, fds: tuple[int, int], read: list[str], zdir: str, env: dict[str, str]
 ) -> list[str]:
     """The argv that starts a zygote of ``tier`` talking over the inherited pipe ends ``fds``."""
-    python = [os.path.abspath(sys.executable), "-I", "-B", "-c", _BOOT, *map(str, fds)]
+    # the zygote runs the engine's own evolm, even where another one is installed (-I ignores
+    # PYTHONPATH, and an editable install may point at another checkout)
+    boot = f"import sys; sys.path.insert(0, {_EVOLM_ROOT!r}); {_BOOT}"
+    python = [os.path.abspath(sys.executable), "-I", "-B", "-c", boot, *map(str, fds)]
     if tier != "bwrap":
         return python
     bwrap = _bwrap()

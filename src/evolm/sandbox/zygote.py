@@ -6,13 +6,24 @@ tier) with two inherited pipe ends, and speaks length-prefixed msgpack frames ov
 1. it reads one configuration frame, then sets itself up: user and network namespaces (``userns``
    tier) or a switch to an unprivileged uid (root under bubblewrap), ``sys.path``, numpy and the
    domain imported once, the seccomp filter compiled once, the Landlock ruleset built once;
-2. it answers with a hello frame (``ok`` or the stage that failed and why);
+2. it answers with a hello frame (``ok`` or the stage that failed, why and where), after a
+   ``{"progress": "domain"}`` frame when it starts importing the domain (so the pool can tell a
+   domain that crashes or hangs from a sandbox that fails);
 3. for each request ``{id, code, seed, timeout, memory_mb}`` it forks a child that locks itself
    down (:meth:`evolm.sandbox.policy.ChildPolicy.enter`), reseeds ``random`` and numpy from the
-   request's seed, runs ``domain.evaluate(code, seed)`` and writes the encoded
-   :class:`~evolm.types.Evaluation` as one frame on its private result pipe. The zygote enforces
-   the wall-clock deadline with a pidfd and SIGKILL, reaps the child (for its CPU time) and
-   replies ``{id, result, status, error, wall, cpu}``.
+   request's seed and runs the program, writing one frame on its private result pipe. The zygote
+   enforces the wall-clock deadline with a pidfd and SIGKILL, reaps the child (for its CPU time)
+   and replies ``{id, result, status, error, wall, cpu}``.
+
+   A domain with ``scoring = "in_process"`` runs ``domain.evaluate(code, seed)`` in that child,
+   which writes the encoded :class:`~evolm.types.Evaluation`. A two-phase domain (``scoring =
+   "separate"``) runs ``domain.run(code, seed)`` there, which writes only data; once that child
+   has exited, the zygote hands the frame's bytes to its scorer (:mod:`evolm.sandbox.scorer`), a
+   process forked from the zygote before any program ran and locked down the same way, which
+   decodes the data and answers with the evaluation of ``domain.score(data, seed)``. Whatever
+   the program patched or wrote, the score is computed by the domain's own code from the data
+   alone. Program and scoring share the request's deadline; the reply's CPU time is theirs
+   together.
 
 The zygote is single-threaded, so forking it is safe. It exits when its request pipe closes.
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import gc
 import math
 import os
@@ -29,10 +41,13 @@ import shutil
 import signal
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from evolm.sandbox import codec
 from evolm.sandbox.policy import RESULT_FD, ChildPolicy
+from evolm.sandbox.scorer import Scorer
 
 __all__ = ["main"]
 
@@ -81,6 +96,28 @@ def _describe(exc: BaseException) -> str:
     except Exception:
         text = "<unprintable>"
     return f"{type(exc).__name__}: {text}"[:2000]
+
+
+def _origin(exc: BaseException) -> dict[str, str]:
+    """``where`` (``file:line in function`` of the innermost frame in the user's code: not in
+    the standard library, installed packages or evolm, if there is one) and the formatted
+    traceback of a set-up failure, for the pool's message and log."""
+    import sysconfig
+
+    libs = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    libs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    prefixes = tuple(os.path.join(p, "") for p in libs if p)
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not f.filename.startswith(("<", *prefixes))]
+    where = ""
+    if own or frames:
+        frame = (own or frames)[-1]
+        where = f"{frame.filename}:{frame.lineno} in {frame.name}"
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception:
+        text = _describe(exc)
+    return {"where": where, "traceback": text[-20000:]}
 
 
 def _enter_user_namespace() -> None:
@@ -143,15 +180,22 @@ class Zygote:
         self.scratch: str | None = cfg.get("scratch")
 
         self.stage = "domain"
-        import numpy
-        import numpy.random  # lazy in numpy 2; importing it per child would cost ~8 ms
-
-        numpy.random.seed(0)
-
-        from evolm.domains.base import get_domain
-
-        name = cfg.get("domain")
-        self.domain: Any = _ProbeDomain() if name is None else get_domain(name, cfg["params"])
+        self.pipe.send({"progress": "domain"})
+        # a crash or a hang while importing the domain leaves its stack in the worker's stderr
+        faulthandler.enable()
+        faulthandler.dump_traceback_later(float(cfg.get("dump_after") or 55.0))
+        try:
+            self._load_domain(cfg)
+        finally:
+            faulthandler.cancel_dump_traceback_later()  # stops its thread: forking stays safe
+            faulthandler.disable()
+        self.scoring = str(getattr(self.domain, "scoring", "in_process"))
+        if self.scoring not in ("separate", "in_process"):
+            raise ValueError(
+                f"domain {cfg.get('domain')!r} has scoring = {self.scoring!r}; use 'separate' "
+                "(run and score) or 'in_process' (evaluate)"
+            )
+        self.split = self.scoring == "separate"
 
         self.stage = "sandbox"
         from evolm.sandbox import landlock
@@ -172,6 +216,20 @@ class Zygote:
         self._clear_scratch()
         gc.collect()
         gc.freeze()  # children then leave the zygote's objects' pages shared
+        self.scorer = Scorer(self.domain, self.policy)
+        if self.split:  # now, before any program has run in a child of this zygote
+            self.scorer.start(cfg.get("memory_mb"))
+
+    def _load_domain(self, cfg: dict[str, Any]) -> None:
+        import numpy
+        import numpy.random  # lazy in numpy 2; importing it per child would cost ~8 ms
+
+        numpy.random.seed(0)
+
+        from evolm.domains.base import get_domain
+
+        name = cfg.get("domain")
+        self.domain: Any = _ProbeDomain() if name is None else get_domain(name, cfg["params"])
 
     def serve(self) -> None:
         while True:
@@ -189,35 +247,57 @@ class Zygote:
             self.pipe.send(reply)
 
     def run(self, code: str, seed: int, timeout: float, memory_mb: int | None) -> dict[str, Any]:
-        """Fork a child for one program and wait for it, at most ``timeout`` seconds."""
+        """Run one program (and, for a two-phase domain, its scorer) within ``timeout`` seconds."""
+        t0 = time.perf_counter()
+        deadline = t0 + timeout
+        reply = self._fork(lambda: self._program(code, seed), deadline, timeout, memory_mb)
+        if self.split and reply["result"] is not None:
+            data, reply["result"] = reply["result"], None
+            if deadline > time.perf_counter():
+                scored = self.scorer.score(data, seed, deadline, timeout, memory_mb)
+                scored["cpu"] += reply["cpu"]
+                reply = scored
+            else:
+                reply.update(status="timeout", error=self._late(timeout))
+        reply["wall"] = time.perf_counter() - t0
+        return reply
+
+    @staticmethod
+    def _late(timeout: float) -> str:
+        return f"evaluation ran past its {timeout:g} s deadline and was killed"
+
+    def _fork(
+        self,
+        body: Callable[[], bytes],
+        deadline: float,
+        timeout: float,
+        memory_mb: int | None,
+    ) -> dict[str, Any]:
+        """Fork a child that runs ``body`` (its frame is the reply's ``result``) and wait for it
+        until ``deadline``."""
         limits = self.policy.limits(timeout, memory_mb)
         r, w = os.pipe()
-        t0 = time.perf_counter()
         zygote_pid = os.getpid()
+        reply: dict[str, Any] = {"result": None, "status": None, "error": None, "cpu": 0.0}
         try:
             pid = os.fork()
         except OSError as exc:
             os.close(r)
             os.close(w)
-            return {"result": None, "status": "error", "error": f"could not fork: {exc}"}
+            reply.update(status="error", error=f"could not fork: {exc}")
+            return reply
         if pid == 0:
-            self._child(zygote_pid, w, limits, code, seed)
+            self._child(zygote_pid, w, limits, body)
         os.close(w)
         try:
-            out = self._wait(pid, r, t0 + timeout)
+            out = self._wait(pid, r, deadline)
         finally:
             os.close(r)
-        wall = time.perf_counter() - t0
         _, status, usage = os.wait4(pid, 0)
-        cpu = usage.ru_utime + usage.ru_stime
+        reply["cpu"] = usage.ru_utime + usage.ru_stime
         self._clear_scratch()
-        reply: dict[str, Any] = {"result": None, "status": None, "error": None}
-        reply.update(wall=wall, cpu=cpu)
         if out == "timeout":
-            reply.update(
-                status="timeout",
-                error=f"evaluation ran past its {timeout:g} s deadline and was killed",
-            )
+            reply.update(status="timeout", error=self._late(timeout))
         elif out == "too large":
             reply.update(
                 status="error",
@@ -298,7 +378,7 @@ class Zygote:
             return "error", f"memory limit exceeded (program killed by {name})"
         return "error", f"program crashed (killed by {name})"
 
-    def _child(self, zygote_pid: int, w: int, limits: Any, code: str, seed: int) -> NoReturn:
+    def _child(self, zygote_pid: int, w: int, limits: Any, body: Callable[[], bytes]) -> NoReturn:
         from evolm.types import Evaluation, Status
 
         try:
@@ -310,26 +390,7 @@ class Zygote:
                 _write_all(fd, codec.frame(codec.encode_evaluation(ev)))
             os._exit(_SETUP_FAILED)
         try:
-            import random
-
-            import numpy as np
-
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            if self.scratch:
-                os.chdir(self.scratch)
-            try:
-                ev = self.domain.evaluate(code, seed)
-                if not isinstance(ev, Evaluation):
-                    ev = Evaluation.failure(
-                        Status.ERROR,
-                        f"domain.evaluate returned {type(ev).__name__}, not Evaluation",
-                    )
-            except MemoryError:
-                raise
-            except BaseException as exc:
-                ev = Evaluation.failure(Status.ERROR, _describe(exc))
-            blob = codec.frame(codec.encode_evaluation(ev))
+            blob = body()
         except MemoryError:
             blob = self.memory_blob
         except BaseException as exc:
@@ -339,6 +400,38 @@ class Zygote:
         with contextlib.suppress(BaseException):
             _write_all(RESULT_FD, blob)
         os._exit(0)
+
+    def _program(self, code: str, seed: int) -> bytes:
+        """In the program's child: run it and return its frame (an evaluation, or data)."""
+        import random
+
+        import numpy as np
+
+        from evolm.types import Evaluation, Status
+
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        if self.scratch:
+            os.chdir(self.scratch)
+        what = "run" if self.split else "evaluate"
+        try:
+            out = self.domain.run(code, seed) if self.split else self.domain.evaluate(code, seed)
+        except MemoryError:
+            raise
+        except BaseException as exc:
+            out = Evaluation.failure(Status.ERROR, _describe(exc))
+        if isinstance(out, Evaluation):
+            if self.split and out.ok:
+                out = Evaluation.failure(
+                    Status.ERROR, "domain.run returned an ok Evaluation; it must return data"
+                )
+            return codec.frame(codec.encode_evaluation(out))
+        if self.split:
+            return codec.frame(codec.encode_run_output(out))
+        ev = Evaluation.failure(
+            Status.ERROR, f"domain.{what} returned {type(out).__name__}, not Evaluation"
+        )
+        return codec.frame(codec.encode_evaluation(ev))
 
     def _clear_scratch(self) -> None:
         if not self.scratch:
@@ -372,9 +465,9 @@ def main() -> None:
         zygote.setup(cfg)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            pipe.send({"ok": False, "stage": zygote.stage, "error": _describe(exc)})
+            pipe.send({"ok": False, "stage": zygote.stage, "error": _describe(exc), **_origin(exc)})
         return
-    pipe.send({"ok": True})
+    pipe.send({"ok": True, "scoring": zygote.scoring})
     zygote.serve()
 
 

@@ -7,6 +7,11 @@ terrain (:mod:`~evolm.domains.sodarace.simulator`, :mod:`~evolm.domains.sodarace
 scores how far its centre of mass moves. The behaviour descriptors are the robot's height, width
 and mass as built, so the archive keeps the best walker of every body shape.
 
+The domain is two-phase (``scoring = "separate"``): :meth:`SodaraceDomain.run` builds the walker
+in the program's sandboxed child and sends back its plain description (joints and muscles, see
+:meth:`Walker.to_dict`); :meth:`SodaraceDomain.score` validates that description and simulates
+it in a process that never runs the program.
+
 Programs run with ``walker_creator``, ``query_cppn``, ``np`` (numpy) and ``math`` already
 defined; ``from evolm.domains.sodarace import walker_creator, query_cppn`` works too. See
 docs/sodarace.md for the semantics, the calibration of the descriptor bounds and the figures.
@@ -25,6 +30,7 @@ from evolm.domains.program import ProgramFailure, call_program, load_function
 from evolm.domains.sodarace.helpers import query_cppn
 from evolm.domains.sodarace.terrains import TERRAINS, Terrain, directional_fitness, make_terrain
 from evolm.domains.sodarace.walker import (
+    AMPLITUDE_LIMIT,
     MAX_AMPLITUDE,
     MAX_EXTENT,
     MAX_JOINTS,
@@ -140,6 +146,8 @@ class SodaraceDomain(Domain):
     name = "sodarace"
     eval_timeout = 10.5
     qd_offset = 0.0
+    scoring = "separate"
+    fitness_bounds = (0.0, math.inf)
 
     def __init__(
         self,
@@ -259,19 +267,40 @@ class SodaraceDomain(Domain):
             )
         return value
 
-    def evaluate(self, code: str, seed: int = 0) -> Evaluation:
-        """Build the walker ``code`` describes, simulate it and score it.
-
-        Never raises for bad code (``KeyboardInterrupt`` excepted): a syntax error, a misused
-        builder or an invalid walker is ``invalid`` (with the reasons), an exception in the
-        program or unstable physics is ``error``.
-        """
+    def run(self, code: str, seed: int = 0) -> dict[str, Any] | Evaluation:
+        """Build the walker ``code`` describes: ``{"walker": Walker.to_dict()}``, or the failed
+        evaluation saying why not (see :meth:`build`). Runs in the program's sandboxed child."""
         built = self.build(code, seed)
         if isinstance(built, Evaluation):
             return built
-        return self.score(built)
+        return {"walker": built.to_dict()}
 
-    def score(self, walker: Walker) -> Evaluation:
+    def score(self, data: Any, seed: int = 0) -> Evaluation:
+        """Simulate a walker and turn the result into an :class:`Evaluation`.
+
+        ``data`` is what :meth:`run` returned (validated, since a program may forge it: joints
+        and muscles within the builder's limits, finite numbers, valid joint indices, then
+        :meth:`Walker.problems`; ``invalid`` with the reasons otherwise), or a :class:`Walker`
+        built by trusted code, which is simulated as it is.
+        """
+        if isinstance(data, Walker):
+            return self._simulate(data)
+        walker = _walker_from_data(data)
+        if isinstance(walker, str):
+            return Evaluation.failure(
+                Status.INVALID, f"invalid walker data: {walker}", extras=self._extras()
+            )
+        problems = walker.problems()
+        if problems:
+            return Evaluation.failure(
+                Status.INVALID, "invalid walker: " + "; ".join(problems), extras=self._extras()
+            )
+        return self._simulate(walker)
+
+    def _extras(self) -> dict[str, Any]:
+        return {"terrain": self.terrain.name}
+
+    def _simulate(self, walker: Walker) -> Evaluation:
         """Simulate a valid ``walker`` and turn the result into an :class:`Evaluation`."""
         from evolm.domains.sodarace.simulator import SimulationError, simulate
 
@@ -303,3 +332,43 @@ class SodaraceDomain(Domain):
             descriptors=(walker.height, walker.width, walker.mass),
             extras=extras,
         )
+
+
+def _finite(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
+
+
+def _walker_from_data(data: Any) -> Walker | str:
+    """The :class:`Walker` that ``{"walker": Walker.to_dict()}`` describes, or what is wrong."""
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"walker"}
+        or not isinstance(data["walker"], dict)
+    ):
+        return 'expected {"walker": {"joints": [...], "muscles": [...]}}'
+    d = data["walker"]
+    joints, muscles = d.get("joints"), d.get("muscles")
+    if (
+        set(d) != {"joints", "muscles"}
+        or not isinstance(joints, list)
+        or not isinstance(muscles, list)
+    ):
+        return "the walker must have exactly a list of joints and a list of muscles"
+    if len(joints) > MAX_JOINTS or len(muscles) > MAX_MUSCLES:
+        return f"at most {MAX_JOINTS} joints and {MAX_MUSCLES} muscles are allowed"
+    for j in joints:
+        if not (isinstance(j, list) and len(j) == 2 and all(_finite(v) for v in j)):
+            return "each joint must be [x, y] with finite numbers"
+    n = len(joints)
+    for m in muscles:
+        if not (isinstance(m, list) and len(m) == 4):
+            return "each muscle must be [j0, j1, amplitude, phase]"
+        j0, j1, amplitude, phase = m
+        if not all(type(j) is int and 0 <= j < n for j in (j0, j1)) or j0 == j1:
+            return f"muscle joints {j0!r:.20}, {j1!r:.20} are not two joints of the walker"
+        if not (_finite(amplitude) and _finite(phase)) or abs(amplitude) > AMPLITUDE_LIMIT:
+            return (
+                "muscle amplitude and phase must be finite numbers, the amplitude within "
+                f"+-{AMPLITUDE_LIMIT:g}"
+            )
+    return Walker.from_dict(d)

@@ -221,8 +221,27 @@ class OpenAILLMConfig(LLMConfig):
     backend: Literal["openai"] = "openai"
     base_url: str | None = Field(None, description="OpenAI-compatible server URL")
     api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
-    timeout: float = Field(120.0, gt=0.0, description="seconds per request attempt")
+    timeout: float = Field(
+        120.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="seconds one request attempt may take in all, from connecting to the last "
+        "byte of the answer",
+    )
     max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts")
+    deadline: float = Field(
+        300.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="seconds one call may take in all, attempts, retries and waits included",
+    )
+    max_retry_wait: float = Field(
+        60.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="longest Retry-After honoured; a server asking for a longer wait fails the "
+        "call",
+    )
 
     @model_validator(mode="after")
     def _needs_model(self) -> OpenAILLMConfig:
@@ -594,11 +613,17 @@ class RunConfig(_Strict):
 _LEGACY_ARCHIVE = frozenset(
     {"kind", "bins", "cells", "per_cell", "size", "tournament_size", "selection", "qd_offset"}
 )
-_LEGACY_LLM = frozenset(
-    {
-        *LLMConfig.model_fields,
-        *(k for c in LLM_CONFIGS.values() for k in c.model_fields),
-    }
+_LLM_KEYS_SINCE_FLAT = frozenset({"deadline", "max_retry_wait"})
+"""``[llm]`` keys added after the flat form was retired: a stored flat section never holds them,
+so they must not count towards recognising one (add every new backend key here)."""
+_LEGACY_LLM = (
+    frozenset(
+        {
+            *LLMConfig.model_fields,
+            *(k for c in LLM_CONFIGS.values() for k in c.model_fields),
+        }
+    )
+    - _LLM_KEYS_SINCE_FLAT
 )
 _SWITCHES: dict[str, tuple[str, str, type[BaseModel]]] = {
     "archive": ("kind", "grid", ArchiveConfig),

@@ -44,6 +44,7 @@ from evolm.llm.base import Completion, LLMBackend, Request
 from evolm.llm.local import TokenCounter
 from evolm.runlock import log_traceback
 from evolm.scheduler import (
+    LLM_CALL_FAILED,
     SEED,
     Batch,
     Budget,
@@ -66,7 +67,8 @@ __all__ = ["Hook", "PromptTooLong", "RunResult", "Runner", "dependency_versions"
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     """How a run ended. ``status`` is ``completed`` (a budget or the target was reached),
-    ``interrupted`` (Ctrl-C or a stop request) or ``failed`` (``error`` says why)."""
+    ``interrupted`` (Ctrl-C or a stop request) or ``failed`` (``error`` says why: an exception,
+    or every LLM call of the run failed, see :meth:`Scheduler.calls_failure`)."""
 
     status: str
     reason: str
@@ -351,6 +353,9 @@ class Runner:
         if self._interrupted and status != "failed":
             status = "interrupted"
         reason = self.scheduler.stop_reason or "done"
+        calls_failure = self.scheduler.calls_failure()
+        if status == "completed" and calls_failure is not None:
+            status, reason, error = "failed", calls_failure, calls_failure
         self.store.set_status(status)
         self.store.record(
             EndEvent(
@@ -526,7 +531,7 @@ class Runner:
                 result = arm.operator.finish(prop, completion.text)
                 code, error = result.code, result.error
             else:
-                code, error = "", f"LLM call failed: {completion.error}"
+                code, error = "", f"{LLM_CALL_FAILED}{completion.error}"
         program = Program(
             id=cand.program_id,
             code=code,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "FITNESS_LIMIT",
     "SEED_OPERATOR",
     "AddStatus",
     "DescriptorSpace",
@@ -29,6 +30,12 @@ __all__ = [
 #: The ``operator`` of a seed program (one that no operator made): :attr:`Program.operator`'s
 #: default.
 SEED_OPERATOR = "seed"
+
+#: The largest magnitude an accepted fitness may have. Fitness beyond it is rejected
+#: (:meth:`Evaluation.checked`) and never stored in an archive, so a QD score (a sum of
+#: ``fitness - qd_offset`` over at most millions of cells) always stays finite. Descriptors need
+#: only be finite: archives clip them into the descriptor space's bounds.
+FITNESS_LIMIT = 1e100
 
 
 class Status(StrEnum):
@@ -174,11 +181,13 @@ class Evaluation:
         """Return this evaluation, or a ``rejected`` one naming the problem.
 
         An ``ok`` evaluation must have a finite float fitness and exactly ``space.dim`` finite
-        descriptors; anything else becomes ``rejected`` so it can never reach an archive. With
-        ``fitness_bounds`` (closed ``(low, high)``, either may be infinite) a fitness outside
-        them is rejected too, and with ``descriptors_in_space`` a descriptor outside
-        ``space.bounds``: a domain declares both (:attr:`evolm.domains.base.Domain.fitness_bounds`)
-        for values it can never produce, which only a broken or forged result carries.
+        descriptors, and the fitness at most :data:`FITNESS_LIMIT` in magnitude; anything else
+        becomes ``rejected`` (its fitness and descriptors dropped, the error naming them) so it can
+        never reach an archive. With ``fitness_bounds`` (closed ``(low, high)``, either may be
+        infinite) a fitness outside them is rejected too, and with ``descriptors_in_space`` a
+        descriptor outside ``space.bounds``: a domain declares both
+        (:attr:`evolm.domains.base.Domain.fitness_bounds`) for values it can never produce, which
+        only a broken or forged result carries.
         """
         if self.status is not Status.OK:
             return self
@@ -194,6 +203,11 @@ class Evaluation:
             else:
                 if not math.isfinite(fit):
                     problem = f"fitness is not finite ({fit})"
+                elif abs(fit) > FITNESS_LIMIT:
+                    problem = (
+                        f"fitness {fit:g} is beyond the limit of +-{FITNESS_LIMIT:g}, the largest "
+                        "magnitude evolm accepts (it keeps the QD score finite)"
+                    )
         desc: tuple[float, ...] | None = None
         if problem is None:
             try:
@@ -215,8 +229,14 @@ class Evaluation:
                     problem = f"descriptor {name} = {d} is outside its bounds [{lo}, {hi}]"
                     break
         if problem is not None:
+            # The values themselves are dropped (the error names them): a non-finite number
+            # cannot be stored as JSON, and nothing reads a rejected candidate's scores.
             return replace(
-                self, status=Status.REJECTED, error=f"evaluator result rejected: {problem}"
+                self,
+                status=Status.REJECTED,
+                error=f"evaluator result rejected: {problem}",
+                fitness=None,
+                descriptors=None,
             )
         return replace(self, fitness=fit, descriptors=desc)
 

@@ -9,7 +9,15 @@ import pytest
 
 from evolm.archives import ARCHIVES, STRATEGIES, EmptyArchiveError, make_archive
 from evolm.archives.base import Archive
-from evolm.types import AddStatus, DescriptorSpace, Evaluation, Individual, Program, Status
+from evolm.types import (
+    FITNESS_LIMIT,
+    AddStatus,
+    DescriptorSpace,
+    Evaluation,
+    Individual,
+    Program,
+    Status,
+)
 
 SPACE = DescriptorSpace(("x", "y"), ((0.0, 1.0), (0.0, 1.0)))
 PARAMS: dict[str, dict] = {
@@ -141,6 +149,8 @@ BAD_ITEMS = [
     ind(11, descriptors=(0.5,)),
     ind(12, descriptors=(0.5, 0.5, 0.5)),
     ind(13, descriptors=("a", "b")),
+    ind(14, fitness=1.7e308),  # beyond FITNESS_LIMIT: the QD score would overflow
+    ind(15, fitness=-1.7e308),
 ]
 
 
@@ -323,6 +333,23 @@ def test_bad_constructor_args_name_the_problem(kind: str, params: dict, match: s
 def test_non_finite_qd_offset_is_rejected(kind: str) -> None:
     with pytest.raises(ValueError, match="qd_offset must be finite"):
         make_archive(kind, SPACE, qd_offset=math.nan, **PARAMS[kind])
+    with pytest.raises(ValueError, match="beyond the limit"):
+        make_archive(kind, SPACE, qd_offset=-1e300, **PARAMS[kind])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_qd_score_stays_finite_at_the_value_limit(kind: str) -> None:
+    archive = make_archive(kind, SPACE, qd_offset=-FITNESS_LIMIT, seed=0, **PARAMS[kind])
+    items = [
+        ind(i, fitness=FITNESS_LIMIT, descriptors=(x, y))
+        for i, (x, y) in enumerate((x / 4 + 0.1, y / 4 + 0.1) for x in range(4) for y in range(4))
+    ]
+    archive.add(items)
+    stats = archive.stats
+    assert stats.num_elites > 0 and math.isfinite(stats.qd_score) and stats.qd_score > 0
+    assert stats.max_fitness == FITNESS_LIMIT and math.isfinite(stats.mean_fitness or math.nan)
+    (parent,) = archive.sample(1, "fitness", np.random.default_rng(0))  # finite weights
+    assert parent.fitness == FITNESS_LIMIT
 
 
 def test_make_archive_errors_name_the_kinds_and_parameters() -> None:

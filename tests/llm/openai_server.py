@@ -13,12 +13,15 @@ from typing import Any
 
 @dataclass
 class Reply:
-    """One scripted answer. ``body=None`` answers with a well-formed completion of ``text``."""
+    """One scripted answer. ``body=None`` answers with a well-formed completion of ``text``.
+    ``delay``: seconds of silence before the answer; ``drip``: seconds between the bytes of the
+    body, sent one at a time after the headers (a server that is slow but never idle)."""
 
     status: int = 200
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
     text: str = "ok"
     usage: tuple[int, int] | None = None
 
@@ -151,6 +154,14 @@ class OpenAIServer:
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if not reply.drip:
+                    self.wfile.write(data)
+                    return
+                self.wfile.flush()
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    if server._stopping.wait(reply.drip):
+                        return
 
         return Handler

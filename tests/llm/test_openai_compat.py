@@ -123,12 +123,49 @@ def test_retry_after_is_honoured(server: OpenAIServer) -> None:
     assert second.at - first.at >= 0.3
 
 
-def test_retry_after_is_capped_at_backoff_max(server: OpenAIServer) -> None:
-    server.push(error_reply(503, "busy", headers={"Retry-After": "100"}), Reply())
-    t0 = time.perf_counter()
-    (c,) = generate(backend(server, backoff_max=0.05), [chat()])
-    assert c.ok and len(server.hits) == 2
-    assert time.perf_counter() - t0 < 5
+def test_a_retry_after_beyond_max_retry_wait_fails_the_call_at_once(server: OpenAIServer) -> None:
+    server.default = error_reply(429, "rate limited", headers={"Retry-After": "3600"})
+    (c,) = generate(backend(server, max_retries=5, max_retry_wait=10.0), [chat()])
+    assert not c.ok and len(server.hits) == 1
+    error = c.error or ""
+    assert "429" in error and "rate limited" in error
+    assert "retry after 3600 s (Retry-After)" in error and "llm.max_retry_wait = 10 s" in error
+    assert c.extras["attempts"] == 1
+
+
+def test_a_retry_after_past_the_deadline_fails_the_call_at_once(server: OpenAIServer) -> None:
+    server.default = error_reply(503, "busy", headers={"Retry-After": "30"})
+    (c,) = generate(backend(server, max_retry_wait=60.0, deadline=2.0), [chat()])
+    assert not c.ok and len(server.hits) == 1
+    assert "deadline of 2 s (llm.deadline) passed" in (c.error or "")
+    assert "503" in (c.error or "")
+
+
+def test_a_dripping_answer_cannot_outlast_the_attempt_timeout(server: OpenAIServer) -> None:
+    # one byte every 50 ms: never idle long enough for a read timeout, ~15 s for the whole body
+    server.default = Reply(drip=0.05)
+    (c,) = generate(backend(server, timeout=0.3, max_retries=1), [chat()])
+    assert not c.ok
+    assert "2 attempts" in (c.error or "")
+    assert "no complete answer within 0.3 s (llm.timeout)" in (c.error or "")
+    assert len(server.hits) == 2
+
+
+def test_a_dripping_answer_cannot_outlast_the_call_deadline(server: OpenAIServer) -> None:
+    server.default = Reply(drip=0.05)
+    (c,) = generate(backend(server, timeout=0.4, max_retries=100, deadline=1.0), [chat()])
+    assert not c.ok
+    assert "deadline of 1 s (llm.deadline) passed" in (c.error or "")
+    assert "no complete answer within 0.4 s" in (c.error or "")  # the last attempt's error
+    assert 2 <= len(server.hits) <= 3  # the retries stopped at the deadline
+
+
+def test_a_silent_server_fails_at_the_call_deadline(server: OpenAIServer) -> None:
+    server.default = Reply(delay=60.0)
+    (c,) = generate(backend(server, timeout=5.0, max_retries=100, deadline=0.5), [chat()])
+    assert not c.ok and len(server.hits) == 1
+    error = c.error or ""
+    assert "gave up after 1 attempt: the call's deadline of 0.5 s (llm.deadline) passed" in error
 
 
 def test_server_errors_until_retries_run_out(server: OpenAIServer) -> None:
@@ -204,7 +241,14 @@ def test_results_keep_request_order(server: OpenAIServer) -> None:
 
 
 def test_bad_arguments_fail_loudly(server: OpenAIServer) -> None:
-    for bad in ({"timeout": 0}, {"max_retries": -1}, {"prices": (1.0, -1.0)}):
+    for bad in (
+        {"timeout": 0},
+        {"timeout": float("inf")},
+        {"deadline": 0},
+        {"max_retry_wait": -1},
+        {"max_retries": -1},
+        {"prices": (1.0, -1.0)},
+    ):
         with pytest.raises(ValueError):
             backend(server, **bad)
 
@@ -236,3 +280,31 @@ def test_importing_evolm_llm_does_not_import_the_sdk() -> None:
     code = "import sys, evolm.llm; print('openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_config_sets_the_deadline_and_the_retry_wait(server: OpenAIServer) -> None:
+    from evolm.config import ConfigError, load_config
+    from evolm.llm.build import build_backend
+
+    llm = {"backend": "openai", "model": "m", "base_url": server.url}
+    cfg = load_config(overrides={"llm": {**llm, "deadline": 7, "max_retry_wait": 2.5}})
+    built = build_backend(cfg)
+    assert isinstance(built, OpenAICompatLLM)
+    assert (built.timeout, built.deadline, built.max_retry_wait) == (120.0, 7.0, 2.5)
+    for bad in ({"deadline": 0}, {"timeout": "inf"}, {"max_retry_wait": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            load_config(overrides={"llm": {**llm, **bad}})
+
+
+def test_a_stored_flat_llm_section_still_loads_with_the_new_keys() -> None:
+    """The shipped cassette stores ``[llm]`` in the old flat form (every backend's keys, from
+    before ``deadline`` and ``max_retry_wait``); it must still be recognised and cut to its
+    backend's keys."""
+    from evolm.config import RunConfig
+    from evolm.llm.build import resolve_cassette
+    from evolm.store import RunStore
+
+    with RunStore(resolve_cassette("package:quickstart-image"), readonly=True) as store:
+        stored = store.run_info()["config"]
+    assert "api_key_env" in stored["llm"] and "deadline" not in stored["llm"]  # the flat form
+    assert RunConfig.model_validate(stored).llm.backend == "llama_cpp"

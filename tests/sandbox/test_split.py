@@ -264,8 +264,11 @@ def test_split_domains_score_as_in_one_process(name: str, tier: str) -> None:
 
 def test_declared_bounds_reject_values_the_domain_cannot_produce() -> None:
     space = DescriptorSpace(("r", "g"), ((0.0, 1.0), (0.0, 1.0)))
-    forged = Evaluation(Status.OK, 1e300, (0.5, 0.5))
-    assert forged.checked(space).ok  # no bounds declared: only finiteness is checked
+    forged = Evaluation(Status.OK, 1e50, (0.5, 0.5))
+    assert forged.checked(space).ok  # no bounds declared: only finiteness and FITNESS_LIMIT
+    assert "beyond the limit" in (
+        Evaluation(Status.OK, 1e300, (0.5, 0.5)).checked(space).error or ""
+    )
     rejected = forged.checked(space, (-1.0, 0.0))
     assert rejected.status is Status.REJECTED and "outside the domain's bounds" in rejected.error
     outside = Evaluation(Status.OK, -0.5, (0.5, 1.5))

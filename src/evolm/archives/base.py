@@ -6,8 +6,9 @@ selection strategy and a caller-owned generator; ``stats`` summarises the archiv
 the stored elites; ``export`` gives plain records. ``feedback`` tells the archive whether the
 offspring of sampled parents were accepted, which the ``curiosity`` strategy uses.
 
-Only ``ok`` individuals with finite fitness and descriptors of the right length are ever stored;
-anything else is ``NOT_ADDED``.
+Only ``ok`` individuals with finite descriptors of the right length and a fitness of magnitude at
+most :data:`~evolm.types.FITNESS_LIMIT` are ever stored; anything else is ``NOT_ADDED``. With the
+QD offset bounded the same way, the QD score never overflows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from evolm.types import AddStatus, DescriptorSpace, Individual
+from evolm.types import FITNESS_LIMIT, AddStatus, DescriptorSpace, Individual
 
 __all__ = ["Archive", "ArchiveStats", "EmptyArchiveError", "Strategy", "is_insertable"]
 
@@ -53,13 +54,14 @@ class ArchiveStats:
 
 
 def is_insertable(ind: Individual, dim: int) -> bool:
-    """True when ``ind`` is ``ok`` with finite fitness and ``dim`` finite descriptors."""
+    """True when ``ind`` is ``ok`` with ``dim`` finite descriptors and a fitness of magnitude at
+    most :data:`~evolm.types.FITNESS_LIMIT` (so sums such as the QD score stay finite)."""
     ev = ind.evaluation
     if not ev.ok or ev.fitness is None or ev.descriptors is None:
         return False
     if len(ev.descriptors) != dim:
         return False
-    return math.isfinite(ev.fitness) and all(math.isfinite(d) for d in ev.descriptors)
+    return abs(ev.fitness) <= FITNESS_LIMIT and all(math.isfinite(d) for d in ev.descriptors)
 
 
 class Archive(ABC):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from evolm.archives.base import ArchiveStats, is_insertable
-from evolm.types import Individual
+from evolm.types import FITNESS_LIMIT, Individual
 
 __all__ = ["check_count", "check_offset", "insertable", "summarise"]
 
@@ -72,7 +72,8 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_offset(qd_offset: Any) -> float:
-    """``qd_offset`` as a finite float, or ValueError."""
+    """``qd_offset`` as a float of magnitude at most :data:`~evolm.types.FITNESS_LIMIT`, or
+    ValueError."""
     try:
         offset = float(qd_offset)
     except (TypeError, ValueError):
@@ -80,5 +81,10 @@ def check_offset(qd_offset: Any) -> float:
     if not math.isfinite(offset):
         raise ValueError(
             f"qd_offset must be finite, got {offset}; choose it at or below the lowest fitness"
+        )
+    if abs(offset) > FITNESS_LIMIT:
+        raise ValueError(
+            f"qd_offset {offset:g} is beyond the limit of +-{FITNESS_LIMIT:g} that keeps the QD "
+            "score finite; choose an offset just below the lowest fitness the domain produces"
         )
     return offset

@@ -225,6 +225,8 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             concurrency=c.concurrency,
             timeout=c.timeout,
             max_retries=c.max_retries,
+            deadline=c.deadline,
+            max_retry_wait=c.max_retry_wait,
             prices=c.prices,
             seed=seed,
         )

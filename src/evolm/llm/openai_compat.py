@@ -4,7 +4,10 @@ OpenAI itself, vLLM, llama.cpp's server, Ollama, SGLang, LM Studio and most host
 speak it. The ``openai`` SDK is imported when a backend is built, not when this module is.
 The SDK's own retries are off; this backend retries rate limits (429), server errors (5xx),
 timeouts and connection failures with seeded, fully jittered exponential backoff, and honours
-``Retry-After``.
+``Retry-After`` up to ``max_retry_wait``. Two clocks bound a call whatever the server does (a
+silent server, one that sends its answer a byte at a time): ``timeout`` is the whole of one
+attempt, from connecting to the last byte, and ``deadline`` the whole call, retries and waits
+included.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
 def _status_text(exc: openai.APIStatusError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else body
@@ -75,15 +82,19 @@ class OpenAICompatLLM(LLMBackend):
         api_key_env: the environment variable holding the API key. A loopback ``base_url``
             needs no key (a placeholder is sent).
         concurrency: the most requests in flight at once.
-        timeout: seconds allowed for connecting and for each read or write of one attempt.
+        timeout: seconds one attempt may take in all: connecting, waiting for and reading
+            the whole answer (an answer sent a byte at a time does not extend it).
         max_retries: retries after the first attempt, for 429, 408, 5xx, timeouts and
             connection errors. Other HTTP errors are not retried.
         backoff_base: seconds before the first retry; doubles each retry, capped at
-            ``backoff_max``, with full jitter. A ``Retry-After`` header replaces it (capped
-            at ``backoff_max``).
-        backoff_max: the longest wait between attempts, in seconds.
+            ``backoff_max``, with full jitter. A ``Retry-After`` header replaces it.
+        backoff_max: the longest wait between attempts of evolm's own backoff, in seconds.
         prices: USD per million (input, output) tokens; ``None`` records cost 0.
         seed: seeds the jitter generator.
+        deadline: seconds one call may take in all, attempts, retries and waits included.
+            The last attempt is cut short at it; no retry starts that would wait past it.
+        max_retry_wait: the longest ``Retry-After`` honoured, in seconds. A server asking for
+            a longer wait fails the call at once, with a message naming the wait it asked for.
 
     ``request.kind == "chat"`` calls ``chat.completions.create``, ``"completion"`` calls
     ``completions.create``. Failures come back as completions with ``error`` set, never as
@@ -109,12 +120,19 @@ class OpenAICompatLLM(LLMBackend):
         backoff_max: float = 30.0,
         prices: tuple[float, float] | None = None,
         seed: int = 0,
+        deadline: float = 300.0,
+        max_retry_wait: float = 60.0,
     ) -> None:
         super().__init__(model, concurrency, prices=prices, seed=seed)
         if not model:
             raise ValueError("model must be a non-empty model name")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
+        for label, value in (("timeout", timeout), ("deadline", deadline)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{label} must be a finite number of seconds > 0, got {value}")
+        if not (max_retry_wait >= 0 and math.isfinite(max_retry_wait)):
+            raise ValueError(
+                f"max_retry_wait must be a finite number of seconds >= 0, got {max_retry_wait}"
+            )
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         if backoff_base < 0 or backoff_max < 0:
@@ -127,6 +145,8 @@ class OpenAICompatLLM(LLMBackend):
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.deadline = deadline
+        self.max_retry_wait = max_retry_wait
 
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -170,12 +190,18 @@ class OpenAICompatLLM(LLMBackend):
     async def _generate_one(self, request: Request) -> Completion:
         sdk = self._sdk
         t0 = time.perf_counter()
+        end = t0 + self.deadline
         attempts = self.max_retries + 1
         last_error = ""
         for attempt in range(attempts):
             retry_after: float | None = None
+            limit = min(self.timeout, end - time.perf_counter())
             try:
-                response = await self._call(request)
+                response = await asyncio.wait_for(self._call(request), limit)
+            except TimeoutError:  # the attempt's own clock: nothing the server sends extends it
+                if limit < self.timeout:
+                    return self._past_deadline(t0, attempt + 1, last_error)
+                last_error = self._timed_out()
             except sdk.APIStatusError as exc:
                 last_error = _status_text(exc)
                 status = exc.status_code
@@ -183,19 +209,39 @@ class OpenAICompatLLM(LLMBackend):
                     return self._failure(t0, attempt + 1, last_error)
                 retry_after = _retry_after(exc.response.headers)
             except sdk.APITimeoutError:
-                last_error = f"timed out after {self.timeout:g} s"
+                last_error = self._timed_out()
             except sdk.APIConnectionError as exc:
                 last_error = f"cannot connect to {self._client.base_url}: {exc.__cause__ or exc}"
             else:
                 return self._success(request, response, t0, attempt + 1)
             if attempt + 1 < attempts:
-                if retry_after is not None:
-                    delay = min(self.backoff_max, retry_after)
-                else:
-                    delay = self._backoff(attempt)
+                if retry_after is not None and retry_after > self.max_retry_wait:
+                    return self._failure(
+                        t0,
+                        attempt + 1,
+                        f"{last_error}; the server asked to retry after {retry_after:g} s "
+                        f"(Retry-After), longer than llm.max_retry_wait = "
+                        f"{self.max_retry_wait:g} s, so the call gave up. Raise "
+                        "llm.max_retry_wait to wait that long, or lower llm.concurrency to "
+                        "stay under the server's rate limit.",
+                    )
+                delay = retry_after if retry_after is not None else self._backoff(attempt)
+                if time.perf_counter() + delay >= end:
+                    return self._past_deadline(t0, attempt + 1, last_error)
                 await asyncio.sleep(delay)
         return self._failure(
-            t0, attempts, f"gave up after {attempts} attempts; last error: {last_error}"
+            t0, attempts, f"gave up after {_attempts(attempts)}; last error: {last_error}"
+        )
+
+    def _timed_out(self) -> str:
+        return f"timed out: no complete answer within {self.timeout:g} s (llm.timeout)"
+
+    def _past_deadline(self, t0: float, attempts: int, last_error: str) -> Completion:
+        return self._failure(
+            t0,
+            attempts,
+            f"gave up after {_attempts(attempts)}: the call's deadline of {self.deadline:g} s "
+            f"(llm.deadline) passed; last error: {last_error or 'no complete answer yet'}",
         )
 
     def _failure(self, t0: float, attempts: int, error: str) -> Completion:

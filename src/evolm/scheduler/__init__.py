@@ -9,6 +9,8 @@ from __future__ import annotations
 from evolm.scheduler.budget import Budget, Spent
 from evolm.scheduler.rebuild import apply_batch, build_archive, rebuild_archive, stored_batches
 from evolm.scheduler.scheduler import (
+    ALL_CALLS_FAILED_STOP,
+    LLM_CALL_FAILED,
     SEED,
     Arm,
     Batch,
@@ -23,6 +25,8 @@ from evolm.scheduler.scheduler import (
 )
 
 __all__ = [
+    "ALL_CALLS_FAILED_STOP",
+    "LLM_CALL_FAILED",
     "SEED",
     "Arm",
     "Batch",

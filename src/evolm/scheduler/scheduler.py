@@ -30,13 +30,15 @@ from evolm.operators.bandit import Selector, make_selector
 from evolm.operators.base import Operator, Proposal
 from evolm.scheduler.budget import Budget
 from evolm.scheduler.rebuild import apply_batch
-from evolm.types import SEED_OPERATOR, AddStatus, Evaluation, Individual, Program
+from evolm.types import SEED_OPERATOR, AddStatus, Evaluation, Individual, Program, Status
 
 if TYPE_CHECKING:
     from evolm.domains.base import DomainContext
     from evolm.llm.base import Completion, LLMBackend
 
 __all__ = [
+    "ALL_CALLS_FAILED_STOP",
+    "LLM_CALL_FAILED",
     "Arm",
     "Batch",
     "Candidate",
@@ -51,6 +53,14 @@ __all__ = [
 
 SEED = SEED_OPERATOR
 """The operator name recorded for the seed programs (batch 0): :data:`evolm.types.SEED_OPERATOR`."""
+
+LLM_CALL_FAILED = "LLM call failed: "
+"""How the error of a candidate whose LLM call failed begins (the call's error follows)."""
+
+ALL_CALLS_FAILED_STOP = 16
+"""The run stops (and fails) once this many LLM calls are told and every one has failed: a
+server that is down or a model setting that every request trips is not worth a whole budget.
+A run whose budget ends sooner, with every call failed, fails at its end the same way."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,9 @@ class Scheduler:
         self.next_batch = 0
         self.inserted = 0
         self.stop_reason: str | None = None
+        self.calls_ok = 0  # told LLM calls that answered
+        self.calls_failed = 0  # told LLM calls that failed
+        self.last_call_error: str | None = None
 
     # -- stopping -------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
@@ -245,14 +258,42 @@ class Scheduler:
             self.stop_reason = reason
 
     def check_stop(self) -> str | None:
-        """Stop if a budget or the target says so; returns the stop reason, if any."""
+        """Stop if a budget or the target says so, or once :data:`ALL_CALLS_FAILED_STOP` LLM
+        calls have failed and none answered; returns the stop reason, if any."""
         if self.stop_reason is None:
-            reason = self.budget.stop_reason(
-                self.archive.stats.max_fitness, self.config.engine.batch_size
-            )
+            reason = None
+            if self.calls_failed >= ALL_CALLS_FAILED_STOP:
+                reason = self.calls_failure()
+            if reason is None:
+                reason = self.budget.stop_reason(
+                    self.archive.stats.max_fitness, self.config.engine.batch_size
+                )
             if reason is not None:
                 self.stop_reason = reason
         return self.stop_reason
+
+    def calls_failure(self) -> str | None:
+        """Why the run failed if it made LLM calls and every one failed, else None."""
+        if self.calls_ok or not self.calls_failed:
+            return None
+        return (
+            f"every LLM call failed: {self.last_call_error} ({self.calls_failed} calls, none "
+            "answered; check that the server is up and the model settings are right, then start "
+            "a new run)"
+        )
+
+    def _count_calls(self, individuals: Sequence[Individual]) -> None:
+        """Count the told LLM calls that answered and that failed (live and on resume, from the
+        same stored facts: a prompt hash means a call, :data:`LLM_CALL_FAILED` a failed one)."""
+        for ind in individuals:
+            if ind.program.prompt_hash is None:
+                continue
+            error = ind.evaluation.error or ""
+            if ind.evaluation.status is Status.INVALID and error.startswith(LLM_CALL_FAILED):
+                self.calls_failed += 1
+                self.last_call_error = error[len(LLM_CALL_FAILED) :]
+            else:
+                self.calls_ok += 1
 
     # -- ask ------------------------------------------------------------------------------
     def seed_batch(self, codes: Sequence[str]) -> Batch:
@@ -367,6 +408,7 @@ class Scheduler:
         statuses = tuple(apply_batch(self.archive, inds))
         if batch.index == 0:
             self.seeds = list(inds)
+        self._count_calls(inds)
         called = [o.completion for o in outcomes if o.completion is not None]
         self.budget.charge(
             llm_calls=len(called),
@@ -439,4 +481,5 @@ class Scheduler:
         apply_batch(self.archive, individuals)
         if index == 0:
             self.seeds = list(individuals)
+        self._count_calls(individuals)
         self.learn(arm_stats)

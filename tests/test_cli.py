@@ -78,6 +78,9 @@ def test_run_status_export(tmp_path):
     st = evolm("status", db)
     assert "QD score" in st.stdout and "coverage" in st.stdout and "best program" in st.stdout
     assert "mean_g ^" in st.stdout  # heatmap of descriptors 0 and 1 (mean_r, mean_g)
+    wide = evolm("status", db, env={"COLUMNS": "300"}).stdout  # a table cell on one line
+    evaluation = next(line for line in wide.splitlines() if "evaluation" in line)
+    assert "sandbox" in evaluation and "scored apart from the program" in evaluation
     out = evolm("export", db, "--format", "jsonl").stdout
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 20

@@ -594,6 +594,22 @@ def status(
         _status(run_db, dims)
 
 
+def _describe_sandbox(event: Any) -> str:
+    """Where the run's programs ran and who scored them, from its latest ``sandbox`` event."""
+    info = event.info
+    where = event.evaluator
+    if info.get("tier"):
+        where += f", {info['tier']} tier"
+    if info.get("workers"):
+        where += f", {info['workers']} workers"
+    scoring = info.get("scoring")
+    if scoring == "separate":
+        where += "; scored apart from the program (it cannot choose its score)"
+    elif scoring == "in_process":
+        where += "; scored in the program's own process (a hostile program could forge its score)"
+    return where
+
+
 def _run_state(run_db: Path, stored: str) -> str:
     """The run's status for ``evolm status``: the stored one, except that a run stored as
     running whose writer is gone (killed) is shown as interrupted."""
@@ -631,6 +647,9 @@ def _status(run_db: Path, dims: str) -> None:
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
         table.add_row("seed", str(info["seed"]))
         table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
+        sandbox = store.sandbox_events()
+        if sandbox:
+            table.add_row("evaluation", _describe_sandbox(sandbox[-1]))
         table.add_row(
             "llm",
             ", ".join(

@@ -44,11 +44,12 @@ from evolm.domains.puzzles.puzzle import (
     default_answer,
     load_puzzle_file,
     plain_answer,
+    puzzles_from_data,
     solution_header,
 )
 from evolm.types import DescriptorSpace, Evaluation, Status
 
-__all__ = ["LIBRARY", "DEFAULT_PUZZLE", "Puzzle", "PuzzleDomain", "puzzle_set"]
+__all__ = ["DEFAULT_PUZZLE", "LIBRARY", "Puzzle", "PuzzleDomain", "puzzle_set"]
 
 DEFAULT_PUZZLE = "digit_sum"
 """The library puzzle solved when no parameter picks one."""
@@ -59,16 +60,35 @@ _MAX_SHOWN = 200
 
 
 def puzzle_set(
-    file: str | None = None, grade: int | None = None, names: list[str] | None = None
+    file: str | None = None,
+    grade: int | None = None,
+    names: list[str] | None = None,
+    puzzles: list[dict[str, Any]] | None = None,
 ) -> list[Puzzle]:
-    """The puzzles of the library (or of a user's ``file``), keeping only ``grade`` and
-    ``names`` when given, in their order.
+    """The puzzles of the library, of a user's ``file``, or given inline as ``puzzles`` (data
+    in the puzzle-file format), keeping only ``grade`` and ``names`` when given, in order.
 
     Raises:
-        ValueError: the file is bad, a grade outside 1..5, or an unknown name (the message
-            lists the known ones).
+        ValueError: both ``file`` and ``puzzles``, bad puzzles, a grade outside 1..5, or an
+            unknown name (the message lists the known ones).
     """
-    puzzles = load_puzzle_file(file) if file is not None else list(LIBRARY)
+    if file is not None and puzzles is not None:
+        raise ValueError("give the puzzles domain a puzzle file or inline puzzles, not both")
+    source = "the puzzle library"
+    if file is not None:
+        chosen = load_puzzle_file(file)
+        source = f"puzzle file {file}"
+    elif puzzles is not None:
+        chosen = puzzles_from_data(puzzles, "the puzzles parameter")
+        source = "the puzzles parameter"
+    else:
+        chosen = list(LIBRARY)
+    return _select(chosen, source, grade, names)
+
+
+def _select(
+    puzzles: list[Puzzle], source: str, grade: int | None, names: list[str] | None
+) -> list[Puzzle]:
     if grade is not None:
         if isinstance(grade, bool) or grade not in range(1, 6):
             raise ValueError(f"puzzles grade must be an int from 1 to 5, got {grade!r}")
@@ -77,9 +97,8 @@ def puzzle_set(
         known = {p.name: p for p in puzzles}
         missing = [n for n in names if n not in known]
         if missing:
-            where = f"puzzle file {file}" if file else "the puzzle library"
             raise ValueError(
-                f"no puzzle named {missing[0]!r} in {where}"
+                f"no puzzle named {missing[0]!r} in {source}"
                 + (f" at grade {grade}" if grade is not None else "")
                 + f"; known: {', '.join(sorted(known))}"
             )
@@ -101,7 +120,10 @@ class PuzzleDomain(Domain):
         grade: with no ``puzzle``, pick among the puzzles of this grade (1 to 5).
         index: with no ``puzzle``, which of the selected puzzles (an int >= 0, default 0).
         file: path of a user's puzzle file (JSON, see :mod:`evolm.domains.puzzles.puzzle`),
-            used in place of the library.
+            used in place of the library. Sandbox workers rebuild the domain from its
+            parameters and cannot read arbitrary files: for a run, give ``puzzles`` instead.
+        puzzles: the puzzles inline, as data in the puzzle-file format (a list of dicts),
+            used in place of the library; this is what a run's workers can rebuild.
 
     Raises:
         ValueError: an unknown puzzle, a bad grade or index, or a bad puzzle file.
@@ -120,17 +142,18 @@ class PuzzleDomain(Domain):
         grade: int | None = None,
         index: int = 0,
         file: str | None = None,
+        puzzles: list[dict[str, Any]] | None = None,
     ) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError(f"puzzles index must be an int >= 0, got {index!r}")
         if puzzle is not None:
-            chosen = puzzle_set(file, grade, [puzzle])[0]
-        elif grade is None and file is None:
+            chosen = puzzle_set(file, grade, [puzzle], puzzles)[0]
+        elif grade is None and file is None and puzzles is None:
             chosen = puzzle_set(names=[DEFAULT_PUZZLE])[0]
         else:
-            pool = puzzle_set(file, grade)
+            pool = puzzle_set(file, grade, None, puzzles)
             if not pool:
-                raise ValueError(f"no puzzle of grade {grade} in puzzle file {file}")
+                raise ValueError(f"no puzzle of grade {grade} in the puzzles given")
             if index >= len(pool):
                 raise ValueError(
                     f"puzzles index {index} is out of range: the selection holds {len(pool)} "
@@ -138,7 +161,6 @@ class PuzzleDomain(Domain):
                 )
             chosen = pool[index]
         self.puzzle: Puzzle = chosen
-        self.file = file
         self._kind = chosen.answer_type
         self._f: Any = None
 

@@ -1,4 +1,4 @@
-'''The puzzles evolm ships: original programming puzzles in the P3 format, graded 1 to 5.
+"""The puzzles evolm ships: original programming puzzles in the P3 format, graded 1 to 5.
 
 Each puzzle is a :class:`~evolm.domains.puzzles.puzzle.Puzzle`: the source of ``f(answer,
 ...instance) -> bool`` whose first parameter's annotation is the answer's type and whose other
@@ -6,7 +6,7 @@ parameters carry the instance as defaults, a reference solution ``g(...instance)
 no arguments), a grade from 1 (trivial) to 5 (hard) and skill tags. The tests check that every
 reference solution solves its puzzle through the sandbox. These puzzles were written for evolm;
 none is taken from the P3 repository.
-'''
+"""
 
 from __future__ import annotations
 
@@ -361,8 +361,9 @@ LIBRARY: tuple[Puzzle, ...] = (
         4,
         "def f(dens: list[int], num=4, den=13) -> bool:\n"
         "    from fractions import Fraction\n"
-        "    return (0 < len(dens) <= 3 and all(0 < a < b for a, b in zip(dens, dens[1:]))\n"
-        "            and min(dens) > 0 and sum(Fraction(1, d) for d in dens) == Fraction(num, den))\n",
+        "    return (0 < len(dens) <= 3 and 0 < dens[0]\n"
+        "            and all(a < b for a, b in zip(dens, dens[1:]))\n"
+        "            and sum(Fraction(1, d) for d in dens) == Fraction(num, den))\n",
         "def g(num=4, den=13):\n"
         "    from fractions import Fraction\n"
         "    rest, dens = Fraction(num, den), []\n"

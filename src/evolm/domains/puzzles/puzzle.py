@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "AnswerType",
-    "MAX_ANSWER_ITEMS",
     "MAX_ANSWER_CHARS",
+    "MAX_ANSWER_ITEMS",
     "MAX_INT_BITS",
+    "AnswerType",
     "Puzzle",
     "check_answer",
     "code_features",
@@ -35,6 +35,7 @@ __all__ = [
     "load_puzzle_file",
     "parse_answer_type",
     "plain_answer",
+    "puzzles_from_data",
     "solution_header",
 ]
 
@@ -259,6 +260,46 @@ def code_features(code: str) -> tuple[int, int] | None:
     return loops, nodes
 
 
+def puzzles_from_data(raw: Any, where: str = "puzzle data") -> list[Puzzle]:
+    """Puzzles from data in the puzzle-file format (a list of objects; see the module
+    docstring), as read from JSON or given inline as a domain parameter.
+
+    Raises:
+        ValueError: data of the wrong shape, or a bad or duplicated puzzle; the message starts
+            with ``where`` and names the item.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(
+            f"{where} must be a non-empty list of puzzles, each an object with "
+            '"name" and "f" (and optionally "grade", "g", "tags")'
+        )
+    puzzles: list[Puzzle] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not {"name", "f"} <= set(item):
+            raise ValueError(f'{where}: item {i} is not an object with "name" and "f"')
+        unknown = set(item) - {"name", "grade", "f", "g", "tags"}
+        if unknown:
+            raise ValueError(f"{where}: item {i} has unknown keys {sorted(unknown)}")
+        tags = item.get("tags", [])
+        if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+            raise ValueError(f"{where}: item {i}: tags must be a list of strings")
+        if not isinstance(item["f"], str) or not isinstance(item.get("g", ""), str):
+            raise ValueError(f"{where}: item {i}: f and g must be source strings")
+        try:
+            puzzles.append(
+                Puzzle(
+                    item["name"], item.get("grade", 3), item["f"], item.get("g", ""), tuple(tags)
+                )
+            )
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+    names = [p.name for p in puzzles]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{where}: duplicate puzzle names {dupes}")
+    return puzzles
+
+
 def load_puzzle_file(path: str | Path) -> list[Puzzle]:
     """Read a user's puzzle file (JSON; format in the module docstring).
 
@@ -273,32 +314,4 @@ def load_puzzle_file(path: str | Path) -> list[Puzzle]:
         raise ValueError(f"cannot read puzzle file {path}: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"puzzle file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(
-            f"puzzle file {path} must hold a non-empty JSON list of puzzles, each an object "
-            'with "name" and "f" (and optionally "grade", "g", "tags")'
-        )
-    puzzles: list[Puzzle] = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict) or not {"name", "f"} <= set(item):
-            raise ValueError(f'puzzle file {path}: item {i} is not an object with "name" and "f"')
-        unknown = set(item) - {"name", "grade", "f", "g", "tags"}
-        if unknown:
-            raise ValueError(f"puzzle file {path}: item {i} has unknown keys {sorted(unknown)}")
-        tags = item.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ValueError(f"puzzle file {path}: item {i}: tags must be a list of strings")
-        if not isinstance(item["f"], str) or not isinstance(item.get("g", ""), str):
-            raise ValueError(f"puzzle file {path}: item {i}: f and g must be source strings")
-        try:
-            puzzles.append(
-                Puzzle(item["name"], item.get("grade", 3), item["f"], item.get("g", ""), tuple(tags))
-            )
-        except ValueError as exc:
-            raise ValueError(f"puzzle file {path}: {exc}") from exc
-    names = [p.name for p in puzzles]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"puzzle file {path}: duplicate puzzle names {dupes}")
-    return puzzles
-
+    return puzzles_from_data(raw, f"puzzle file {path}")

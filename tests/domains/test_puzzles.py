@@ -196,6 +196,9 @@ def test_selection_parameters() -> None:
         PuzzleDomain(file="x.json", puzzles=[])
     inline = [{"name": "one", "f": "def f(x: int) -> bool:\n    return x == 1\n"}]
     assert PuzzleDomain(puzzles=inline).puzzle.name == "one"
+    broken = [{"name": "b", "f": "def f(x: int, n=undefined_name) -> bool:\n    return True\n"}]
+    ev = PuzzleDomain(puzzles=broken).evaluate("def g():\n    return 1\n")
+    assert ev.status is Status.ERROR and "puzzle b's f does not load: NameError" in ev.error
     with pytest.raises(ValueError, match="the puzzles parameter: item 0"):
         PuzzleDomain(puzzles=[{"f": "def f(x: int):\n    return 1\n"}])
 

@@ -238,7 +238,17 @@ class PuzzleDomain(Domain):
                 Status.INVALID, f"g() returned an answer f cannot take: {why}"
             )
         try:
-            verdict = self._compiled_f()(answer)
+            f = self._compiled_f()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the puzzle itself is broken, not the program
+            return Evaluation.failure(
+                Status.ERROR,
+                f"the puzzle {self.puzzle.name}'s f does not load: {describe_exception(exc)}; "
+                "fix the puzzle's source",
+            )
+        try:
+            verdict = f(answer)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # the answer broke f: not a solution

@@ -229,11 +229,17 @@ FAILING = {
     "image": ["def draw(:\n", "def draw():\n    return [1, 2]\n", "def draw():\n    1 / 0\n"],
     "parity": ["def parity(:\n", "def parity(a, b, c, d):\n    return 'x'\n"],
     "sodarace": ["def make_walker():\n    return 3\n", "def make_walker():\n    1 / 0\n"],
+    "puzzles": [
+        "def g():\n    return 99999500\n",
+        "def g():\n    return object()\n",
+        "def g():\n    return '1'\n",
+        "def g():\n    1 / 0\n",
+    ],
 }
 
 
 @pytest.mark.parametrize("tier", TIER_PARAMS)
-@pytest.mark.parametrize("name", ["image", "parity", "sodarace"])
+@pytest.mark.parametrize("name", ["image", "parity", "sodarace", "puzzles"])
 def test_split_domains_score_as_in_one_process(name: str, tier: str) -> None:
     dom = get_domain(name)
     assert dom.scoring == "separate"

@@ -47,7 +47,7 @@ from typing import Any, NoReturn
 
 from evolm.sandbox import codec
 from evolm.sandbox.policy import RESULT_FD, ChildPolicy
-from evolm.sandbox.scorer import Scorer
+from evolm.sandbox.scorer import Scorer, _describe, _write_all  # one copy of each
 
 __all__ = ["main"]
 
@@ -82,20 +82,6 @@ class _Pipe:
 
     def send(self, obj: Any) -> None:
         _write_all(self.wfd, codec.frame(codec.encode_value(obj)))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:
-        text = "<unprintable>"
-    return f"{type(exc).__name__}: {text}"[:2000]
 
 
 def _origin(exc: BaseException) -> dict[str, str]:

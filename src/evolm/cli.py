@@ -352,6 +352,18 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
     return 0
 
 
+def _task_summary(cfg: RunConfig) -> str:
+    """A task run's name and fitness metric (read from its files, which may have moved)."""
+    from evolm.domains.base import get_domain
+
+    try:
+        dom: Any = get_domain("task", cfg.domain.params)
+    except Exception as exc:  # the task's files were moved or changed since the run
+        return f"its files cannot be read now ({exc})"
+    fitness = dom.spec.fitness or "fitness (or combined_score)"
+    return f"{dom.task_name}: fitness metric {fitness}, evaluator {dom.evaluator_name}"
+
+
 def _task_domain(
     domain: str | None, program: Path | None, evaluator: Path | None, config: Path | None
 ) -> dict[str, Any] | None:
@@ -697,6 +709,8 @@ def _status(run_db: Path, dims: str) -> None:
         table = Table(title=f"evolm run {run_db}", show_header=False)
         table.add_row("status", _run_state(run_db, info["status"]))
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
+        if info["domain"] == "task":
+            table.add_row("task", _task_summary(cfg))
         table.add_row("seed", str(info["seed"]))
         table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
         sandbox = store.sandbox_events()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sqlite3
 import subprocess
 import sys
@@ -262,17 +261,18 @@ def evaluate(program_path):  # never used: run and score take precedence
 '''
 
 FORGER = """# EVOLVE-BLOCK-START
-import gc
+import sys
 
 
 def forged(*args, **kwargs):
     return {"fitness": 1e9}
 
 
-for obj in gc.get_objects():
-    if isinstance(obj, dict) and str(obj.get("__name__", "")).startswith("evolm_task"):
-        obj["score"] = forged
-        obj["evaluate"] = forged
+frame = sys._getframe()
+while frame is not None:  # patch every caller's module: the evaluator's among them
+    if "score" in frame.f_globals:
+        frame.f_globals["score"] = forged
+    frame = frame.f_back
 
 
 def solve():
@@ -293,7 +293,7 @@ def test_run_and_score_keep_the_score_out_of_the_programs_reach(tmp_path: Path) 
     # The same forger against an evaluate() evaluator does forge its score: which is why the
     # run/score form exists.
     one_phase = TWO_PHASE.split("def evaluate(")[0].replace("def run(", "def _run(") + (
-        "def evaluate(program_path):\n    return score(_run(program_path))\n"
+        "def evaluate(program_path):\n    data = _run(program_path)\n    return score(data)\n"
     )
     one = make_task(tmp_path / "one", evaluator=one_phase, toml=None, program=program)
     assert type(get_domain("task", {"path": str(one)})) is TaskDomain
@@ -372,7 +372,6 @@ def test_a_score_that_changes_with_the_seed_is_caught_by_the_reproduce_guard(
     task = make_task(tmp_path / "task", NUMBER_EVALUATOR.replace("NOISE", "1e-3"), None,
                      NUMBER_PROGRAM)
     db = tmp_path / "run.db"
-    evolm("--help")
     evolm("run", "--program", task / "initial.py", "--evaluator", task / "evaluator.py",
           "--llm", "fake", "--budget-evals", 16, "--out", db, "-q")
     rows = _rows(db)
@@ -392,4 +391,4 @@ def test_a_seed_the_evaluator_cannot_score_fails_the_run(tmp_path: Path) -> None
     out = proc.stdout + proc.stderr
     assert "the seed program could not be scored" in out
     assert "evaluator error: evaluator.py: evaluate() raised ZeroDivisionError" in out
-    assert len(_rows(tmp_path / "run.db")) == 0 or math.isfinite(1.0)
+    assert _rows(tmp_path / "run.db") == []  # stopped after the seed batch, nothing told

@@ -575,7 +575,8 @@ class Runner:
                 out.append(o)
                 continue
             seeds = [
-                _reevaluation_seed(o.program.seed, i) if dom.reevaluate_fresh_seeds
+                _reevaluation_seed(o.program.seed, i)
+                if dom.reevaluate_fresh_seeds
                 else o.program.seed
                 for i in range(dom.reevaluate_best)
             ]
@@ -671,7 +672,9 @@ def _reproduced(
             and abs(a.fitness - ev.fitness) <= tolerance * max(abs(ev.fitness), abs(a.fitness))
         )
         if not same:
-            got = f"{a.fitness:.6g}" if a.ok and a.fitness is not None else f"{a.status} ({a.error})"
+            got = (
+                f"{a.fitness:.6g}" if a.ok and a.fitness is not None else f"{a.status} ({a.error})"
+            )
             return Evaluation.failure(
                 Status.REJECTED,
                 f"did not reproduce: {ev.fitness:.6g} then {got}",

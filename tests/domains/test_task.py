@@ -13,14 +13,14 @@ import pytest
 
 from evolm.domains.base import get_domain
 from evolm.domains.task import SeparateTaskDomain, TaskDomain
-from evolm.domains.task.blocks import split_blocks, splice
+from evolm.domains.task.blocks import split_blocks
 from evolm.domains.task.spec import parse_task_toml
 from evolm.sandbox import SandboxPool
 from evolm.types import Status
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROGRAM = '''import math
+PROGRAM = """import math
 
 HEADER = 1.0
 
@@ -38,10 +38,10 @@ def helper():
 # EVOLVE-BLOCK-START
 EXTRA = 2
 # EVOLVE-BLOCK-END
-'''
+"""
 
 # The program's solve() says how the evaluator should misbehave.
-EVALUATOR = '''import importlib.util
+EVALUATOR = """import importlib.util
 import math
 
 
@@ -71,9 +71,9 @@ def integrity_check(metrics, program_path):
     if metrics.get("claimed", 0.0) > metrics["fitness"]:
         return "the claimed sum does not match the fitness"
     return True
-'''
+"""
 
-TOML = '''name = "modes"
+TOML = """name = "modes"
 description = "A test task."
 timeout = 10.0
 fitness_bounds = [-100.0, 100.0]
@@ -85,11 +85,12 @@ high = 1.0
 
 [integrity]
 reevaluate = 2
-'''
+"""
 
 
-def make_task(tmp: Path, evaluator: str = EVALUATOR, toml: str | None = TOML,
-              program: str = PROGRAM) -> Path:
+def make_task(
+    tmp: Path, evaluator: str = EVALUATOR, toml: str | None = TOML, program: str = PROGRAM
+) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "initial.py").write_text(program)
     (tmp / "evaluator.py").write_text(evaluator)
@@ -125,8 +126,7 @@ def test_splice_never_changes_code_outside_the_markers(tmp_path: Path) -> None:
         "# EVOLVE-BLOCK-END\ndef helper():\n    return os.getcwd()\n"
         "# EVOLVE-BLOCK-START\nEXTRA = 5\n# EVOLVE-BLOCK-END\nprint('trailer')\n",
         # marker lines rewritten with other comment text, a block without a final newline
-        "#   EVOLVE-BLOCK-START here\nx = 1\n// EVOLVE-BLOCK-END\n"
-        "-- EVOLVE-BLOCK-START\nEXTRA = 3",
+        "#   EVOLVE-BLOCK-START here\nx = 1\n// EVOLVE-BLOCK-END\n-- EVOLVE-BLOCK-START\nEXTRA = 3",
         # empty blocks
         "# EVOLVE-BLOCK-START\n# EVOLVE-BLOCK-END\n# EVOLVE-BLOCK-START\n# EVOLVE-BLOCK-END\n",
     ]
@@ -155,7 +155,9 @@ def test_splice_never_changes_code_outside_the_markers(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_markers_make_the_candidate_invalid(tmp_path: Path, candidate: str, reason: str) -> None:
+def test_bad_markers_make_the_candidate_invalid(
+    tmp_path: Path, candidate: str, reason: str
+) -> None:
     dom = get_domain("task", {"path": str(make_task(tmp_path))})
     with pytest.raises(ValueError, match=reason):
         dom.prepare(candidate)
@@ -200,7 +202,13 @@ def test_failures_are_blamed_on_the_program_or_the_evaluator(tmp_path: Path) -> 
     programs.append(with_solve("    raise ValueError('program bug')\n"))
     programs.append(with_solve("    return (\n"))  # a syntax error in the program
     programs.append(with_solve("    import sys\n    sys.exit(3)\n"))
-    res = dict(zip([*modes, "program raises", "syntax", "exit"], evaluate_all(params, programs)))
+    res = dict(
+        zip(
+            [*modes, "program raises", "syntax", "exit"],
+            evaluate_all(params, programs),
+            strict=True,
+        )
+    )
 
     fine = res["fine"]
     assert fine.status is Status.OK, fine.error
@@ -240,7 +248,7 @@ def test_an_evaluator_that_does_not_import_is_an_evaluator_error(tmp_path: Path)
 
 
 # -- two-phase: the program cannot forge its score -----------------------------------------
-TWO_PHASE = '''import importlib.util
+TWO_PHASE = """import importlib.util
 
 
 def run(program_path):
@@ -258,7 +266,7 @@ def score(data):
 
 def evaluate(program_path):  # never used: run and score take precedence
     raise AssertionError("evaluate() called")
-'''
+"""
 
 FORGER = """# EVOLVE-BLOCK-START
 import sys
@@ -315,15 +323,15 @@ def evolm(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]
     return proc
 
 
-NUMBER_PROGRAM = '''import math
+NUMBER_PROGRAM = """import math
 
 # EVOLVE-BLOCK-START
 def solve():
     return 1.0
 # EVOLVE-BLOCK-END
-'''
+"""
 
-NUMBER_EVALUATOR = '''import importlib.util
+NUMBER_EVALUATOR = """import importlib.util
 
 
 def evaluate(program_path, seed=0):
@@ -332,7 +340,7 @@ def evaluate(program_path, seed=0):
     spec.loader.exec_module(module)
     x = float(module.solve())
     return {"fitness": -abs(x - 7.0) + NOISE * (seed % 1000), "x": x}
-'''
+"""
 
 
 def _rows(db: Path) -> list[tuple]:
@@ -344,8 +352,9 @@ def _rows(db: Path) -> list[tuple]:
 
 
 def test_run_a_task_directory_end_to_end_with_status_and_export(tmp_path: Path) -> None:
-    task = make_task(tmp_path / "task", NUMBER_EVALUATOR.replace("NOISE", "0.0"), None,
-                     NUMBER_PROGRAM)
+    task = make_task(
+        tmp_path / "task", NUMBER_EVALUATOR.replace("NOISE", "0.0"), None, NUMBER_PROGRAM
+    )
     db = tmp_path / "run.db"
     evolm("run", task, "--llm", "fake", "--budget-evals", 20, "--out", db, "-q")
     rows = _rows(db)
@@ -361,19 +370,35 @@ def test_run_a_task_directory_end_to_end_with_status_and_export(tmp_path: Path) 
     assert reevaluated and all(len(x["reevaluations"]) == 2 for x in reevaluated)
     status = evolm("status", db).stdout
     assert "task" in status and "fitness metric" in status
-    exported = [json.loads(line) for line in evolm("export", db, "--format", "jsonl").stdout
-                .splitlines() if line.strip()]
+    exported = [
+        json.loads(line)
+        for line in evolm("export", db, "--format", "jsonl").stdout.splitlines()
+        if line.strip()
+    ]
     assert len(exported) == 20 and exported[0]["code"] == NUMBER_PROGRAM
 
 
 def test_a_score_that_changes_with_the_seed_is_caught_by_the_reproduce_guard(
     tmp_path: Path,
 ) -> None:
-    task = make_task(tmp_path / "task", NUMBER_EVALUATOR.replace("NOISE", "1e-3"), None,
-                     NUMBER_PROGRAM)
+    task = make_task(
+        tmp_path / "task", NUMBER_EVALUATOR.replace("NOISE", "1e-3"), None, NUMBER_PROGRAM
+    )
     db = tmp_path / "run.db"
-    evolm("run", "--program", task / "initial.py", "--evaluator", task / "evaluator.py",
-          "--llm", "fake", "--budget-evals", 16, "--out", db, "-q")
+    evolm(
+        "run",
+        "--program",
+        task / "initial.py",
+        "--evaluator",
+        task / "evaluator.py",
+        "--llm",
+        "fake",
+        "--budget-evals",
+        16,
+        "--out",
+        db,
+        "-q",
+    )
     rows = _rows(db)
     rejected = [r for r in rows if r[2] == "rejected"]
     assert rejected, [r[2:5] for r in rows]
@@ -385,8 +410,18 @@ def test_a_score_that_changes_with_the_seed_is_caught_by_the_reproduce_guard(
 def test_a_seed_the_evaluator_cannot_score_fails_the_run(tmp_path: Path) -> None:
     broken = "def evaluate(program_path):\n    return 1 / 0\n"
     task = make_task(tmp_path / "task", broken, None, NUMBER_PROGRAM)
-    proc = evolm("run", task, "--llm", "fake", "--budget-evals", 40, "--out",
-                 tmp_path / "run.db", "-q", check=False)
+    proc = evolm(
+        "run",
+        task,
+        "--llm",
+        "fake",
+        "--budget-evals",
+        40,
+        "--out",
+        tmp_path / "run.db",
+        "-q",
+        check=False,
+    )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "the seed program could not be scored" in out

@@ -12,7 +12,7 @@ from __future__ import annotations
 START = "EVOLVE-BLOCK-START"
 END = "EVOLVE-BLOCK-END"
 
-__all__ = ["END", "START", "blocks", "split_blocks", "splice"]
+__all__ = ["END", "START", "blocks", "splice", "split_blocks"]
 
 
 def split_blocks(text: str) -> tuple[list[str], list[str]]:

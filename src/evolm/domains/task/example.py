@@ -18,7 +18,7 @@ if __name__ == "__main__":
     print(solve(), math.pi)
 '''
 
-EXAMPLE_EVALUATOR = '''import importlib.util
+EXAMPLE_EVALUATOR = """import importlib.util
 import math
 
 
@@ -30,10 +30,10 @@ def evaluate(program_path):
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 10.0:
         return {"fitness": -10.0, "x": -1.0}
     return {"fitness": math.sin(3.0 * x) - 0.05 * (x - 7.0) ** 2, "x": float(x)}
-'''
+"""
 
-EXAMPLE_TOML = '''name = "bumpy"
+EXAMPLE_TOML = """name = "bumpy"
 description = "solve() returns x in [0, 10]; the score is sin(3x) - 0.05 (x - 7)^2."
 timeout = 10.0
 fitness_bounds = [-10.0, 1.0]
-'''
+"""

@@ -108,9 +108,7 @@ def _classify(dom: TaskDomain, exc: BaseException, program_path: str, what: str)
         return evaluator_failure(dom, f"{what} raised {_describe(exc)}")
     status = Status.INVALID if isinstance(exc, SyntaxError) else Status.ERROR
     text = "program called exit()" if isinstance(exc, SystemExit) else _describe(exc)
-    return Evaluation.failure(
-        status, _cut(f"{text} (line {line})"), extras={"failure": "program"}
-    )
+    return Evaluation.failure(status, _cut(f"{text} (line {line})"), extras={"failure": "program"})
 
 
 def _load_evaluator(dom: TaskDomain, workdir: str | None) -> ModuleType:
@@ -178,13 +176,14 @@ def check_metrics(dom: TaskDomain, metrics: Any, features: list[float]) -> Evalu
             dom, f"it returned a {type(metrics).__name__}, not a dict of metrics with str keys"
         )
     spec = dom.spec
-    fitness_key = spec.fitness or ("combined_score" if "fitness" not in metrics
-                                   and "combined_score" in metrics else "fitness")
+    fitness_key = spec.fitness or (
+        "combined_score" if "fitness" not in metrics and "combined_score" in metrics else "fitness"
+    )
     if fitness_key not in metrics:
         return evaluator_failure(
             dom,
             f"it returned no metric {fitness_key!r} (the fitness) among {sorted(metrics)[:10]}; "
-            "return it, or name the fitness metric with fitness = \"...\" in task.toml",
+            'return it, or name the fitness metric with fitness = "..." in task.toml',
         )
     shown = dict(list(metrics.items())[:_MAX_METRICS])
     extras: dict[str, Any] = {"metrics": {k: _plain(v) for k, v in shown.items()}}
@@ -219,14 +218,15 @@ def check_metrics(dom: TaskDomain, metrics: Any, features: list[float]) -> Evalu
     )
 
 
-def _integrity(dom: TaskDomain, module: ModuleType, ev: Evaluation, metrics: Any,
-               evidence: Any) -> Evaluation:
+def _integrity(
+    dom: TaskDomain, module: ModuleType, ev: Evaluation, metrics: Any, evidence: Any
+) -> Evaluation:
     check = getattr(module, "integrity_check", None)
     if not ev.ok or check is None:
         return ev
     try:
         verdict = check(metrics, evidence)
-    except BaseException as exc:  # noqa: BLE001 - the evaluator's bug, reported as such
+    except BaseException as exc:
         return evaluator_failure(dom, f"integrity_check raised {_describe(exc)}")
     if verdict is True or verdict is None:
         return ev
@@ -256,7 +256,7 @@ def evaluate_task(dom: TaskDomain, code: str, seed: int) -> Evaluation:
     def body(workdir: str, program_path: str) -> Evaluation:
         try:
             module = _load_evaluator(dom, workdir)
-        except BaseException as exc:  # noqa: BLE001 - reported as the evaluator's failure
+        except BaseException as exc:
             return evaluator_failure(dom, f"it failed to import: {_describe(exc)}")
         fn = getattr(module, "evaluate", None)
         if not callable(fn):
@@ -265,7 +265,7 @@ def evaluate_task(dom: TaskDomain, code: str, seed: int) -> Evaluation:
             metrics = _call(fn, program_path, seed, _takes_seed(fn))
         except MemoryError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - the program's or the evaluator's
+        except BaseException as exc:
             return _classify(dom, exc, program_path, "evaluate()")
         ev = check_metrics(dom, metrics, features)
         return _integrity(dom, module, ev, metrics, program_path)
@@ -284,7 +284,7 @@ def run_task(dom: TaskDomain, code: str, seed: int) -> Any:
     def body(workdir: str, program_path: str) -> Any:
         try:
             module = _load_evaluator(dom, workdir)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             return evaluator_failure(dom, f"it failed to import: {_describe(exc)}")
         fn = getattr(module, "run", None)
         if not callable(fn):
@@ -293,14 +293,14 @@ def run_task(dom: TaskDomain, code: str, seed: int) -> Any:
             data = _call(fn, program_path, seed, _takes_seed(fn))
         except MemoryError:
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             return _classify(dom, exc, program_path, "run()")
         try:
             codec.encode_value(data)
         except (TypeError, ValueError) as exc:
             return evaluator_failure(
-                dom, f"run() returned data that is not plain (numbers, strings, lists, dicts): "
-                f"{exc}"
+                dom,
+                f"run() returned data that is not plain (numbers, strings, lists, dicts): {exc}",
             )
         return {"data": data, "features": features}
 
@@ -320,14 +320,14 @@ def score_task(dom: TaskDomain, out: Any, seed: int) -> Evaluation:
         return Evaluation.failure(Status.INVALID, "the program's child sent malformed data")
     try:
         module = _load_evaluator(dom, None)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return evaluator_failure(dom, f"it failed to import: {_describe(exc)}")
     fn = getattr(module, "score", None)
     if not callable(fn):
         return evaluator_failure(dom, "it defines no function score(data)")
     try:
         metrics = _call(fn, out["data"], seed, _takes_seed(fn))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return evaluator_failure(dom, f"score() raised {_describe(exc)}")
     ev = check_metrics(dom, metrics, list(out["features"]))
     return _integrity(dom, module, ev, metrics, out["data"])

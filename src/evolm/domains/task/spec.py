@@ -13,7 +13,7 @@ _TOP = (
     "name", "description", "program", "evaluator", "fitness", "timeout", "memory_mb",
     "fitness_bounds", "descriptors", "integrity",
 )  # fmt: skip
-_DESCRIPTOR = ("name", "low", "high", "bins")
+_DESCRIPTOR = ("name", "low", "high")
 _INTEGRITY = ("reevaluate", "tolerance", "fresh_seeds")
 
 
@@ -24,7 +24,6 @@ class DescriptorSpec:
     name: str
     low: float
     high: float
-    bins: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,10 +122,7 @@ def parse_task_toml(text: str, where: str = "task.toml") -> TaskSpec:
         lo, hi = _number(d["low"], "low", at), _number(d["high"], "high", at)
         if not lo < hi:
             raise ValueError(f"{at} ({d['name']}) must have low < high, got {lo} and {hi}")
-        bins = d.get("bins")
-        if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
-            raise ValueError(f"bins in {at} must be a positive integer, got {bins!r}")
-        descriptors.append(DescriptorSpec(d["name"], lo, hi, bins))
+        descriptors.append(DescriptorSpec(d["name"], lo, hi))
     names = [d.name for d in descriptors]
     if len(set(names)) != len(names):
         raise ValueError(f"{where} declares a descriptor twice: {names}")

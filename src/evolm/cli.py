@@ -352,9 +352,57 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
     return 0
 
 
+def _task_summary(cfg: RunConfig) -> str:
+    """A task run's name and fitness metric (read from its files, which may have moved)."""
+    from evolm.domains.base import get_domain
+
+    try:
+        dom: Any = get_domain("task", cfg.domain.params)
+    except Exception as exc:  # the task's files were moved or changed since the run
+        return f"its files cannot be read now ({exc})"
+    fitness = dom.spec.fitness or "fitness (or combined_score)"
+    return f"{dom.task_name}: fitness metric {fitness}, evaluator {dom.evaluator_name}"
+
+
+def _task_domain(
+    domain: str | None, program: Path | None, evaluator: Path | None, config: Path | None
+) -> dict[str, Any] | None:
+    """The ``[domain]`` table for a task directory or ``--program``/``--evaluator`` (absolute
+    paths, so ``evolm resume`` works from anywhere), or None for a named domain."""
+    if program is not None or evaluator is not None:
+        if program is None or evaluator is None:
+            raise ConfigError(
+                "--program and --evaluator go together: give both (your program with "
+                "EVOLVE-BLOCK markers and the evaluator that scores it)"
+            )
+        if domain not in (None, "task"):
+            raise ConfigError(
+                f"--program and --evaluator evolve your own program (the task domain); drop the "
+                f"domain argument {domain!r} or write `task`"
+            )
+        return {
+            "name": "task",
+            "params": {"program": str(program.resolve()), "evaluator": str(evaluator.resolve())},
+        }
+    if domain is None or not (os.sep in domain or domain in (".", "..") or Path(domain).is_dir()):
+        return None
+    if not Path(domain).is_dir():
+        raise ConfigError(
+            f"the task directory {domain} does not exist; give a directory holding initial.py "
+            "and evaluator.py, or the name of a registered domain"
+        )
+    return {"name": "task", "params": {"path": str(Path(domain).resolve())}}
+
+
 @app.command()
 def run(
-    domain: Annotated[str, typer.Argument(help="Domain to evolve, e.g. image.")],
+    domain: Annotated[
+        str | None,
+        typer.Argument(
+            help="Domain to evolve, e.g. image, or a task directory (initial.py, evaluator.py, "
+            "optional task.toml) to evolve your own program."
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="Preset shipped with evolm (default: the domain's own).")
     ] = None,
@@ -397,12 +445,28 @@ def run(
     sandbox: SandboxTier = None,
     allow_weak_sandbox: AllowWeak = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    program: Annotated[
+        Path | None,
+        typer.Option(help="Your program (with EVOLVE-BLOCK markers): the task domain."),
+    ] = None,
+    evaluator: Annotated[
+        Path | None, typer.Option(help="Your evaluator for --program (evaluate or run/score).")
+    ] = None,
 ) -> None:
     """Start a new evolution run and store it in a run database."""
     try:
-        if preset is None and domain in list_presets():
+        domain_spec = _task_domain(domain, program, evaluator, config)
+        if domain_spec is not None:
+            if preset is None and config is None:
+                preset = "task"
+        elif domain is None:
+            raise ConfigError(
+                "no domain given: name one (e.g. `evolm run image`), a task directory "
+                "(`evolm run path/to/task/`), or --program and --evaluator"
+            )
+        elif preset is None and domain in list_presets():
             preset = domain
-        overrides: dict[str, Any] = {"domain": {"name": domain}}
+        overrides: dict[str, Any] = {"domain": domain_spec or {"name": domain}}
         if llm:
             overrides["llm"] = parse_llm_spec(llm)
         if lora:
@@ -645,6 +709,8 @@ def _status(run_db: Path, dims: str) -> None:
         table = Table(title=f"evolm run {run_db}", show_header=False)
         table.add_row("status", _run_state(run_db, info["status"]))
         table.add_row("domain", f"{info['domain']} {cfg.domain.params}")
+        if info["domain"] == "task":
+            table.add_row("task", _task_summary(cfg))
         table.add_row("seed", str(info["seed"]))
         table.add_row("archive", f"{cfg.archive.kind} ({cfg.archive.selection} selection)")
         sandbox = store.sandbox_events()

@@ -61,7 +61,7 @@ from evolm.scheduler import (
 from evolm.store import RunStore
 from evolm.types import AddStatus, Evaluation, Individual, Program, Status
 
-__all__ = ["Hook", "PromptTooLong", "RunResult", "Runner", "dependency_versions"]
+__all__ = ["EvaluatorFailed", "Hook", "PromptTooLong", "RunResult", "Runner", "dependency_versions"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,7 +378,9 @@ class Runner:
                 raise ValueError(f"domain {self.domain.name!r} has no seed programs")
             seed_batch = sched.seed_batch(seeds)
             self._start(seed_batch, evaluator)
-            await self._tell(seed_batch, await self._wait(seed_batch))
+            outcomes = await self._wait(seed_batch)
+            _check_seed_evaluations(outcomes)
+            await self._tell(seed_batch, outcomes)
             self._queue(sched.ask_after(0))
         for batch in self._inflight.values():
             self._start(batch, evaluator)
@@ -406,6 +408,8 @@ class Runner:
                     self._cancel_all()
                     return
                 raise
+            if self.domain.reevaluate_best > 0:
+                outcomes = await self._reproduce(outcomes, evaluator)
             del self._inflight[index]
             self._tasks.pop(index, None)
             await self._tell(batch, outcomes)
@@ -532,6 +536,11 @@ class Runner:
                 code, error = result.code, result.error
             else:
                 code, error = "", f"{LLM_CALL_FAILED}{completion.error}"
+        if error is None:
+            try:
+                code = self.domain.prepare(code)
+            except ValueError as exc:
+                error = str(exc) or "the domain refused the program"
         program = Program(
             id=cand.program_id,
             code=code,
@@ -551,6 +560,33 @@ class Runner:
             self.space, dom.fitness_bounds, descriptors_in_space=dom.descriptors_in_space
         )
         return Outcome(program, checked, completion)
+
+    async def _reproduce(self, outcomes: list[Outcome], evaluator: Evaluator) -> list[Outcome]:
+        """Re-evaluate each candidate that would be the run's new best ``reevaluate_best``
+        times; one whose fitness does not reproduce (within the domain's relative tolerance) is
+        ``rejected``. Runs when the batch is told, in batch order, so which candidates are
+        re-evaluated depends only on the archive, and their seeds only on the candidate's."""
+        dom = self.domain
+        best = self.archive.stats.max_fitness
+        out = []
+        for o in outcomes:
+            ev = o.evaluation
+            if not ev.ok or ev.fitness is None or (best is not None and ev.fitness <= best):
+                out.append(o)
+                continue
+            seeds = [
+                _reevaluation_seed(o.program.seed, i)
+                if dom.reevaluate_fresh_seeds
+                else o.program.seed
+                for i in range(dom.reevaluate_best)
+            ]
+            jobs = [EvalJob(o.program, s, self.eval_timeout) for s in seeds]
+            again = await evaluator.evaluate(jobs)
+            ev = _reproduced(ev, again, seeds, dom.reproduce_tolerance)
+            if ev.ok:
+                best = ev.fitness
+            out.append(dataclasses.replace(o, evaluation=ev))
+        return out
 
     # -- tell -----------------------------------------------------------------------------
     async def _tell(self, batch: Batch, outcomes: list[Outcome]) -> Told:
@@ -595,6 +631,58 @@ class Runner:
         for hook in self.hooks:
             await hook.after_tell(self, told)
         return told
+
+
+class EvaluatorFailed(RuntimeError):
+    """The domain's evaluator failed on a seed program: the run stops before its budget."""
+
+
+def _check_seed_evaluations(outcomes: list[Outcome]) -> None:
+    """Raise :class:`EvaluatorFailed` when a seed program's evaluation blames the evaluator
+    (``extras["failure"] == "evaluator"``): every later candidate would fail the same way."""
+    for o in outcomes:
+        ev = o.evaluation
+        if ev.extras.get("failure") == "evaluator":
+            raise EvaluatorFailed(
+                f"the seed program could not be scored: {ev.error}. Fix the evaluator (run it "
+                "on the seed program by hand to see the traceback) and start the run again."
+            )
+
+
+def _reevaluation_seed(seed: int, i: int) -> int:
+    digest = hashlib.sha256(f"reevaluate:{seed}:{i}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _reproduced(
+    ev: Evaluation, again: Sequence[Evaluation], seeds: Sequence[int], tolerance: float
+) -> Evaluation:
+    """``ev`` with its re-evaluations recorded in ``extras["reevaluations"]``, or ``rejected``
+    when one of them failed or gave another fitness (relative ``tolerance``)."""
+    assert ev.fitness is not None
+    record = [
+        {"seed": s, "status": str(a.status), "fitness": a.fitness}
+        for s, a in zip(seeds, again, strict=True)
+    ]
+    extras = {**ev.extras, "reevaluations": record}
+    for a in again:
+        same = (
+            a.ok
+            and a.fitness is not None
+            and abs(a.fitness - ev.fitness) <= tolerance * max(abs(ev.fitness), abs(a.fitness))
+        )
+        if not same:
+            got = (
+                f"{a.fitness:.6g}" if a.ok and a.fitness is not None else f"{a.status} ({a.error})"
+            )
+            return Evaluation.failure(
+                Status.REJECTED,
+                f"did not reproduce: {ev.fitness:.6g} then {got}",
+                extras=extras,
+                wall_time=ev.wall_time,
+                cpu_time=ev.cpu_time,
+            )
+    return dataclasses.replace(ev, extras=extras)
 
 
 def _context_hint(llm: Any, needed: int) -> str:

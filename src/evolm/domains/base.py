@@ -88,6 +88,14 @@ class Domain(ABC):
             None; an ``ok`` evaluation outside them is ``rejected`` by the engine.
         descriptors_in_space: whether every descriptor lies inside :attr:`descriptor_space`'s
             bounds; when True, an ``ok`` evaluation outside them is ``rejected``.
+        needs_scratch: programs get an empty writable working directory (the sandbox's
+            ``scratch``; ``tempfile`` writes there), emptied after each program.
+        memory_mb: the domain's own memory limit per program (None: the engine's setting).
+        reevaluate_best: how many times the runner re-evaluates a candidate that would be the
+            run's new best; it must reproduce its fitness within ``reproduce_tolerance``
+            (relative) each time, else it is ``rejected``. 0 (the default) turns this off.
+        reevaluate_fresh_seeds: re-evaluations use seeds derived from the candidate's seed
+            (True) or the candidate's seed itself (False).
     """
 
     name: str = "domain"
@@ -96,6 +104,23 @@ class Domain(ABC):
     scoring: ClassVar[Literal["separate", "in_process"]] = "in_process"
     fitness_bounds: ClassVar[tuple[float, float] | None] = None
     descriptors_in_space: ClassVar[bool] = False
+    needs_scratch: ClassVar[bool] = False
+    memory_mb: int | None = None
+    reevaluate_best: int = 0
+    reproduce_tolerance: float = 1e-9
+    reevaluate_fresh_seeds: bool = False
+
+    def worker_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters a sandbox worker rebuilds this domain from, given those it was built
+        with. Workers cannot read the user's files: a domain built from files returns their
+        contents here. Default: ``params`` unchanged."""
+        return params
+
+    def prepare(self, code: str) -> str:
+        """The program to store and evaluate for a candidate's ``code`` (engine side, after
+        the operator and before evaluation). Raise ``ValueError(reason)`` to make the
+        candidate ``invalid``. Default: ``code`` unchanged."""
+        return code
 
     @property
     @abstractmethod
@@ -149,6 +174,7 @@ DOMAINS: Registry[Callable[..., Domain]] = Registry(
         "parity": "evolm.domains.parity:ParityDomain",
         "puzzles": "evolm.domains.puzzles:PuzzleDomain",
         "sodarace": "evolm.domains.sodarace:SodaraceDomain",
+        "task": "evolm.domains.task:task_domain",
     },
 )
 """Domain classes (or factories) by name, imported on first use; a user domain is

@@ -23,7 +23,7 @@ def build_evaluator(config: RunConfig, domain: Domain) -> Evaluator:
         config.domain.params,
         workers=eng.workers,
         timeout=eng.eval_timeout or domain.eval_timeout,
-        memory_mb=eng.memory_mb,
+        memory_mb=domain.memory_mb or eng.memory_mb,
         tier=eng.sandbox,
         allow_weak=eng.allow_weak_sandbox,
     )

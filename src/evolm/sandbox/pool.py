@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from evolm.domains.base import get_domain
+from evolm.domains.base import Domain, get_domain
 from evolm.sandbox import codec, startup, tempdirs
 from evolm.sandbox.probe import choose_tier
 from evolm.sandbox.startup import START_TIMEOUT_S
@@ -213,7 +213,10 @@ class SandboxPool:
         """
         if self._idle is not None:
             raise RuntimeError("SandboxPool.start() called twice")
-        self._spec = None if self.domain is None else worker_domain_spec(self.domain, self.params)
+        if self.domain is not None:
+            self._spec, dom = _worker_domain(self.domain, self.params)
+            self.params = dict(dom.worker_params(dict(self.params)))
+            self.scratch = self.scratch or dom.needs_scratch
         await self._choose_tier()
         tempdirs.remove_stale()  # left by engines killed outright (their owner is gone)
         self._root = tempdirs.make_root()
@@ -484,10 +487,16 @@ def worker_domain_spec(domain: str, params: dict[str, Any] | None = None) -> str
         ValueError: the domain cannot be built with ``params``, or its class is defined where a
             worker cannot import it (in ``__main__``, or inside a function or another class).
     """
+    return _worker_domain(domain, params)[0]
+
+
+def _worker_domain(domain: str, params: dict[str, Any] | None) -> tuple[str, Domain]:
+    """:func:`worker_domain_spec` and the domain built for it (for its worker parameters)."""
     try:
-        cls = type(get_domain(domain, params))
+        dom = get_domain(domain, params)
     except TypeError as exc:  # a ``package.module:Class`` whose constructor refused the params
         raise ValueError(f"bad parameters for domain {domain!r}: {exc}") from exc
+    cls = type(dom)
     spec = f"{cls.__module__}:{cls.__qualname__}"
     if cls.__module__ == "__main__" or "." in cls.__qualname__:
         where = "in __main__" if cls.__module__ == "__main__" else "inside a function or class"
@@ -497,7 +506,7 @@ def worker_domain_spec(domain: str, params: dict[str, Any] | None = None) -> str
             "importable module (a .py file next to your script or on PYTHONPATH) and import or "
             "name it from there (e.g. domain 'mymodule:MyDomain')"
         )
-    return spec
+    return spec, dom
 
 
 def _evaluation(reply: dict[str, Any]) -> Evaluation:

@@ -106,6 +106,19 @@ def _select(
     return puzzles
 
 
+def _worked_examples(target: Puzzle, count: int) -> str:
+    """``count`` solved puzzles of the library (the easiest first, never ``target`` nor one
+    with the same ``f``), each as its ``f`` and a solution ``g``: the few-shot prompt of the
+    P3 paper, which small models need to see what a solution looks like."""
+    shown = []
+    for p in sorted(LIBRARY, key=lambda q: q.grade):
+        if len(shown) >= count:
+            break
+        if p.name != target.name and p.f != target.f and p.g:
+            shown.append(f"# Solved example {len(shown) + 1}:\n{p.f.rstrip()}\n\n{p.g.rstrip()}\n")
+    return "\n".join(shown) + ("\n" if shown else "")
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
@@ -143,7 +156,11 @@ class PuzzleDomain(Domain):
         index: int = 0,
         file: str | None = None,
         puzzles: list[dict[str, Any]] | None = None,
+        examples: int = 2,
     ) -> None:
+        if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+            raise ValueError(f"puzzles examples must be an int >= 0, got {examples!r}")
+        self.examples = examples
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError(f"puzzles index must be an int >= 0, got {index!r}")
         if puzzle is not None:
@@ -186,7 +203,8 @@ class PuzzleDomain(Domain):
             "plain data only (ints, floats, strings, bools, lists). The score is 1 when "
             "f(g()) is True and 0 otherwise."
         )
-        api = f"# The puzzle (do not change it; your program defines g):\n{p.f.rstrip()}\n"
+        api = _worked_examples(p, self.examples)
+        api += f"# The puzzle (do not change it; your program defines g):\n{p.f.rstrip()}\n"
         return DomainContext(
             description=description, function_name="g", api=api, file_name="solution.py"
         )

@@ -147,7 +147,7 @@ DOMAINS: Registry[Callable[..., Domain]] = Registry(
     {
         "image": "evolm.domains.image:ImageDomain",
         "parity": "evolm.domains.parity:ParityDomain",
-        "puzzles": "evolm.domains.puzzles:PuzzleDomain",
+        "puzzles": "evolm.domains.puzzles:puzzle_domain",
         "sodarace": "evolm.domains.sodarace:SodaraceDomain",
     },
 )

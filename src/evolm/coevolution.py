@@ -203,7 +203,7 @@ class CoevolutionRunner:
         if a.kind != "grid" or getattr(a, "bins", None) != 2:
             raise ConfigError(
                 "puzzles co-evolution keeps its puzzles in a grid of 2 bins per skill tag (each "
-                "tag is 0 or 1); set [archive] kind = \"grid\" and bins = 2"
+                'tag is 0 or 1); set [archive] kind = "grid" and bins = 2'
             )
         if config.models or config.finetune:
             raise ConfigError(
@@ -221,7 +221,7 @@ class CoevolutionRunner:
             llm = build_backend(config)
         self.llm: LLMBackend = llm
         m = config.llm
-        sampling = {
+        sampling: dict[str, Any] = {
             "max_tokens": m.max_tokens,
             "temperature": m.temperature,
             "top_p": m.top_p,
@@ -340,9 +340,10 @@ class CoevolutionRunner:
         if afford <= 0:
             sched.stop("the budget cannot pay for checking one seed puzzle (1 + k evaluations)")
             return
-        batch = sched.seed_batch(seeds[:afford])
-        self.budget.reserve(llm_calls=self.k * len(batch.candidates), evaluations=self.k * len(batch.candidates))
-        await self._round(batch, evaluator)
+        first = sched.seed_batch(seeds[:afford])
+        n = len(first.candidates)
+        self.budget.reserve(llm_calls=self.k * n, evaluations=self.k * n)
+        await self._round(first, evaluator)
         while not self._interrupted:
             if sched.check_stop() is not None:
                 return
@@ -382,9 +383,7 @@ class CoevolutionRunner:
         """One LLM call: ``(code, error, completion)``."""
         deadline = self.config.engine.llm_deadline
         try:
-            (completion,) = await asyncio.wait_for(
-                self.llm.generate([proposal.request]), deadline
-            )
+            (completion,) = await asyncio.wait_for(self.llm.generate([proposal.request]), deadline)
         except TimeoutError:
             completion = Completion(
                 text="", model=self.llm.model, error=f"no answer within the {deadline:g} s deadline"
@@ -395,10 +394,14 @@ class CoevolutionRunner:
         return result.code, result.error, completion
 
     async def _job(self, evaluator: Evaluator, code: str, seed: int) -> Evaluation:
-        (ev,) = await evaluator.evaluate([EvalJob(Program(id=-1, code=code), seed, self.eval_timeout)])
+        (ev,) = await evaluator.evaluate(
+            [EvalJob(Program(id=-1, code=code), seed, self.eval_timeout)]
+        )
         return ev
 
-    async def _solve(self, evaluator: Evaluator, code: str, f_source: str, seed: int) -> tuple[Evaluation, Evaluation | None]:
+    async def _solve(
+        self, evaluator: Evaluator, code: str, f_source: str, seed: int
+    ) -> tuple[Evaluation, Evaluation | None]:
         """The ``solve`` job of ``code``, then (when it answered) the ``check`` job."""
         solve = await self._job(evaluator, solve_job(code), seed)
         if not solve.ok:

@@ -141,7 +141,9 @@ class PuzzleCoevolveDomain(Domain):
         if mode != "coevolve":
             raise ValueError(f"PuzzleCoevolveDomain takes mode 'coevolve', got {mode!r}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 64:
-            raise ValueError(f"puzzles k (solver attempts per puzzle) must be an int 1..64, got {k!r}")
+            raise ValueError(
+                f"puzzles k (solver attempts per puzzle) must be an int 1..64, got {k!r}"
+            )
         from evolm.domains.puzzles import puzzle_set
 
         pool = puzzles_from_data(puzzles, "the puzzles parameter") if puzzles else None
@@ -345,9 +347,7 @@ class PuzzleSolver(_PuzzleOperator):
             )
             body = f"# {_FORMAT}\n\n{shown}# Puzzle\n{f_source.rstrip()}\n# Solution\n{header}\n"
             prefix = header + "\n"
-        return Proposal(
-            (puzzle.id,), self._request(body, rng), parents=(puzzle,), prefix=prefix
-        )
+        return Proposal((puzzle.id,), self._request(body, rng), parents=(puzzle,), prefix=prefix)
 
     def finish(self, proposal: Proposal, completion: str) -> Result:
         """The solution's source (it must define ``g``)."""

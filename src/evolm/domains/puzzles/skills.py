@@ -45,14 +45,19 @@ SKILLS: tuple[str, ...] = (
 MAX_SOURCE_CHARS = 20_000
 """Sources longer than this are not parsed (every tag is 0)."""
 
-_STR_METHODS = frozenset(
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_STR_METHODS = _words(
     "upper lower split rsplit join replace count startswith endswith strip lstrip rstrip "
     "isdigit isalpha isalnum isupper islower capitalize title swapcase zfill center ljust "
-    "rjust partition splitlines format".split()
+    "rjust partition splitlines format"
 )
-_CONTAINER_CALLS = frozenset("len list set dict tuple zip enumerate range frozenset".split())
-_CONTAINER_METHODS = frozenset(
-    "append extend insert pop remove add discard update items keys values setdefault".split()
+_CONTAINER_CALLS = _words("len list set dict tuple zip enumerate range frozenset")
+_CONTAINER_METHODS = _words(
+    "append extend insert pop remove add discard update items keys values setdefault"
 )
 _MATH_CALLS = frozenset({"abs", "divmod", "pow", "round"})
 _SEARCH_CALLS = frozenset({"sorted", "min", "max", "any", "all"})

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,7 @@ from evolm.domains.puzzles.coevolve import (
     solve_job,
     split_pair,
 )
-from evolm.domains.puzzles.puzzle import Puzzle
+from evolm.domains.puzzles.puzzle import Puzzle, plain_answer
 from evolm.domains.puzzles.skills import skill_tags
 from evolm.evaluators import EvalJob, Evaluator, build_evaluator
 from evolm.events import EndEvent, SandboxEvent, StepEvent
@@ -90,6 +91,8 @@ RESUME_UNSUPPORTED = (
 
 SOLUTION_SPACE = DescriptorSpace(("loops", "ast_nodes"), ((0.0, 8.0), (0.0, 400.0)))
 """The solution archive's descriptors (a grid of 8 bins each), as in solve mode."""
+
+_MISSING = object()  # an answer the solve job did not send (plain_answer refuses it)
 
 MAX_EXAMPLES = 2
 """Solved puzzles shown to the solver as few-shot examples."""
@@ -343,7 +346,8 @@ class CoevolutionRunner:
         first = sched.seed_batch(seeds[:afford])
         n = len(first.candidates)
         self.budget.reserve(llm_calls=self.k * n, evaluations=self.k * n)
-        await self._round(first, evaluator)
+        if not await self._round(first, evaluator):
+            return
         while not self._interrupted:
             if sched.check_stop() is not None:
                 return
@@ -352,18 +356,27 @@ class CoevolutionRunner:
                 return
             n = len(batch.candidates)
             self.budget.reserve(llm_calls=self.k * n, evaluations=self.k * n)
-            await self._round(batch, evaluator)
+            if not await self._round(batch, evaluator):
+                return
 
-    async def _round(self, batch: Batch, evaluator: Evaluator) -> None:
+    async def _round(self, batch: Batch, evaluator: Evaluator) -> bool:
+        """Write and check one batch, then tell and store it; False (nothing stored) when the
+        wall-time budget ran out first."""
         examples = self._examples(batch.index)
-        pending = await asyncio.gather(
+        work = asyncio.gather(
             *(
                 self._puzzle(batch, j, c, examples, evaluator)
                 for j, c in enumerate(batch.candidates)
             )
         )
+        try:
+            pending = await asyncio.wait_for(work, self.budget.time_left())
+        except TimeoutError:
+            self.puzzles.stop(self.budget.wall_time_reason())
+            return False
         self._tell(batch, list(pending))
         self.budget.settle()
+        return True
 
     def _examples(self, index: int) -> list[tuple[str, str]]:
         """Up to :data:`MAX_EXAMPLES` solved ``(f, g)`` pairs from the solution archive."""
@@ -406,7 +419,14 @@ class CoevolutionRunner:
         solve = await self._job(evaluator, solve_job(code), seed)
         if not solve.ok:
             return solve, None
-        return solve, await self._job(evaluator, check_job(f_source, solve.extras["answer"]), seed)
+        # The child's reply is the program's to forge: check its shape before using it.
+        answer, why = plain_answer(solve.extras.get("answer", _MISSING))
+        descriptors = solve.descriptors or ()
+        if why is not None or len(descriptors) != 2 or not all(map(math.isfinite, descriptors)):
+            why = why or "descriptors that are not two finite numbers"
+            return Evaluation.failure(Status.INVALID, f"the solve job sent back {why}"), None
+        solve = dataclasses.replace(solve, extras={"answer": answer})
+        return solve, await self._job(evaluator, check_job(f_source, answer), seed)
 
     async def _puzzle(
         self,
@@ -529,7 +549,7 @@ class CoevolutionRunner:
         return Evaluation(
             Status.OK,
             fitness=difficulty,
-            descriptors=(min(loops, 8.0), min(nodes, 400.0)),
+            descriptors=(min(max(loops, 0.0), 8.0), min(max(nodes, 0.0), 400.0)),
             extras=extras,
             wall_time=a.solve.wall_time + a.check.wall_time,
             cpu_time=a.solve.cpu_time + a.check.cpu_time,

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,12 @@ from evolm.domains.puzzles.coevolve import (
     split_pair,
 )
 from evolm.domains.puzzles.skills import SKILLS, skill_tags
+from evolm.evaluators import EvalJob, Evaluator
+from evolm.evaluators.local import SandboxEvaluator
 from evolm.llm.base import Request
 from evolm.llm.fake import FakeLLM, mutating_responder
 from evolm.store import RunStore
-from evolm.types import Status
+from evolm.types import Evaluation, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -277,3 +281,48 @@ def test_cli_runs_the_preset_and_refuses_to_resume(tmp_path: Path) -> None:
         [*env_cmd, "resume", str(db)], capture_output=True, text=True, timeout=120
     )
     assert again.returncode == 2 and RESUME_UNSUPPORTED[:40] in again.stderr.replace("\n", " ")
+
+
+class Forging(Evaluator):
+    """The real sandbox, except that the solve job of any solution returning 5 answers as a
+    hostile child could: bytes for an answer, a NaN descriptor."""
+
+    name = "forging"
+
+    def __init__(self, inner: Evaluator) -> None:
+        super().__init__()
+        self.inner = inner
+        self.forged = 0
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def evaluate(self, jobs: Sequence[EvalJob]) -> list[Evaluation]:
+        out = await self.inner.evaluate(jobs)
+        for i, job in enumerate(jobs):
+            if job.program.code.startswith(solve_job("")) and "return 5" in job.program.code:
+                self.forged += 1
+                out[i] = Evaluation(
+                    Status.OK, fitness=1.0, descriptors=(math.nan, 1.0), extras={"answer": b"x"}
+                )
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_forged_solve_reply_is_refused_not_trusted(tmp_path: Path) -> None:
+    cfg = _config(names=["difference"])
+    evaluator = Forging(SandboxEvaluator("puzzles", cfg.domain.params, workers=2, timeout=5.0))
+    with RunStore(tmp_path / "f.db") as store:
+        runner = CoevolutionRunner(
+            cfg, store, llm=FakeLLM(responder=Scripted()), evaluator=evaluator
+        )
+        result = asyncio.run(runner.run())
+        evaluator.close()
+    assert result.status == "completed" and evaluator.forged == 1
+    rows = _rows(Path(result.path))
+    (forged,) = [r for r in rows if r["operator"] == "solver" and r["code"].endswith("return 5\n")]
+    assert forged["status"] == "invalid" and "the solve job sent back" in forged["error"]
+    half = next(r for r in rows if r["code"] == HALF)  # its only solving attempt was refused
+    assert half["status"] == "ok" and half["fitness"] == 1.0 and half["extras"]["solved"] == 0

@@ -668,11 +668,18 @@ def _status(run_db: Path, dims: str) -> None:
                 for m in cfg.model_list()
             ),
         )
-        table.add_row(
-            "operators",
-            ", ".join(o.name or o.kind for o in cfg.operator_list())
-            + (f" ({cfg.bandit.kind})" if len(cfg.operator_list()) + len(cfg.models) > 1 else ""),
-        )
+        if cfg.domain.name == "puzzles" and cfg.domain.params.get("mode") == "coevolve":
+            table.add_row("operators", "puzzle_writer (puzzles), solver (solutions)")
+        else:
+            table.add_row(
+                "operators",
+                ", ".join(o.name or o.kind for o in cfg.operator_list())
+                + (
+                    f" ({cfg.bandit.kind})"
+                    if len(cfg.operator_list()) + len(cfg.models) > 1
+                    else ""
+                ),
+            )
         table.add_row(
             "programs", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         )

@@ -269,6 +269,7 @@ def _describe_llm(llm: LLMBackend) -> str | None:
 
 
 def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -> int:
+    from evolm.coevolution import CoevolutionRunner, is_coevolution
     from evolm.llm.base import LLMError
     from evolm.runner import Runner
 
@@ -276,7 +277,11 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
         console.print(f"[dim]loading the {config.llm.backend} model...[/]")
     try:
         view = _ProgressView(config, quiet)
-        engine = Runner(config, store, on_step=view, on_round=view.round)
+        engine: Any
+        if is_coevolution(config):
+            engine = CoevolutionRunner(config, store, on_step=view)
+        else:
+            engine = Runner(config, store, on_step=view, on_round=view.round)
         engine.check_prompt_fits()
     except (ValueError, StoreError, ConfigError, LLMError) as exc:
         _fail(str(exc))
@@ -605,6 +610,10 @@ def _resume(run_db: Path, budget: dict[str, Any], jail: dict[str, Any], quiet: b
             data["budget"] = {**data.get("budget", {}), **budget}
         data["engine"] = {**data.get("engine", {}), **jail}
         cfg = load_config(overrides=data)
+        from evolm.coevolution import RESUME_UNSUPPORTED, is_coevolution
+
+        if is_coevolution(cfg):
+            raise ConfigError(RESUME_UNSUPPORTED)
         if budget or jail:
             store.update_config(cfg.model_dump(mode="json"))
     except (StoreError, ConfigError) as exc:
@@ -725,11 +734,18 @@ def _status(run_db: Path, dims: str) -> None:
                 for m in cfg.model_list()
             ),
         )
-        table.add_row(
-            "operators",
-            ", ".join(o.name or o.kind for o in cfg.operator_list())
-            + (f" ({cfg.bandit.kind})" if len(cfg.operator_list()) + len(cfg.models) > 1 else ""),
-        )
+        if cfg.domain.name == "puzzles" and cfg.domain.params.get("mode") == "coevolve":
+            table.add_row("operators", "puzzle_writer (puzzles), solver (solutions)")
+        else:
+            table.add_row(
+                "operators",
+                ", ".join(o.name or o.kind for o in cfg.operator_list())
+                + (
+                    f" ({cfg.bandit.kind})"
+                    if len(cfg.operator_list()) + len(cfg.models) > 1
+                    else ""
+                ),
+            )
         table.add_row(
             "programs", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         )

@@ -172,7 +172,7 @@ DOMAINS: Registry[Callable[..., Domain]] = Registry(
     {
         "image": "evolm.domains.image:ImageDomain",
         "parity": "evolm.domains.parity:ParityDomain",
-        "puzzles": "evolm.domains.puzzles:PuzzleDomain",
+        "puzzles": "evolm.domains.puzzles:puzzle_domain",
         "sodarace": "evolm.domains.sodarace:SodaraceDomain",
         "task": "evolm.domains.task:task_domain",
     },

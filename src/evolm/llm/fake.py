@@ -134,9 +134,16 @@ def mutating_responder(request: Request) -> str:
     one numeric literal with a generator seeded by ``request.seed`` and the request's content,
     and changes it (ints stay non-negative ints, floats stay floats). Returns the code in a
     ```` ```python ```` block after a one-line preface; equal requests give equal answers.
-    Without a code block the answer is an empty fenced block.
+    Without a code block the answer is an empty fenced block. Co-evolution's puzzle-writing
+    and solving prompts get :func:`evolm.domains.puzzles.coevolve.fake_answer` instead.
     """
-    blocks = _FENCE.findall(_source_text(request))
+    from evolm.domains.puzzles.coevolve import fake_answer
+
+    text = _source_text(request)
+    puzzle_answer = fake_answer(text, request.seed)
+    if puzzle_answer is not None:
+        return puzzle_answer
+    blocks = _FENCE.findall(text)
     if not blocks:
         return "```python\n```"
     code = blocks[-1].rstrip("\n")

@@ -49,7 +49,7 @@ from evolm.domains.puzzles.puzzle import (
 )
 from evolm.types import DescriptorSpace, Evaluation, Status
 
-__all__ = ["DEFAULT_PUZZLE", "LIBRARY", "Puzzle", "PuzzleDomain", "puzzle_set"]
+__all__ = ["DEFAULT_PUZZLE", "LIBRARY", "Puzzle", "PuzzleDomain", "puzzle_domain", "puzzle_set"]
 
 DEFAULT_PUZZLE = "digit_sum"
 """The library puzzle solved when no parameter picks one."""
@@ -84,6 +84,24 @@ def puzzle_set(
     else:
         chosen = list(LIBRARY)
     return _select(chosen, source, grade, names)
+
+
+def puzzle_domain(mode: str = "solve", **params: Any) -> Domain:
+    """The ``puzzles`` domain of the registry: :class:`PuzzleDomain` (``mode = "solve"``, the
+    default) or, with ``mode = "coevolve"``,
+    :class:`~evolm.domains.puzzles.coevolve.PuzzleCoevolveDomain` (puzzles and solutions evolved
+    together by :class:`evolm.coevolution.CoevolutionRunner`); ``params`` go to the class.
+
+    Raises:
+        ValueError: an unknown mode, or bad parameters for the mode's class.
+    """
+    if mode == "solve":
+        return PuzzleDomain(**params)
+    if mode == "coevolve":
+        from evolm.domains.puzzles.coevolve import PuzzleCoevolveDomain
+
+        return PuzzleCoevolveDomain(mode, **params)
+    raise ValueError(f"puzzles mode must be 'solve' or 'coevolve', got {mode!r}")
 
 
 def _select(

@@ -343,3 +343,31 @@ def test_user_backend_from_the_config_gets_its_params_and_the_run_seed() -> None
         load_config(overrides={"llm": {"backend": "tests.user_ext:EchoLLM", "params": {"x": 1}}})
     op = make_operator("tests.user_ext:Nudge", ToyDomain().context(), scale=0.25)
     assert isinstance(op, Nudge) and op.scale == 0.25
+
+
+def test_set_assignments_reach_the_config_and_bad_ones_name_the_fix() -> None:
+    from evolm.config import ConfigError, load_config, parse_assignments
+
+    assert parse_assignments(["a.b=3", "a.c=[1, 2]", "d=two_sum", "e=true", 'f="x y"']) == {
+        "a": {"b": 3, "c": [1, 2]},
+        "d": "two_sum",
+        "e": True,
+        "f": "x y",
+    }
+    cfg = load_config(
+        preset="puzzles",
+        overrides={"domain": {"name": "puzzles"}},
+        assignments=["domain.params.puzzle=two_sum", "llm.temperature=0.5", "seed=7"],
+    )
+    assert cfg.domain.params["puzzle"] == "two_sum" and cfg.llm.temperature == 0.5
+    assert cfg.seed == 7
+    for bad, fragment in [
+        ("domain.params", "KEY=VALUE"),
+        ("a..b=1", "KEY=VALUE"),
+    ]:
+        with pytest.raises(ConfigError, match=fragment):
+            parse_assignments([bad])
+    with pytest.raises(ConfigError, match="set twice"):
+        parse_assignments(["a=1", "a=2"])
+    with pytest.raises(ConfigError, match="both as a value and a table"):
+        parse_assignments(["a=1", "a.b=2"])

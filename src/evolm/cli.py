@@ -22,7 +22,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evolm.config import ConfigError, RunConfig, list_presets, load_config
+from evolm.config import (
+    ConfigError,
+    RunConfig,
+    list_presets,
+    load_config,
+)
 from evolm.llm.base import LLMBackend
 from evolm.store import RunStore, StoreError, describe_db_error
 
@@ -457,6 +462,14 @@ def run(
     evaluator: Annotated[
         Path | None, typer.Option(help="Your evaluator for --program (evaluate or run/score).")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE: set any config value by its dotted key, after everything else "
+            "(e.g. --set domain.params.puzzle=two_sum --set llm.temperature=0.5); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Start a new evolution run and store it in a run database."""
     try:
@@ -488,7 +501,7 @@ def run(
         if bandit:
             overrides["bandit"] = {"kind": bandit}
         overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox)
-        cfg = load_config(preset=preset, file=config, overrides=overrides)
+        cfg = load_config(preset=preset, file=config, overrides=overrides, assignments=set_)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -56,6 +56,7 @@ __all__ = [
     "list_presets",
     "load_config",
     "load_preset",
+    "parse_assignments",
 ]
 
 
@@ -733,13 +734,52 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
 
 
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` settings (the CLI's ``--set``) as a nested override dict: ``KEY`` is a
+    dotted path into the config (``domain.params.puzzle``), ``VALUE`` a TOML value (``3``,
+    ``0.5``, ``true``, ``[1, 2]``, ``"text"``) or, when it does not parse as one, a plain
+    string (``two_sum``).
+
+    Raises:
+        ConfigError: an item without ``=``, an empty key part, or a key set twice or both as a
+            value and as a table.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(p.strip() for p in parts):
+            raise ConfigError(
+                f"--set {item!r}: write KEY=VALUE with a dotted KEY, e.g. "
+                "--set domain.params.puzzle=two_sum or --set llm.temperature=0.5"
+            )
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part.strip(), {})
+            if not isinstance(node, dict):
+                raise ConfigError(
+                    f"--set {item!r}: {key.strip()} is set both as a value and a table"
+                )
+        last = parts[-1].strip()
+        if last in node:
+            raise ConfigError(f"--set {item!r}: {key.strip()} is set twice (or as a table too)")
+        node[last] = value
+    return out
+
+
 def load_config(
     *,
     preset: str | None = None,
     file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
 ) -> RunConfig:
-    """Merge preset, file and overrides (later wins) and validate.
+    """Merge preset, file, overrides and ``KEY=VALUE`` ``assignments`` (the CLI's ``--set``,
+    see :func:`parse_assignments`), later wins, and validate.
 
     Raises:
         ConfigError: unknown preset, unreadable file, or invalid values (every problem listed).
@@ -751,6 +791,8 @@ def load_config(
         data = _merge(data, _read_toml(file))
     if overrides:
         data = _merge(data, overrides)
+    if assignments:
+        data = _merge(data, parse_assignments(assignments))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -137,10 +137,12 @@ def test_user_puzzle_file_and_faults_inside_f(tmp_path: Path) -> None:
     assert loaded[2].answer_type == ("list", "str") and loaded[2].tags == ("lists",)
     assert PuzzleDomain(file=str(path)).puzzle.name == "tenth"
     assert PuzzleDomain(file=str(path), index=2).puzzle.name == "words"
-    # Workers cannot read the file: a run gives the puzzles inline.
+    # Workers cannot read the file: the engine's domain hands them the chosen puzzle inline.
+    inline = PuzzleDomain(file=str(path), index=2).worker_params({"file": str(path), "index": 2})
+    assert "file" not in inline and [p["name"] for p in inline["puzzles"]] == ["words"]
     jobs = [
         (
-            {"puzzles": puzzles, "puzzle": "tenth"},
+            {"file": str(path), "puzzle": "tenth"},
             ["def g():\n    return 0\n", "def g():\n    return 2\n"],
         ),
         ({"puzzles": puzzles, "puzzle": "slow"}, ["def g():\n    return 1\n"]),

@@ -151,8 +151,8 @@ class PuzzleDomain(Domain):
         grade: with no ``puzzle``, pick among the puzzles of this grade (1 to 5).
         index: with no ``puzzle``, which of the selected puzzles (an int >= 0, default 0).
         file: path of a user's puzzle file (JSON, see :mod:`evolm.domains.puzzles.puzzle`),
-            used in place of the library. Sandbox workers rebuild the domain from its
-            parameters and cannot read arbitrary files: for a run, give ``puzzles`` instead.
+            used in place of the library. The engine reads it; sandbox workers, which cannot
+            read the user's files, get the chosen puzzle inline (:meth:`worker_params`).
         puzzles: the puzzles inline, as data in the puzzle-file format (a list of dicts),
             used in place of the library; this is what a run's workers can rebuild.
 
@@ -198,6 +198,16 @@ class PuzzleDomain(Domain):
         self.puzzle: Puzzle = chosen
         self._kind = chosen.answer_type
         self._f: Any = None
+
+    def worker_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with a puzzle ``file`` replaced by the chosen puzzle, inline: a sandbox
+        worker cannot read the user's file, and needs only the one puzzle."""
+        if params.get("file") is None:
+            return params
+        p = self.puzzle
+        chosen = {"name": p.name, "grade": p.grade, "f": p.f, "g": p.g, "tags": list(p.tags)}
+        kept = {k: v for k, v in params.items() if k not in ("file", "grade", "index", "puzzle")}
+        return {**kept, "puzzle": p.name, "puzzles": [chosen]}
 
     @property
     def descriptor_space(self) -> DescriptorSpace:

@@ -57,9 +57,7 @@ def _adam(centers, radii, steps, mu, lr):
     v = np.zeros((N, 3))
     for t in range(1, steps + 1):
         frac = t / steps
-        g_centers, g_radii = _penalty_gradient(
-            centers, radii, mu[0] * (mu[1] / mu[0]) ** frac
-        )
+        g_centers, g_radii = _penalty_gradient(centers, radii, mu[0] * (mu[1] / mu[0]) ** frac)
         g = np.concatenate([g_centers, g_radii[:, None]], 1)
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g

@@ -270,7 +270,15 @@ def test_a_run_of_the_example_completes_with_the_seed_valid(
     assert result.status == "completed", result.error
     with RunStore(db, readonly=True) as store:
         evaluated = list(store.evaluated())
+        exported = {row["id"]: row for row in store.export_rows()}
     seed = evaluated[0]
+    metrics = exported[seed.id]["metrics"]  # what `evolm export` shows of the evaluator's view
+    assert metrics["sum_radii"] == seed.fitness
+    assert (metrics["violation"], metrics["valid_at_1e-6"]) == (0.0, 1.0)
+    invalid = [i for i in evaluated if i.evaluation.status is Status.INVALID]
+    for ind in invalid:  # the evaluator's reason, kept with the metrics
+        if exported[ind.id]["metrics"] is not None:
+            assert exported[ind.id]["metrics"]["error"] == ind.evaluation.error
     assert seed.evaluation.status is Status.OK, seed.evaluation.error
     assert seed.fitness == evaluator.score(seed_data)["sum_radii"]
     assert len(evaluated) > 1

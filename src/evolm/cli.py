@@ -939,14 +939,15 @@ def _export(run_db: Path, format: str, out: Path | None) -> None:
                 cols = [
                     "id", "batch", "generation", "operator", "model", "parent_ids", "status",
                     "fitness", "descriptors", "add_status", "error", "prompt_hash",
-                    "llm_call_id", "seed", "created_at", "wall_time", "code",
+                    "llm_call_id", "seed", "created_at", "wall_time", "metrics", "code",
                 ]  # fmt: skip
                 w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
                 w.writeheader()
                 for r in rows:
                     r["parent_ids"] = ";".join(str(p) for p in r["parent_ids"])
-                    if r["descriptors"] is not None:
-                        r["descriptors"] = json.dumps(r["descriptors"])
+                    for key in ("descriptors", "metrics"):
+                        if r[key] is not None:
+                            r[key] = json.dumps(r[key])
                     w.writerow(r)
     finally:
         if out:

@@ -612,10 +612,14 @@ class RunStore:
         return prog if row["status"] is None else Individual(prog, self._evaluation(row))
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
-        """Every program, evaluated or not, with lineage and scores, as plain dicts."""
+        """Every program, evaluated or not, with lineage and scores, as plain dicts.
+
+        ``metrics`` is the evaluator's dict of metrics where the domain records one (the
+        ``task`` domain's ``extras["metrics"]``), else None."""
         sql = (
-            "SELECT p.*, e.status, e.fitness, e.descriptors, e.error, e.add_status, e.wall_time"
-            " FROM programs p LEFT JOIN evaluations e ON e.program_id = p.id ORDER BY p.id"
+            "SELECT p.*, e.status, e.fitness, e.descriptors, e.error, e.add_status, e.wall_time,"
+            " e.extras FROM programs p LEFT JOIN evaluations e ON e.program_id = p.id"
+            " ORDER BY p.id"
         )
         for row in self._conn.execute(sql):
             d = dict(row)
@@ -623,6 +627,10 @@ class RunStore:
             d["parent_ids"] = self._loads(d["parent_ids"], where + "'s parent_ids")
             if d["descriptors"] is not None:
                 d["descriptors"] = self._loads(d["descriptors"], where + "'s descriptors")
+            extras = d.pop("extras")
+            extras = self._loads(extras, where + "'s extras") if extras is not None else None
+            metrics = extras.get("metrics") if isinstance(extras, dict) else None
+            d["metrics"] = metrics if isinstance(metrics, dict) else None
             yield d
 
     def counts(self) -> dict[str, int]:

@@ -64,6 +64,10 @@ def evaluate(program_path):
         return {"fitness": "high", "spread": 0.5}
     if mode == "hack":
         return {"fitness": 2.0, "spread": 0.5, "claimed": 99.0}
+    if mode == "breaks a rule":
+        return {"error": "circle 3 leaves the square", "fitness": 50.0, "spread": 0.5}
+    if mode == "blank error":
+        return {"error": "", "fitness": 1.5, "spread": 0.5}
     return {"fitness": float(module.EXTRA), "spread": 0.25, "note": "fine"}
 
 
@@ -196,7 +200,7 @@ def test_failures_are_blamed_on_the_program_or_the_evaluator(tmp_path: Path) -> 
     params = {"path": str(make_task(tmp_path))}
     modes = [
         "fine", "evaluator bug", "not a dict", "no fitness", "nan fitness", "nan descriptor",
-        "string fitness", "hack",
+        "string fitness", "hack", "breaks a rule", "blank error",
     ]  # fmt: skip
     programs = [with_solve(f"    return {m!r}\n") for m in modes]
     programs.append(with_solve("    raise ValueError('program bug')\n"))
@@ -231,6 +235,13 @@ def test_failures_are_blamed_on_the_program_or_the_evaluator(tmp_path: Path) -> 
         assert metric in res[mode].error
     assert res["hack"].status is Status.REJECTED
     assert "claimed sum does not match" in res["hack"].error
+    rule = res["breaks a rule"]  # a non-empty "error" metric: the program's output is invalid
+    assert rule.status is Status.INVALID and rule.fitness is None
+    assert rule.error == "circle 3 leaves the square"
+    assert rule.extras["failure"] == "program"
+    assert rule.extras["metrics"]["fitness"] == 50.0  # the other metrics are kept
+    blank = res["blank error"]  # an empty "error" is just a metric
+    assert blank.status is Status.OK and blank.fitness == 1.5
     prog = res["program raises"]
     assert prog.status is Status.ERROR and prog.extras["failure"] == "program"
     assert prog.error.startswith("ValueError: program bug (line 3)"), prog.error
@@ -307,6 +318,44 @@ def test_run_and_score_keep_the_score_out_of_the_programs_reach(tmp_path: Path) 
     assert type(get_domain("task", {"path": str(one)})) is TaskDomain
     (forged,) = evaluate_all({"path": str(one)}, [FORGER])
     assert forged.fitness == 1e9
+
+
+ERROR_METRIC = """import importlib.util
+
+
+def run(program_path):
+    spec = importlib.util.spec_from_file_location("program", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"x": module.solve()}
+
+
+def score(data):
+    x = data.get("x") if isinstance(data, dict) else None
+    if not isinstance(x, float) or x > 4.0:
+        return {"error": f"x must be a float of at most 4, got {x!r}", "x_seen": str(x)}
+    return {"fitness": x}
+
+
+def integrity_check(metrics, data):
+    assert "error" not in metrics, "integrity_check ran on an invalid program"
+    return True
+"""
+
+
+def test_an_error_metric_from_score_makes_the_program_invalid(tmp_path: Path) -> None:
+    program = "# EVOLVE-BLOCK-START\ndef solve():\n    return 1.0\n# EVOLVE-BLOCK-END\n"
+    task = make_task(tmp_path, evaluator=ERROR_METRIC, toml=None, program=program)
+    fine, big, text = evaluate_all(
+        {"path": str(task)},
+        [program, program.replace("1.0", "4.01"), program.replace("1.0", "'a'")],
+    )
+    assert fine.status is Status.OK and fine.fitness == 1.0
+    for ev, seen in ((big, "4.01"), (text, "'a'")):
+        assert ev.status is Status.INVALID, ev.error
+        assert ev.error == f"x must be a float of at most 4, got {seen}"
+        assert ev.extras["failure"] == "program"  # not an evaluator error: no fitness needed
+        assert ev.extras["metrics"]["x_seen"] == seen.strip("'")
 
 
 # -- the runner: seed failures, the reproduce guard, the CLI --------------------------------

@@ -11,6 +11,9 @@ an evaluation worker (or in tests). Failures are values:
   returns something not a dict, lacks the fitness metric, or its ``integrity_check`` raises) is
   ``error`` with ``extras["failure"] = "evaluator"`` and an error text starting
   ``"evaluator error:"``;
+- metrics holding a non-empty string ``"error"`` (the OpenEvolve convention: the evaluator
+  says why the program's output breaks the rules) is ``invalid`` with that text as the error
+  and ``extras["failure"] = "program"``, whatever the other metrics hold;
 - a non-finite or non-numeric fitness or descriptor, a fitness outside ``fitness_bounds`` or a
   failed ``integrity_check`` is ``rejected``.
 """
@@ -176,6 +179,14 @@ def check_metrics(dom: TaskDomain, metrics: Any, features: list[float]) -> Evalu
             dom, f"it returned a {type(metrics).__name__}, not a dict of metrics with str keys"
         )
     spec = dom.spec
+    shown = dict(list(metrics.items())[:_MAX_METRICS])
+    extras: dict[str, Any] = {"metrics": {k: _plain(v) for k, v in shown.items()}}
+    reason = metrics.get("error")
+    if isinstance(reason, str) and reason.strip():
+        # The OpenEvolve convention: the evaluator rejects the program's output, saying why.
+        return Evaluation.failure(
+            Status.INVALID, _cut(reason.strip()), extras={"failure": "program", **extras}
+        )
     fitness_key = spec.fitness or (
         "combined_score" if "fitness" not in metrics and "combined_score" in metrics else "fitness"
     )
@@ -185,8 +196,6 @@ def check_metrics(dom: TaskDomain, metrics: Any, features: list[float]) -> Evalu
             f"it returned no metric {fitness_key!r} (the fitness) among {sorted(metrics)[:10]}; "
             'return it, or name the fitness metric with fitness = "..." in task.toml',
         )
-    shown = dict(list(metrics.items())[:_MAX_METRICS])
-    extras: dict[str, Any] = {"metrics": {k: _plain(v) for k, v in shown.items()}}
     fitness = _number(metrics[fitness_key])
     if isinstance(fitness, str):
         return Evaluation.failure(

@@ -169,12 +169,13 @@ class _JudgeScorer:
         asked: dict[str, dict[str, float]] = {}
         quality = await judge.probs(text, _as_judge_question(self.quality), seed=seed)
         asked["quality"] = dict(quality)
+        p_yes = float(quality["yes"])
         descriptors = []
         for axis, question in self.axes:
             probs = await judge.probs(text, _as_judge_question(question), seed=seed)
             asked[axis.name] = dict(probs)
             descriptors.append(float(probs[axis.options[0]]))
-        return float(quality["yes"]), tuple(descriptors), {"judge": asked}
+        return p_yes, tuple(descriptors), {"judge": asked}
 
 
 class PoetryDomain(Domain):

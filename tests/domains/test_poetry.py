@@ -61,9 +61,12 @@ def test_nonwords_and_topic_words() -> None:
 
 
 def test_lexicon_quality_by_hand() -> None:
-    # 6 words: imagery silver, whisper (2/3); topic waves, sea (1); all distinct (1); length 6/12.
-    text = "Silver waves whisper to the sea"
-    assert lexicon_quality(text, "the sea") == pytest.approx(0.5 * (0.4 * 2 / 3 + 0.3 + 0.3))
+    # 12 words, all distinct: imagery silver, light (4 * 2/12); topic sea (8 * 1/12).
+    text = "Silver light on the water and a small bird flies to sea"
+    assert len(tokens(text)) == 12
+    assert lexicon_quality(text, "the sea") == pytest.approx(0.4 * 8 / 12 + 0.3 * 8 / 12 + 0.3)
+    short = "Silver waves whisper to the sea"  # 6 words: imagery and topic full, length 6/12
+    assert lexicon_quality(short, "the sea") == pytest.approx(0.5)
     # Repetition and non-words cost: 12 words, 2 distinct, half of them non-words.
     junk = "sea xzq " * 6
     assert lexicon_quality(junk, "the sea") == pytest.approx(

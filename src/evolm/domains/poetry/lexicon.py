@@ -204,8 +204,10 @@ def lexicon_quality(text: str, topic: str) -> float:
 
     - ``length = min(1, words / 12)`` (very short texts score less),
     - ``nonwords`` is :func:`nonword_share`,
-    - ``imagery = min(1, sensory words / 3)`` (:data:`SENSORY`),
-    - ``on_topic = min(1, topic words / 2)`` (:func:`topic_words`),
+    - ``imagery = min(1, 4 * sensory words / words)``: full marks when a quarter of the words
+      are :data:`SENSORY` words,
+    - ``on_topic = min(1, 8 * topic words / words)``: full marks when an eighth of the words are
+      :func:`topic_words`,
     - ``variety`` is the share of distinct words (repetition scores less).
 
     0 for a text with no words.
@@ -214,8 +216,8 @@ def lexicon_quality(text: str, topic: str) -> float:
     if not words:
         return 0.0
     n = len(words)
-    imagery = min(1.0, count(words, SENSORY) / 3)
-    on_topic = min(1.0, count(words, topic_words(topic)) / 2)
+    imagery = min(1.0, 4 * count(words, SENSORY) / n)
+    on_topic = min(1.0, 8 * count(words, topic_words(topic)) / n)
     variety = len(set(words)) / n
     return (
         min(1.0, n / 12)

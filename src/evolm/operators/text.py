@@ -126,7 +126,7 @@ def extract_text(completion: str, noun: str, *, max_chars: int = DEFAULT_MAX_CHA
 
     Steps: clean the completion (line endings, ``<think>`` sections, end-of-text tokens); take
     the first non-empty fenced block if there is one; drop an introduction line (``Here is a
-    new poem:``) and a leading label (``Poem 4:``, ``New poem:``, ``Title:``-free); cut at the
+    new poem:``) and a leading label (``Poem 4:``, ``**Poem 4:**``, ``New poem:``); cut at the
     next ``{Noun} N:`` label line; cut at the first blank-line-separated paragraph after the first
     that reads as commentary (``I hope...``, ``Note:``, ``This poem uses...``, ``---``); strip
     surrounding quotes and whitespace.

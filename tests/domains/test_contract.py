@@ -50,6 +50,11 @@ def test_domain_contract(name: str) -> None:
     assert all(lo < hi for lo, hi in space.bounds)
     seeds = dom.seeds()
     assert seeds, f"{name} has no seed programs"
+    if dom.scoring == "llm":
+        # Scored in the engine by LLM calls (texts are never run): no sandbox part applies;
+        # the domain's own tests cover assess.
+        assert all(s.strip() for s in seeds) and asyncio.iscoroutinefunction(dom.assess)
+        return
     for code in seeds:
         defined = {n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)}
         assert ctx.function_name in defined

@@ -26,7 +26,12 @@ from evolm.operators.textmatch import indent_of
 from evolm.types import Evaluation, Individual, Program, Status
 
 DOMAINS = ("image", "sodarace", "parity")
+TEXT_DOMAINS = ("poetry",)  # text operators (evolm.operators.text) write texts, not programs
 MODES = ("chat", "completion")
+
+
+def _writes_text(cls: type) -> bool:
+    return cls.__module__ == "evolm.operators.text"
 
 
 def _cases(llm_only: bool = False) -> list[object]:
@@ -36,7 +41,7 @@ def _cases(llm_only: bool = False) -> list[object]:
             continue
         # LLM-free operators accept a mode for a uniform signature and ignore it
         for mode in MODES if cls.uses_llm else MODES[:1]:
-            for domain in DOMAINS:
+            for domain in TEXT_DOMAINS if _writes_text(cls) else DOMAINS:
                 cases.append(pytest.param(name, mode, domain, id=f"{name}-{mode}-{domain}"))
     return cases
 
@@ -88,6 +93,9 @@ def _good_completion(op: Operator, proposal: Proposal) -> tuple[str, str]:
     the prompt's head followed by that program's body)."""
     fn = op.context.function_name
     parent = proposal.parents[-1].program.code.rstrip() + "\n"
+    if _writes_text(type(op)):
+        edited = parent.replace("\n", " again\n", 1)
+        return f"Here is a new {fn}:\n\n{edited}\nI hope you like it.\n", edited
     lines = parent.split("\n")
     at = _def_line(parent, fn)
     indent = indent_of(lines[at + 1]) or "    "
@@ -137,10 +145,13 @@ def _garbage(proposal: Proposal) -> list[str]:
     ]
 
 
-def _check_result(result: object, function_name: str) -> None:
-    """A result is a value: code that parses and defines the function, or an error reason."""
+def _check_result(result: object, function_name: str, text: bool = False) -> None:
+    """A result is a value: code that parses and defines the function (``text``: a non-blank
+    text), or an error reason."""
     assert isinstance(result, Result)
-    if result.ok:
+    if result.ok and text:
+        assert isinstance(result.code, str) and result.code.strip()
+    elif result.ok:
         tree = ast.parse(result.code)
         assert any(
             isinstance(node, ast.FunctionDef) and node.name == function_name for node in tree.body
@@ -198,7 +209,7 @@ def test_garbage_completions_come_back_as_results(name: str, mode: str, domain: 
     proposal = op.propose(parents, np.random.default_rng(0))
     fn = op.context.function_name
     for completion in _garbage(proposal):
-        _check_result(op.finish(proposal, completion), fn)
+        _check_result(op.finish(proposal, completion), fn, _writes_text(type(op)))
 
 
 @pytest.mark.parametrize(("name", "mode", "domain"), CASES)
@@ -213,7 +224,8 @@ def test_garbage_parents_give_a_proposal_not_an_exception(
         proposal = op.propose(parents, rng)
         if op.uses_llm:
             assert proposal.request is not None
-            _check_result(op.finish(proposal, f"```python\ndef {fn}():\n    return 1\n```"), fn)
+            answer = f"```python\ndef {fn}():\n    return 1\n```"
+            _check_result(op.finish(proposal, answer), fn, _writes_text(type(op)))
         else:
             assert proposal.code is None and proposal.error
 
@@ -226,7 +238,10 @@ def test_finish_never_needs_the_prompt(name: str, mode: str, domain: str) -> Non
     answer, meant = _good_completion(op, proposal)
     result = op.finish(proposal, answer)
     assert result.ok, result.error
-    assert ast.dump(ast.parse(result.code)) == ast.dump(ast.parse(meant))
+    if _writes_text(type(op)):
+        assert result.code == meant
+    else:
+        assert ast.dump(ast.parse(result.code)) == ast.dump(ast.parse(meant))
     assert op.finish(blanked, answer) == result
     for completion in [*_garbage(proposal)[:4], answer[: len(answer) // 2]]:
         assert op.finish(blanked, completion) == op.finish(proposal, completion)

@@ -135,14 +135,19 @@ def mutating_responder(request: Request) -> str:
     and changes it (ints stay non-negative ints, floats stay floats). Returns the code in a
     ```` ```python ```` block after a one-line preface; equal requests give equal answers.
     Without a code block the answer is an empty fenced block. Co-evolution's puzzle-writing
-    and solving prompts get :func:`evolm.domains.puzzles.coevolve.fake_answer` instead.
+    and solving prompts get :func:`evolm.domains.puzzles.coevolve.fake_answer` instead, and the
+    text operators' prompts (poems, stories) :func:`evolm.operators.text.fake_answer`.
     """
     from evolm.domains.puzzles.coevolve import fake_answer
+    from evolm.operators.text import fake_answer as text_answer
 
     text = _source_text(request)
     puzzle_answer = fake_answer(text, request.seed)
     if puzzle_answer is not None:
         return puzzle_answer
+    written = text_answer(text, request.seed)
+    if written is not None:
+        return written
     blocks = _FENCE.findall(text)
     if not blocks:
         return "```python\n```"

@@ -43,6 +43,8 @@ OPERATORS: Registry[type[Operator]] = Registry(
         "search_replace": "evolm.operators.search_replace:SearchReplace",
         "elm_diff": "evolm.operators.elm_diff:ElmDiff",
         "gp": "evolm.operators.gp:GPMutation",
+        "text_rewrite": "evolm.operators.text:TextRewrite",
+        "text_lmx": "evolm.operators.text:TextLMX",
     },
     base=Operator,
     skip=("context", "mode"),

@@ -101,7 +101,7 @@ class Domain(ABC):
     name: str = "domain"
     eval_timeout: float = 5.0
     qd_offset: float = 0.0
-    scoring: ClassVar[Literal["separate", "in_process"]] = "in_process"
+    scoring: ClassVar[Literal["separate", "in_process", "llm"]] = "in_process"
     fitness_bounds: ClassVar[tuple[float, float] | None] = None
     descriptors_in_space: ClassVar[bool] = False
     needs_scratch: ClassVar[bool] = False
@@ -172,6 +172,7 @@ DOMAINS: Registry[Callable[..., Domain]] = Registry(
     {
         "image": "evolm.domains.image:ImageDomain",
         "parity": "evolm.domains.parity:ParityDomain",
+        "prompts": "evolm.domains.prompts:PromptsDomain",
         "puzzles": "evolm.domains.puzzles:puzzle_domain",
         "sodarace": "evolm.domains.sodarace:SodaraceDomain",
         "task": "evolm.domains.task:task_domain",

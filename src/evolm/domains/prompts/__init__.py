@@ -42,7 +42,12 @@ from evolm.domains.prompts.domain import (
     TaskModel,
     TaskModelFailed,
 )
-from evolm.domains.prompts.report import BackendTaskModel, PromptTestRow, prompt_test
+from evolm.domains.prompts.report import (
+    BackendTaskModel,
+    PromptTestRow,
+    best_instructions,
+    prompt_test,
+)
 
 __all__ = [
     "MAX_CHARS",
@@ -57,6 +62,7 @@ __all__ = [
     "Task",
     "TaskModel",
     "TaskModelFailed",
+    "best_instructions",
     "get_task",
     "normalise",
     "prompt_test",

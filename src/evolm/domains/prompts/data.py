@@ -82,7 +82,7 @@ class Splits:
     test: tuple[Item, ...]
 
 
-_LABEL = re.compile(r"^(?:the\s+)?(?:answer|output|result)\s*(?:is)?\s*[:=-]?\s*", re.IGNORECASE)
+_LABEL = re.compile(r"^(?:the\s+)?(?:answer|output|result)(?:\s+is\b|\s*[:=])\s*:?\s*")
 _EDGES = "\"'`“”‘’()[]{}<>*"
 _TRAILING = ".,;:!?"
 

@@ -18,7 +18,7 @@ stopping at a newline) on the instruction, ``shots`` train examples and the item
 answer is normalised and compared exactly with the target.
 
 - fitness: validation accuracy, in [0, 1];
-- descriptor ``words``: the instruction's word count, clipped to 0..80 (terse vs detailed);
+- descriptor ``words``: the instruction's word count, clipped to 0..40 (terse vs detailed);
 - descriptor ``format_share``: the share of answers in the task's form (a number, one word, one
   letter, "positive"/"negative"), in [0, 1]. It varies with the instruction independently of
   accuracy (an instruction can get the model to answer with one word, wrongly, or to answer

@@ -24,7 +24,7 @@ __all__ = [
 
 MAX_CHARS = 600
 """The longest instruction scored; a longer one is ``invalid``."""
-MAX_WORDS = 80
+MAX_WORDS = 40
 """The ``words`` descriptor's upper bound (MAX_CHARS characters hold fewer words)."""
 ANSWER_TOKENS = 16
 """``max_tokens`` of a task-model call: answers are a word or a number."""

@@ -1,4 +1,4 @@
-"""The ``evolm`` command line: run, resume, status, export, models."""
+"""The ``evolm`` command line: run, resume, status, export, prompt-test, models."""
 
 from __future__ import annotations
 
@@ -954,6 +954,80 @@ def _export(run_db: Path, format: str, out: Path | None) -> None:
             fh.close()
     if out:
         console.print(f"wrote {out}")
+
+
+@app.command("prompt-test")
+def prompt_test(
+    run_db: Annotated[Path, typer.Argument(help="Run database of a prompts run.")],
+    top: Annotated[int, typer.Option(help="How many of the best instructions to test.")] = 5,
+    llm: Annotated[
+        str | None,
+        typer.Option(help="Task model, as for `evolm run --llm` (default: the run's)."),
+    ] = None,
+) -> None:
+    """Score a prompts run's best instructions on the held-out test split, next to the
+    validation accuracy they were selected on (a large gap is overfitting)."""
+    with _guarded(run_db, f"evolm prompt-test {run_db}"):
+        _prompt_test(run_db, top, llm)
+
+
+def _prompt_test(run_db: Path, top: int, llm: str | None) -> None:
+    from evolm.domains.prompts import (
+        BackendTaskModel,
+        PromptsDomain,
+        TaskModelFailed,
+        best_instructions,
+        prompt_test,
+    )
+    from evolm.llm.base import LLMError
+    from evolm.llm.build import build_backend
+
+    with RunStore(run_db, readonly=True) as store:
+        raw = store.run_info()["config"]
+    try:
+        cfg = RunConfig.model_validate(raw if llm is None else {**raw, "llm": parse_llm_spec(llm)})
+        best = best_instructions(run_db, top)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    domain = _load_domain(cfg, run_db)
+    if not isinstance(domain, PromptsDomain):
+        _fail(
+            f"{run_db} is a run of the {cfg.domain.name} domain; evolm prompt-test tests the "
+            "instructions of prompts runs only"
+        )
+    if not best:
+        _fail(f"{run_db} holds no instruction scored ok, so there is nothing to test")
+    # the task model: --llm, else the run's judge model (the [judge] table), else its [llm]
+    task_llm = cfg.llm if llm is not None else getattr(cfg, "judge", None) or cfg.llm
+    try:
+        backend = build_backend(cfg, task_llm)
+    except (ConfigError, LLMError, ValueError) as exc:
+        _fail(f"the task model could not be set up: {exc}")
+        return
+
+    async def go() -> Any:
+        try:
+            return await prompt_test(domain, best, BackendTaskModel(backend), cfg.seed)
+        finally:
+            await backend.aclose()
+
+    try:
+        rows = asyncio.run(go())
+    except TaskModelFailed as exc:
+        _fail(f"{exc}. Check the task model, or pick another with --llm")
+        return
+    table = Table(box=box.SIMPLE, title=f"{domain.task.name}: validation vs test accuracy")
+    for col in ("id", "validation", "test", "instruction"):
+        table.add_column(col, justify="right" if col != "instruction" else "left")
+    for r in rows:
+        table.add_row(
+            str(r.program_id),
+            f"{r.validation_accuracy:.2f} ({len(domain.splits.validation)})",
+            f"{r.test_accuracy:.2f} ({len(domain.splits.test)})",
+            escape(r.instruction),
+        )
+    Console(soft_wrap=True).print(table)
 
 
 @app.command()

@@ -173,6 +173,7 @@ DOMAINS: Registry[Callable[..., Domain]] = Registry(
         "image": "evolm.domains.image:ImageDomain",
         "parity": "evolm.domains.parity:ParityDomain",
         "poetry": "evolm.domains.poetry:PoetryDomain",
+        "prompts": "evolm.domains.prompts:PromptsDomain",
         "puzzles": "evolm.domains.puzzles:puzzle_domain",
         "sodarace": "evolm.domains.sodarace:SodaraceDomain",
         "task": "evolm.domains.task:task_domain",

@@ -66,9 +66,7 @@ class LLMError(RuntimeError):
     """A backend could not be set up, or a request failed in a way the caller must see."""
 
 
-def option_completion(
-    model: str, probs: dict[str, float], **fields: Any
-) -> Completion:
+def option_completion(model: str, probs: dict[str, float], **fields: Any) -> Completion:
     """The answer to an options request: ``probs`` (any non-negative weights, one per option)
     renormalised to sum to 1 in ``extras["option_probs"]``, the most probable option (the first
     one on ties) as ``text``.

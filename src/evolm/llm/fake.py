@@ -26,6 +26,7 @@ def hashed_option_weight(prompt: str, option: str) -> float:
     digest = hashlib.sha256(f"{prompt}\x00{option}".encode()).digest()
     return (int.from_bytes(digest[:4], "big") + 1) / 2**32
 
+
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 _NUMBER = re.compile(
     r"(?<![\w.])"

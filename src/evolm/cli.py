@@ -693,6 +693,8 @@ def _describe_sandbox(event: Any) -> str:
         where += "; scored apart from the program (it cannot choose its score)"
     elif scoring == "in_process":
         where += "; scored in the program's own process (a hostile program could forge its score)"
+    elif scoring == "llm":
+        where = "no sandbox: texts are scored by LLM calls in the engine (nothing is executed)"
     return where
 
 

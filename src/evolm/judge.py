@@ -32,8 +32,8 @@ __all__ = [
     "AuditResult",
     "Judge",
     "Question",
-    "audit",
     "auc",
+    "audit",
     "load_labelled",
     "parse_rating",
 ]
@@ -235,7 +235,9 @@ def score_audit(
     for b in range(bins):
         lo, hi = b / bins, (b + 1) / bins
         inside = [
-            (c, h) for c, h in zip(conf, hit, strict=True) if lo <= c < hi or (b == bins - 1 and c == hi)
+            (c, h)
+            for c, h in zip(conf, hit, strict=True)
+            if lo <= c < hi or (b == bins - 1 and c == hi)
         ]
         if inside:
             table.append(
@@ -267,8 +269,7 @@ def load_labelled(path: str | Path, options: Sequence[str]) -> list[tuple[str, s
             raise ValueError(f"{path}:{i} is not JSON ({exc}); write one object per line") from exc
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise ValueError(
-                f'{path}:{i} must be an object {{"text": "...", "label": "..."}} with a string '
-                "text"
+                f'{path}:{i} must be an object {{"text": "...", "label": "..."}} with a string text'
             )
         label = row.get("label")
         if label not in options:

@@ -62,9 +62,7 @@ class LLMClient:
             LLMCallFailed: the backend answered with an error, or not within the deadline.
         """
         try:
-            (completion,) = await asyncio.wait_for(
-                self.backend.generate([request]), self.deadline
-            )
+            (completion,) = await asyncio.wait_for(self.backend.generate([request]), self.deadline)
         except TimeoutError:
             completion = Completion(
                 text="",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from evolm.llm.base import Request
+from evolm.llm.base import LLMBackend, LLMError, Request
 from evolm.llm.client import LLMCallFailed, LLMClient
 
 __all__ = [
@@ -218,7 +218,7 @@ def score_audit(
     n = len(labels)
     if n == 0:
         raise ValueError("no items to score")
-    top = [max(options, key=lambda o, p=p: p[o]) for p in probs]
+    top = [max(options, key=p.__getitem__) for p in probs]
     accuracy = sum(t == y for t, y in zip(top, labels, strict=True)) / n
     mean_true = sum(p[y] for p, y in zip(probs, labels, strict=True)) / n
     if len(options) == 2:
@@ -290,3 +290,79 @@ async def audit(
     (items are asked one after another, seed = the item's index)."""
     probs = [await judge.probs(text, question, seed=i) for i, (text, _) in enumerate(items)]
     return score_audit(probs, [y for _, y in items], question.options, bins)
+
+
+def run_audit(
+    path: str | Path,
+    question: str,
+    options: Sequence[str],
+    *,
+    examples: int = 0,
+    examples_file: str | Path | None = None,
+    llm: str = "llama_cpp",
+    method: str = "logprobs",
+    samples: int = 3,
+    backend: LLMBackend | None = None,
+) -> AuditResult:
+    """``evolm judge-audit``: ask ``question`` about every text of a labelled JSONL file.
+
+    Args:
+        path: the labelled file (see :func:`load_labelled`).
+        question: the question; ``options`` its answers (the file's labels).
+        examples: the file's first ``examples`` items become few-shot examples and are not
+            scored; ignored when ``examples_file`` is given (all its items are examples).
+        llm: an ``--llm`` spec of the judge model, used when ``backend`` is None.
+        method: ``"logprobs"`` or ``"rating"``; ``samples``: ratings per text.
+
+    Raises:
+        ValueError: a bad file, option list, method or example count (the message says which).
+        evolm.llm.LLMError: the model cannot be loaded, or a call failed.
+    """
+    import asyncio
+
+    from evolm.llm.build import make_backend
+
+    opts = tuple(options)
+    if method not in ("logprobs", "rating"):
+        raise ValueError(f"--method must be logprobs or rating, got {method!r}")
+    items = load_labelled(path, opts)
+    if examples_file is not None:
+        shots = load_labelled(examples_file, opts)
+    else:
+        if not 0 <= examples < len(items):
+            raise ValueError(
+                f"--examples {examples} leaves nothing to score in {path} ({len(items)} items); "
+                "take fewer examples or give --examples-file"
+            )
+        shots, items = items[:examples], items[examples:]
+    q = Question(question, opts, tuple(shots))
+    owned = backend is None
+    model = backend if backend is not None else make_backend(llm)
+
+    async def main() -> AuditResult:
+        try:
+            judge = Judge(LLMClient(model), method=method, samples=samples)  # type: ignore[arg-type]
+            return await audit(judge, q, items)
+        finally:
+            if owned:
+                await model.aclose()
+
+    try:
+        return asyncio.run(main())
+    except LLMCallFailed as exc:
+        raise LLMError(f"a judge call failed: {exc.error}") from exc
+
+
+def format_audit(result: AuditResult) -> list[str]:
+    """The lines ``evolm judge-audit`` prints for ``result``."""
+    auc_text = "undefined (one class only)" if result.auc is None else f"{result.auc:.3f}"
+    lines = [
+        f"n {result.n}",
+        f"accuracy {result.accuracy:.3f}",
+        f"AUC {auc_text}",
+        f"mean P(true label) {result.mean_true:.3f}",
+        "calibration (bin: count, mean predicted, observed):",
+    ]
+    for lo, hi, count, predicted, observed in result.calibration:
+        lines.append(f"  {lo:.1f}-{hi:.1f}: {count}, {predicted:.3f}, {observed:.3f}")
+    return lines

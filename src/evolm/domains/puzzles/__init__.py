@@ -128,7 +128,7 @@ def _worked_examples(target: Puzzle, count: int) -> str:
     """``count`` solved puzzles of the library (the easiest first, never ``target`` nor one
     with the same ``f``), each as its ``f`` and a solution ``g``: the few-shot prompt of the
     P3 paper, which small models need to see what a solution looks like."""
-    shown = []
+    shown: list[str] = []
     for p in sorted(LIBRARY, key=lambda q: q.grade):
         if len(shown) >= count:
             break

@@ -70,8 +70,10 @@ def test_judge_calls_are_stored_with_their_role_and_charged_apart(tmp_path):
     snap = result.snapshot
     assert snap is not None and snap.llm_calls == 20 and snap.judge_calls == 22
     all_tokens = sum(c.completion.tokens_in + c.completion.tokens_out for c in calls)
-    assert snap.tokens == all_tokens > sum(
-        c.completion.tokens_in + c.completion.tokens_out for c in mutations
+    assert (
+        snap.tokens
+        == all_tokens
+        > sum(c.completion.tokens_in + c.completion.tokens_out for c in mutations)
     )
     assert store.last_step().judge_calls == 22
     sandbox = store.sandbox_events()[-1]

@@ -73,7 +73,7 @@ class Question:
         return {o.strip().lower() for o in self.options} == {"yes", "no"}
 
 
-_RATING = re.compile(r"(?<![\d.])(10|[1-9])(?:\s*/\s*10)?(?![\d.])")
+_RATING = re.compile(r"(?<![\d.])(10|[1-9])(?:\s*/\s*10)?(?!\.?\d)")
 
 
 def parse_rating(text: str) -> float | None:
@@ -292,6 +292,18 @@ async def audit(
     return score_audit(probs, [y for _, y in items], question.options, bins)
 
 
+def resolve_labelled(path: str | Path) -> Path:
+    """``path``, or the labelled file evolm ships under that name (``sea_poems``: 40 short
+    texts, poems about the sea labelled ``yes``, others ``no``) when no such file exists."""
+    p = Path(path)
+    if p.exists():
+        return p
+    from importlib import resources
+
+    shipped = resources.files("evolm") / "data" / "judge" / f"{p.name.removesuffix('.jsonl')}.jsonl"
+    return Path(str(shipped)) if shipped.is_file() else p
+
+
 def run_audit(
     path: str | Path,
     question: str,
@@ -307,7 +319,8 @@ def run_audit(
     """``evolm judge-audit``: ask ``question`` about every text of a labelled JSONL file.
 
     Args:
-        path: the labelled file (see :func:`load_labelled`).
+        path: the labelled file (see :func:`load_labelled`), or a shipped one's name (see
+            :func:`resolve_labelled`).
         question: the question; ``options`` its answers (the file's labels).
         examples: the file's first ``examples`` items become few-shot examples and are not
             scored; ignored when ``examples_file`` is given (all its items are examples).
@@ -322,6 +335,7 @@ def run_audit(
 
     from evolm.llm.build import make_backend
 
+    path = resolve_labelled(path)
     opts = tuple(options)
     if method not in ("logprobs", "rating"):
         raise ValueError(f"--method must be logprobs or rating, got {method!r}")

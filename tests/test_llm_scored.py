@@ -45,7 +45,7 @@ def roles(store):
 
 
 def test_judge_calls_are_stored_with_their_role_and_charged_apart(tmp_path):
-    eng, store, result = run(config(), tmp_path / "r.db")
+    _, store, result = run(config(), tmp_path / "r.db")
     assert result.status == "completed"
     rows = list(store.export_rows())
     assert len(rows) == 22 and all(r["status"] == "ok" for r in rows)

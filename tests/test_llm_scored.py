@@ -154,3 +154,12 @@ def test_assess_raising_blames_the_domain(tmp_path):
     # a seed the domain cannot score stops the run before its budget, naming the cause
     assert result.status == "failed" and EvaluatorFailed.__name__ in (result.error or "")
     assert "assess() raised RuntimeError: this text breaks the scorer" in (result.error or "")
+
+
+def test_llm_totals_of_a_database_older_than_call_extras():
+    from importlib import resources
+
+    cassette = resources.files("evolm") / "cassettes" / "quickstart-image.db"
+    with RunStore(str(cassette), readonly=True) as store:
+        totals = store.llm_totals()
+        assert totals["judge_calls"] == 0 and totals["calls"] == len(list(store.llm_calls())) > 0

@@ -741,10 +741,13 @@ class RunStore:
         """Totals of the recorded calls: ``calls`` (the operators' calls), ``judge_calls``
         (calls that scored candidates, stored with a ``role`` in their extras), and the tokens,
         cost and errors of all of them."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(llm_calls)")}
+        # a database opened read-only may predate extras_json: no call there has a role
+        role = _HAS_ROLE if "extras_json" in columns else "0"
         row = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0),"
             " COALESCE(SUM(cost),0), COALESCE(SUM(error IS NOT NULL),0),"
-            f" COALESCE(SUM({_HAS_ROLE}),0) FROM llm_calls"
+            f" COALESCE(SUM({role}),0) FROM llm_calls"
         ).fetchone()
         return {
             "calls": row[0] - row[5],

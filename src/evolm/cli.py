@@ -28,7 +28,7 @@ from evolm.config import (
     list_presets,
     load_config,
 )
-from evolm.llm.base import LLMBackend
+from evolm.llm.base import LLMBackend, LLMError
 from evolm.store import RunStore, StoreError, describe_db_error
 
 app = typer.Typer(
@@ -693,6 +693,8 @@ def _describe_sandbox(event: Any) -> str:
         where += "; scored apart from the program (it cannot choose its score)"
     elif scoring == "in_process":
         where += "; scored in the program's own process (a hostile program could forge its score)"
+    elif scoring == "llm":
+        where = "no sandbox: texts are scored by LLM calls in the engine (nothing is executed)"
     return where
 
 
@@ -762,11 +764,15 @@ def _status(run_db: Path, dims: str) -> None:
         table.add_row(
             "programs", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         )
+        judge_calls = f" + {totals['judge_calls']} judge" if totals["judge_calls"] else ""
         table.add_row(
             "llm calls",
-            f"{totals['calls']} ({totals['errors']} failed), tokens in {totals['tokens_in']} "
-            f"out {totals['tokens_out']}, cost ${totals['cost']:.4f}",
+            f"{totals['calls']}{judge_calls} ({totals['errors']} failed), tokens in "
+            f"{totals['tokens_in']} out {totals['tokens_out']}, cost ${totals['cost']:.4f}",
         )
+        if cfg.judge is not None:
+            jc = cfg.judge
+            table.add_row("judge", f"{jc.backend} / {jc.name or jc.model or '-'}")
         if last is not None:
             best = "-" if last.max_fitness is None else f"{last.max_fitness:.6g}"
             table.add_row("batches told", str(last.batch + 1))
@@ -1097,6 +1103,37 @@ def doctor() -> None:
     for check, result, detail in doctor_report():
         table.add_row(check, result, detail)
     Console(soft_wrap=True).print(table)
+
+
+@app.command("judge-audit")
+def judge_audit(
+    file: Annotated[Path, typer.Argument(help='JSONL of {"text": ..., "label": ...} lines.')],
+    question: Annotated[str, typer.Option(help="The question asked about each text.")],
+    options: Annotated[str, typer.Option(help="The answer options, comma-separated.")] = "yes,no",
+    examples: Annotated[
+        int, typer.Option(help="Few-shot examples taken from the file's head (not scored).")
+    ] = 0,
+    examples_file: Annotated[
+        Path | None, typer.Option(help="Few-shot examples from this JSONL file instead.")
+    ] = None,
+    llm: Annotated[str, typer.Option(help="The judge model (an --llm spec).")] = "llama_cpp",
+    method: Annotated[str, typer.Option(help="logprobs or rating.")] = "logprobs",
+    samples: Annotated[int, typer.Option(help="Ratings per text (method rating).")] = 3,
+) -> None:
+    """Score a labelled file with the judge: accuracy, AUC, calibration."""
+    from evolm.judge import format_audit, run_audit
+
+    try:
+        result = run_audit(
+            file, question, [o.strip() for o in options.split(",")], examples=examples,
+            examples_file=examples_file, llm=llm, method=method, samples=samples,
+        )  # fmt: skip
+    except (ValueError, OSError, LLMError) as exc:
+        _fail(str(exc))
+        return
+    out = Console(soft_wrap=True)
+    for line in format_audit(result):
+        out.print(line, highlight=False)
 
 
 @app.command()

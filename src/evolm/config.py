@@ -553,6 +553,11 @@ class RunConfig(_Strict):
         default_factory=list,
         description="more models besides `llm`; every LLM operator is paired with every model",
     )
+    judge: _ANY_LLM | None = Field(
+        None,
+        description="the model that scores an LLM-scored domain's texts (same keys as [llm]); "
+        "default: the run's [llm] model itself",
+    )
     bandit: BanditConfig = Field(default_factory=BanditConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)

@@ -52,7 +52,8 @@ class StepEvent(Event):
 
     ``inserted`` lists ``(program id, AddStatus name)`` for the batch's programs that entered
     the archive; ``arms`` maps ``operator@model`` to ``chosen``, ``parsed``, ``valid``,
-    ``inserted`` and ``cost``.
+    ``inserted`` and ``cost``. ``judge_calls`` counts the LLM calls made to score candidates
+    (LLM-scored domains), which ``llm_calls`` (the operators' calls) leaves out.
     """
 
     kind: ClassVar[str] = "step"
@@ -71,6 +72,7 @@ class StepEvent(Event):
     inserted: tuple[tuple[int, str], ...] = ()
     num_elites: int = 0
     arms: dict[str, dict[str, float]] = field(default_factory=dict)
+    judge_calls: int = 0
 
     @property
     def row_batch(self) -> int | None:
@@ -92,6 +94,8 @@ class StepEvent(Event):
             "inserted": [[pid, name] for pid, name in self.inserted],
             "num_elites": self.num_elites,
             "arms": _arms(self.arms),
+            # only LLM-scored runs make judge calls; other runs' steps keep their old JSON
+            **({"judge_calls": self.judge_calls} if self.judge_calls else {}),
         }
 
     @classmethod
@@ -114,6 +118,7 @@ class StepEvent(Event):
             inserted=tuple((int(i), str(s)) for i, s in p.get("inserted") or ()),
             num_elites=int(p.get("num_elites", p.get("elites", 0))),
             arms=_arms(p.get("arms")),
+            judge_calls=int(p.get("judge_calls", 0)),
         )
 
 

@@ -41,6 +41,7 @@ from evolm.evaluators import EvalJob, Evaluator, build_evaluator
 from evolm.events import EndEvent, ResumeEvent, SandboxEvent, StepEvent
 from evolm.finetune.loop import FinetuneLoop, swap_adapter
 from evolm.llm.base import Completion, LLMBackend, Request
+from evolm.llm.client import LLMCallFailed, LLMClient
 from evolm.llm.local import TokenCounter
 from evolm.runlock import log_traceback
 from evolm.scheduler import (
@@ -124,6 +125,10 @@ class Runner:
         llm: the primary LLM backend; built from ``config.llm`` when None.
         models: backends for ``config.models`` (one each, in order); built when None.
         evaluator: where programs run; a local sandbox pool built from the config when None.
+        judge: the backend an LLM-scored domain's ``assess`` calls (``scoring = "llm"``); when
+            None, built from ``config.judge`` on first use, or ``llm`` itself when
+            ``config.judge`` is unset, the same as ``config.llm``, or ``config.llm`` replays a
+            cassette (the cassette answers the judge's calls too).
         hooks: work to do between batches (see :class:`Hook`).
         on_step: called with a :class:`Snapshot` after every told batch.
         on_round: called with ``("start", {"round": n, "accepted": k})`` when a fine-tuning
@@ -142,6 +147,7 @@ class Runner:
         llm: LLMBackend | None = None,
         models: Sequence[LLMBackend] | None = None,
         evaluator: Evaluator | None = None,
+        judge: LLMBackend | None = None,
         hooks: Sequence[Hook] = (),
         on_step: Callable[[Snapshot], None] | None = None,
         on_round: Callable[[str, dict[str, Any]], None] | None = None,
@@ -159,9 +165,11 @@ class Runner:
         if extra is not None and len(extra) != len(config.models):
             raise ValueError(f"config.models has {len(config.models)} models, got {len(extra)}")
         self._owned: set[int] = set()  # ids of the backends this runner built
+        self.llms_extra: list[LLMBackend] = []  # built besides self.llms (a separate judge)
         primary = llm if llm is not None else self._built(_build_backend(config))
         others = extra or [self._built(_build_backend(config, m)) for m in config.models]
         self.llms: list[LLMBackend] = [primary, *others]
+        self._judge_llm = judge
         self._finetune = FinetuneLoop(config, store.path) if config.finetune else None
         arms = build_arms(config, self.domain.context(), self.llms)
         self.budget = Budget(config.budget, counts_calls=any(a.llm is not None for a in arms))
@@ -200,6 +208,18 @@ class Runner:
     @property
     def llm(self) -> LLMBackend:
         return self.llms[0]
+
+    @property
+    def judge_llm(self) -> LLMBackend:
+        """The backend that scores an LLM-scored domain's candidates (see ``judge``)."""
+        if self._judge_llm is None:
+            c = self.config
+            if c.judge is None or c.judge == c.llm or c.llm.backend == "replay":
+                self._judge_llm = self.llm
+            else:
+                self._judge_llm = self._built(_build_backend(c, c.judge))
+                self.llms_extra.append(self._judge_llm)
+        return self._judge_llm
 
     @property
     def elapsed(self) -> float:
@@ -283,6 +303,7 @@ class Runner:
                 tokens=int(totals["tokens_in"] + totals["tokens_out"]),
                 cost=float(totals["cost"]),
                 evaluations=sum(1 for _ in store.evaluated(max_batch=last_batch)),
+                judge_calls=int(totals["judge_calls"]),
             )
         )
         sched.next_id = store.max_program_id() + 1
@@ -346,7 +367,7 @@ class Runner:
         finally:
             if owned_evaluator:
                 evaluator.close()
-            for llm in self.llms:
+            for llm in [*self.llms, *self.llms_extra]:
                 if id(llm) in self._owned:
                     with contextlib.suppress(Exception):
                         await llm.aclose()
@@ -554,12 +575,40 @@ class Runner:
         )
         if error is not None:
             return Outcome(program, Evaluation.failure(Status.INVALID, error), completion, False)
-        (ev,) = await evaluator.evaluate([EvalJob(program, cand.seed, self.eval_timeout)])
         dom = self.domain
+        calls: tuple[tuple[Request, Completion], ...] = ()
+        if dom.scoring == "llm":
+            ev, calls = await self._assess(program, cand.seed)
+        else:
+            (ev,) = await evaluator.evaluate([EvalJob(program, cand.seed, self.eval_timeout)])
         checked = ev.checked(
             self.space, dom.fitness_bounds, descriptors_in_space=dom.descriptors_in_space
         )
-        return Outcome(program, checked, completion)
+        return Outcome(program, checked, completion, judge_calls=calls)
+
+    async def _assess(
+        self, program: Program, seed: int
+    ) -> tuple[Evaluation, tuple[tuple[Request, Completion], ...]]:
+        """Score a text of an LLM-scored domain in the engine; its calls come back with it (the
+        runner stores them with the candidate). A failed call makes the candidate ``error``;
+        ``assess`` raising anything else blames the domain (``extras["failure"]``)."""
+        dom = self.domain
+        client = LLMClient(
+            self.judge_llm, role=dom.llm_role, deadline=self.config.engine.llm_deadline
+        )
+        try:
+            ev = await dom.assess(program.code, seed, client)
+        except LLMCallFailed as exc:
+            ev = Evaluation.failure(Status.ERROR, f"{dom.llm_role} call failed: {exc.error}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            ev = Evaluation.failure(
+                Status.ERROR,
+                f"the domain's assess() raised {type(exc).__name__}: {exc}",
+                extras={"failure": "evaluator"},
+            )
+        return ev, tuple(client.calls)
 
     async def _reproduce(self, outcomes: list[Outcome], evaluator: Evaluator) -> list[Outcome]:
         """Re-evaluate each candidate that would be the run's new best ``reevaluate_best``
@@ -600,6 +649,8 @@ class Runner:
                 if o.completion is not None and c.proposal.request is not None:
                     call_id = store.add_llm_call(batch.index, c.proposal.request, o.completion)
                     prog = dataclasses.replace(prog, llm_call_id=call_id)
+                for request, completion in o.judge_calls:
+                    store.add_llm_call(batch.index, request, completion)
                 programs.append(prog)
             store.add_programs(programs)
             store.add_evaluations(

@@ -206,6 +206,14 @@ MAX_ERROR_CHARS = 16 * 1024
 followed by ``... [<n> more characters]``)."""
 
 
+_HAS_ROLE = (
+    '(extras_json IS NOT NULL AND (extras_json LIKE \'%"role":"judge"%\''
+    ' OR extras_json LIKE \'%"role":"task"%\'))'
+)
+"""SQL: an ``llm_calls`` row made to score a candidate (its extras, stored as compact sorted
+JSON, carry ``"role": "judge"`` or ``"task"``); operator calls carry no role."""
+
+
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -213,7 +221,8 @@ def _json(obj: Any) -> str:
 def _call_extras(extras: dict[str, Any], response_len: int | None = None) -> str | None:
     text = _json(_plain(extras)) if extras else None
     if text is not None and len(text) > MAX_CALL_EXTRAS:
-        text = _json({"truncated": len(text)})
+        role = extras.get("role")  # a scoring call stays one (see _HAS_ROLE)
+        text = _json({"truncated": len(text), **({"role": role} if role else {})})
     if response_len is None:
         return text
     marked = json.loads(text) if text else {}
@@ -737,12 +746,20 @@ class RunStore:
         )
 
     def llm_totals(self) -> dict[str, float]:
+        """Totals of the recorded calls: ``calls`` (the operators' calls), ``judge_calls``
+        (calls that scored candidates, stored with a ``role`` in their extras), and the tokens,
+        cost and errors of all of them."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(llm_calls)")}
+        # a database opened read-only may predate extras_json: no call there has a role
+        role = _HAS_ROLE if "extras_json" in columns else "0"
         row = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0),"
-            " COALESCE(SUM(cost),0), COALESCE(SUM(error IS NOT NULL),0) FROM llm_calls"
+            " COALESCE(SUM(cost),0), COALESCE(SUM(error IS NOT NULL),0),"
+            f" COALESCE(SUM({role}),0) FROM llm_calls"
         ).fetchone()
         return {
-            "calls": row[0],
+            "calls": row[0] - row[5],
+            "judge_calls": row[5],
             "tokens_in": row[1],
             "tokens_out": row[2],
             "cost": row[3],

@@ -14,8 +14,12 @@ Running and scoring come in one of two forms (:attr:`Domain.scoring`):
   hostile program.
 - ``"in_process"``: ``evaluate(code, seed)`` runs the program and scores it in one sandboxed
   child, for domains that cannot split (e.g. a scorer that needs the program's live objects).
+- ``"llm"``: the candidate is a text that is never executed (a poem, an instruction);
+  ``await assess(text, seed, client)`` scores it with LLM calls made in the engine through an
+  :class:`~evolm.llm.client.LLMClient` (stored, charged to the budget, replayable). No sandbox.
 
-Either way, programs run **inside an evaluation worker**, never in the engine's process.
+Programs (the first two forms) run **inside an evaluation worker**, never in the engine's
+process.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from evolm.registry import Registry
 from evolm.types import DescriptorSpace, Evaluation
+
+if TYPE_CHECKING:
+    from evolm.llm.client import LLMClient, Role
 
 __all__ = [
     "DOMAINS",
@@ -83,7 +90,10 @@ class Domain(ABC):
 
     Attributes:
         scoring: ``"separate"``: the sandbox runs :meth:`run` in the program's child and
-            :meth:`score` in a separate process; ``"in_process"``: it runs :meth:`evaluate`.
+            :meth:`score` in a separate process; ``"in_process"``: it runs :meth:`evaluate`;
+            ``"llm"``: no sandbox, the runner awaits :meth:`assess` in the engine.
+        llm_role: ``"judge"`` or ``"task"``, stored with the calls :meth:`assess` makes
+            (``scoring = "llm"`` only).
         fitness_bounds: closed ``(low, high)`` bounds of every fitness the domain can give, or
             None; an ``ok`` evaluation outside them is ``rejected`` by the engine.
         descriptors_in_space: whether every descriptor lies inside :attr:`descriptor_space`'s
@@ -102,6 +112,7 @@ class Domain(ABC):
     eval_timeout: float = 5.0
     qd_offset: float = 0.0
     scoring: ClassVar[Literal["separate", "in_process", "llm"]] = "in_process"
+    llm_role: ClassVar[Role] = "judge"
     fitness_bounds: ClassVar[tuple[float, float] | None] = None
     descriptors_in_space: ClassVar[bool] = False
     needs_scratch: ClassVar[bool] = False
@@ -165,6 +176,21 @@ class Domain(ABC):
         process, never with the program's code. ``data`` may have been forged by a hostile
         program: validate it and return an ``invalid`` evaluation naming what is wrong."""
         raise NotImplementedError(f"domain {type(self).__name__} has no score(data, seed)")
+
+    async def assess(self, text: str, seed: int, client: LLMClient) -> Evaluation:
+        """Score a text with LLM calls (``scoring = "llm"`` only); runs in the engine.
+
+        Make every call through ``client`` (:meth:`LLMClient.option_probs`,
+        :meth:`LLMClient.generate`, or an :class:`evolm.judge.Judge` built on it) so it is
+        stored, charged and replayed; pass ``seed`` on so a replay asks the same. A failed call
+        raises :class:`~evolm.llm.client.LLMCallFailed`: catch it to return a failed evaluation,
+        or let it through (the runner makes the candidate ``error`` with the call's error).
+        The result goes through :meth:`Evaluation.checked` like any evaluation.
+        """
+        raise NotImplementedError(
+            f"domain {type(self).__name__} has scoring = {self.scoring!r} and no "
+            "assess(text, seed, client)"
+        )
 
 
 DOMAINS: Registry[Callable[..., Domain]] = Registry(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from evolm.evaluators.base import EvalJob, Evaluator
@@ -9,12 +10,31 @@ from evolm.evaluators.base import EvalJob, Evaluator
 if TYPE_CHECKING:
     from evolm.config import RunConfig
     from evolm.domains.base import Domain
+    from evolm.types import Evaluation
 
-__all__ = ["EvalJob", "Evaluator", "build_evaluator"]
+__all__ = ["EngineScored", "EvalJob", "Evaluator", "build_evaluator"]
+
+
+class EngineScored(Evaluator):
+    """The evaluator of an LLM-scored domain (``scoring = "llm"``): nothing runs in a sandbox,
+    the runner scores each text with the domain's ``assess`` in the engine."""
+
+    name = "none"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.info = {"scoring": "llm"}
+
+    async def evaluate(self, jobs: Sequence[EvalJob]) -> list[Evaluation]:
+        """Never called: LLM-scored candidates are assessed by the runner."""
+        raise RuntimeError("an LLM-scored domain's texts are assessed by the runner, not run")
 
 
 def build_evaluator(config: RunConfig, domain: Domain) -> Evaluator:
-    """The evaluator a run configuration describes: today the local sandbox pool."""
+    """The evaluator a run configuration describes: the local sandbox pool, or
+    :class:`EngineScored` for an LLM-scored domain."""
+    if domain.scoring == "llm":
+        return EngineScored()
     from evolm.evaluators.local import SandboxEvaluator
 
     eng = config.engine

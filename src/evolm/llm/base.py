@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +26,8 @@ __all__ = [
     "Message",
     "Request",
     "cut_at_stop",
+    "log_softmax_probs",
+    "option_completion",
     "price",
     "validate_prices",
 ]
@@ -63,6 +66,31 @@ class LLMError(RuntimeError):
     """A backend could not be set up, or a request failed in a way the caller must see."""
 
 
+def option_completion(model: str, probs: dict[str, float], **fields: Any) -> Completion:
+    """The answer to an options request: ``probs`` (any non-negative weights, one per option)
+    renormalised to sum to 1 in ``extras["option_probs"]``, the most probable option (the first
+    one on ties) as ``text``.
+
+    Raises:
+        LLMError: no option has a positive, finite weight.
+    """
+    total = sum(p for p in probs.values() if math.isfinite(p) and p > 0)
+    if not total:
+        raise LLMError(f"no option has a positive probability: {probs}")
+    norm = {o: (p / total if math.isfinite(p) and p > 0 else 0.0) for o, p in probs.items()}
+    best = max(norm, key=lambda o: norm[o])
+    extras = {**fields.pop("extras", {}), "option_probs": norm}
+    return Completion(text=best, model=model, finish_reason="options", extras=extras, **fields)
+
+
+def log_softmax_probs(logps: dict[str, float]) -> dict[str, float]:
+    """Probabilities from per-option log-probabilities, renormalised over the options."""
+    top = max(logps.values())
+    weights = {o: math.exp(lp - top) for o, lp in logps.items()}
+    total = sum(weights.values())
+    return {o: w / total for o, w in weights.items()}
+
+
 @dataclass(frozen=True)
 class Request:
     """One generation request.
@@ -71,6 +99,11 @@ class Request:
     ``seed`` is a per-request sampling seed; backends that support seeding must honour it.
     ``repeat_penalty`` divides the logits of tokens already in the prompt or the answer
     (llama.cpp's repetition penalty; 1.0 is off). Backends without it (openai, vllm) ignore it.
+
+    ``options``, when not empty, asks for no generated text but for the probability of each
+    option as the next tokens after the prompt (chat: after the assistant turn starts): the
+    answer's ``text`` is the most probable option and ``extras["option_probs"]`` maps every
+    option to its probability (renormalised over the options, summing to 1).
     """
 
     kind: Literal["chat", "completion"] = "chat"
@@ -82,12 +115,17 @@ class Request:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     repeat_penalty: float = 1.0
+    options: tuple[str, ...] = ()
 
     def payload(self) -> dict[str, Any]:
         """The parts that determine the answer, minus the seed (the replay key's content).
         ``repeat_penalty`` appears only when it is on, so requests recorded before it existed
-        keep their keys."""
-        extra = {} if self.repeat_penalty == 1.0 else {"repeat_penalty": self.repeat_penalty}
+        keep their keys; so does ``options``, present only when not empty."""
+        extra: dict[str, Any] = (
+            {} if self.repeat_penalty == 1.0 else {"repeat_penalty": self.repeat_penalty}
+        )
+        if self.options:
+            extra["options"] = list(self.options)
         return {
             **extra,
             "kind": self.kind,
@@ -126,6 +164,7 @@ class Request:
             stop=tuple(d.get("stop", ())),
             seed=d.get("seed"),
             repeat_penalty=float(d.get("repeat_penalty", 1.0)),
+            options=tuple(d.get("options", ())),
         )
 
 

@@ -8,15 +8,24 @@ for a mutation model: it copies the last code block of the prompt with one numbe
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
-from evolm.llm.base import Completion, LLMBackend, LLMError, Request
+from evolm.llm.base import Completion, LLMBackend, LLMError, Request, option_completion
 
-__all__ = ["FakeLLM", "mutating_responder"]
+__all__ = ["FakeLLM", "hashed_option_weight", "mutating_responder"]
+
+
+def hashed_option_weight(prompt: str, option: str) -> float:
+    """A deterministic stand-in for a judge: a weight in (0, 1] from a hash of the prompt and
+    the option (equal inputs, equal weights; unrelated to what the text says)."""
+    digest = hashlib.sha256(f"{prompt}\x00{option}".encode()).digest()
+    return (int.from_bytes(digest[:4], "big") + 1) / 2**32
+
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 _NUMBER = re.compile(
@@ -43,6 +52,10 @@ class FakeLLM(LLMBackend):
         latency: seconds each request waits (``asyncio.sleep``), to exercise overlap.
         concurrency: the most requests answered at once.
         tokens_per_char: token counts are estimated as ``ceil(len(text) * tokens_per_char)``.
+        option_weight: answers requests with ``options``: called with the request's text (the
+            prompt, or the messages' contents joined by newlines) and each option, it returns
+            the option's unnormalised weight; default :func:`hashed_option_weight`. Options
+            requests take no scripted reply.
 
     Attributes:
         requests: every request sent, in the order the backend received them.
@@ -61,6 +74,7 @@ class FakeLLM(LLMBackend):
         latency: float = 0.0,
         concurrency: int = 64,
         tokens_per_char: float = 0.25,
+        option_weight: Callable[[str, str], float] = hashed_option_weight,
     ) -> None:
         super().__init__(model, concurrency)
         if latency < 0:
@@ -70,6 +84,7 @@ class FakeLLM(LLMBackend):
         self.responder = responder
         self.latency = latency
         self.tokens_per_char = tokens_per_char
+        self.option_weight = option_weight
         self.requests: list[Request] = []
         self._replies: deque[str] = deque(replies)
 
@@ -87,6 +102,15 @@ class FakeLLM(LLMBackend):
 
     async def _generate_one(self, request: Request) -> Completion:
         self.requests.append(request)
+        if request.options:
+            prompt = _request_text(request)
+            weights = {o: float(self.option_weight(prompt, o)) for o in request.options}
+            return option_completion(
+                self.model,
+                weights,
+                tokens_in=self._tokens(prompt) * len(request.options),
+                tokens_out=0,
+            )
         if self._replies:
             text = self._replies.popleft()
         elif self.responder is not None:

@@ -31,10 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evolm.llm.base import Completion, LLMBackend, LLMError, Request
+from evolm.llm.base import (
+    Completion,
+    LLMBackend,
+    LLMError,
+    Request,
+    log_softmax_probs,
+    option_completion,
+)
 from evolm.llm.llama_cpp import plain_chat_prompt
 from evolm.llm.local import MicroBatcher, ModelWorker
 from evolm.llm.models import BUNDLED_NAME, default_gguf
+from evolm.llm.options import split_at_boundary
 
 __all__ = ["HFLLM"]
 
@@ -71,16 +79,23 @@ def _pad_token(tok: Any) -> None:
     tok.pad_token = tok.convert_ids_to_tokens(0)
 
 
-def encode_request(tokenizer: Any, request: Request) -> list[int]:
-    """Token ids of ``request`` as a Hugging Face tokenizer gives them to the model: chat requests
-    through the tokenizer's chat template when it has one, otherwise plain text."""
+def _request_text(tokenizer: Any, request: Request) -> tuple[str, bool]:
+    """The text the model sees for ``request`` and whether tokenizing it adds special tokens."""
     if request.kind == "chat" and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(
             [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
         )
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return str(text), False
     text = request.prompt if request.kind == "completion" else plain_chat_prompt(request.messages)
-    return list(tokenizer(text)["input_ids"])
+    return text, True
+
+
+def encode_request(tokenizer: Any, request: Request, suffix: str = "") -> list[int]:
+    """Token ids of ``request`` (its text followed by ``suffix``) as a Hugging Face tokenizer
+    gives them to the model: chat requests through the tokenizer's chat template when it has
+    one, otherwise plain text."""
+    text, special = _request_text(tokenizer, request)
+    return list(tokenizer(text + suffix, add_special_tokens=special)["input_ids"])
 
 
 class HFLLM(LLMBackend):
@@ -245,9 +260,38 @@ class HFLLM(LLMBackend):
 
     # -- generation ------------------------------------------------------------------------
     async def _generate_one(self, request: Request) -> Completion:
+        if request.options:
+            return await self._worker.run(lambda: self._options_sync(request))
         if request.seed is None:
             request = _with_seed(request, self.request_seed(request))
         return await self._batcher.submit(request)
+
+    def _options_sync(self, request: Request) -> Completion:
+        """The probability of each option as the next tokens after the prompt, from the
+        model's logits (see :mod:`evolm.llm.options` for the token boundary)."""
+        torch = self._torch
+        tok: Any = self.tokenizer
+        t0 = time.perf_counter()
+        prompt = self._encode(request)
+        full = [encode_request(tok, request, o) for o in request.options]
+        k, rest = split_at_boundary(prompt, full)
+        logps: dict[str, float] = {}
+        with torch.no_grad():
+            for option, cont in zip(request.options, rest, strict=True):
+                ids = torch.tensor([prompt[:k] + cont], dtype=torch.long, device=self.device)
+                logits = self.lm(input_ids=ids).logits[0].float()
+                logprobs = torch.log_softmax(logits[k - 1 : -1], dim=-1)
+                picked = logprobs[torch.arange(len(cont)), torch.tensor(cont, device=self.device)]
+                logps[option] = float(picked.sum())
+        tokens_in = k + sum(len(c) for c in rest)
+        return option_completion(
+            self.model,
+            log_softmax_probs(logps),
+            tokens_in=tokens_in,
+            latency=time.perf_counter() - t0,
+            cost=self.cost(tokens_in, 0),
+            extras={"option_logprobs": logps},
+        )
 
     def _generate_batch(
         self, requests: Sequence[Request], cancels: Sequence[threading.Event]

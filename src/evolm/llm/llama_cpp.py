@@ -45,6 +45,8 @@ settings. Its calls run on one worker thread, under a lock.
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 import time
 import weakref
@@ -55,9 +57,19 @@ from typing import Any
 
 import numpy as np
 
-from evolm.llm.base import Completion, LLMBackend, LLMError, Message, Request, cut_at_stop
+from evolm.llm.base import (
+    Completion,
+    LLMBackend,
+    LLMError,
+    Message,
+    Request,
+    cut_at_stop,
+    log_softmax_probs,
+    option_completion,
+)
 from evolm.llm.local import ModelWorker, default_threads
 from evolm.llm.models import BUNDLED_NAME, default_gguf, gguf_context_length, read_gguf_metadata
+from evolm.llm.options import split_at_boundary
 
 __all__ = ["DEFAULT_MAX_CTX", "LlamaCppLLM", "plain_chat_prompt"]
 
@@ -154,6 +166,19 @@ def _load(
         weakref.finalize(loaded, loaded.worker.shutdown)
         _LOADED[key] = loaded
         return loaded
+
+
+def _last_logits(llm: Any) -> np.ndarray:
+    """The raw logits after the last token ``llm.eval`` evaluated (a copy)."""
+    import llama_cpp
+
+    ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    top = float(logits.max())
+    return logits - top - math.log(float(np.exp(logits - top).sum()))
 
 
 def _first_token_only(allowed: np.ndarray) -> Any:
@@ -447,7 +472,78 @@ class LlamaCppLLM(LLMBackend):
             return text, None
         return text, allowed
 
+    # -- answer options ---------------------------------------------------------------------
+    def _prompt_text(self, request: Request) -> tuple[str, bool]:
+        """The prompt's text as :meth:`_prompt` tokenizes it, and whether a BOS goes first."""
+        m = self._loaded
+        if request.kind == "chat" and m.chat is not None:
+            result = m.chat(messages=[dict(msg) for msg in request.messages])
+            return result.prompt, not result.added_special
+        text = (
+            request.prompt if request.kind == "completion" else plain_chat_prompt(request.messages)
+        )
+        return text, m.add_bos
+
+    def _tokenize(self, text: str, bos: bool) -> list[int]:
+        llm = self._loaded.llm
+        tokens = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return [llm.token_bos(), *tokens] if bos else tokens
+
+    def _options_sync(self, request: Request) -> Completion:
+        """The probability of each option as the next tokens after the prompt, from the raw
+        logits (never from ``create_completion(echo=True, logprobs=...)``, whose per-token
+        log-probabilities are wrong in llama-cpp-python 0.3.36).
+
+        The prompt is evaluated once (reusing the KV cache's shared prefix as generation does);
+        each option's tokens are then evaluated one at a time from that state, summing the
+        log-softmax of the logits at each step. A tokenizer that merges text across the
+        boundary is handled by :func:`evolm.llm.options.split_at_boundary`.
+        """
+        m = self._loaded
+        llm = m.llm
+        t0 = time.perf_counter()
+        text, bos = self._prompt_text(request)
+        tokens = self._tokenize(text, bos)
+        full = [self._tokenize(text + o, bos) for o in request.options]
+        k, rest = split_at_boundary(tokens, full)
+        context = tokens[:k]
+        n_ctx = int(llm.n_ctx())
+        need = k + max(len(r) for r in rest)
+        if need > n_ctx:
+            raise LLMError(
+                f"context overflow: the prompt and its longest option need {need} tokens but the "
+                f"context of {self.model} is {n_ctx}; raise llm.n_ctx or shorten the prompt"
+            )
+        reuse = self._reusable(context)
+        llm.n_tokens = reuse
+        m.prompt_len = 0
+        llm.eval(context[reuse:])
+        m.prompt_len = k
+        m.prompts += 1
+        m.tokens_reused += reuse
+        m.tokens_evaluated += k - reuse
+        first = _log_softmax(_last_logits(llm))
+        logps: dict[str, float] = {}
+        for option, cont in zip(request.options, rest, strict=True):
+            total = float(first[cont[0]])
+            llm.n_tokens = k  # back to the prompt's state: the option's tokens are dropped
+            for prev, tok in itertools.pairwise(cont):
+                llm.eval([prev])
+                total += float(_log_softmax(_last_logits(llm))[tok])
+            logps[option] = total
+        tokens_in = k + sum(len(r) for r in rest)
+        return option_completion(
+            self.model,
+            log_softmax_probs(logps),
+            tokens_in=tokens_in,
+            latency=time.perf_counter() - t0,
+            cost=self.cost(tokens_in, 0),
+            extras={"option_logprobs": logps, "reused_tokens": reuse},
+        )
+
     async def _generate_one(self, request: Request) -> Completion:
+        if request.options:
+            return await self._loaded.worker.run(lambda: self._options_sync(request))
         seed = self.request_seed(request)
         cancel = threading.Event()
         queued = time.perf_counter()

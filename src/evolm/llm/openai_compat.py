@@ -188,6 +188,13 @@ class OpenAICompatLLM(LLMBackend):
         return await self._client.completions.create(prompt=request.prompt, **common)
 
     async def _generate_one(self, request: Request) -> Completion:
+        if request.options:
+            raise LLMError(
+                f"the openai backend ({self.model}) does not score answer options: evolm reads "
+                "option probabilities only from local models' logits. Use the judge's "
+                'method = "rating" (it asks for 1-10 ratings instead), or a llama_cpp or hf '
+                "judge model"
+            )
         sdk = self._sdk
         t0 = time.perf_counter()
         end = t0 + self.deadline

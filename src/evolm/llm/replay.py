@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from evolm.llm.base import Completion, LLMBackend, LLMError, Request
 
@@ -38,6 +39,12 @@ class _Row:
     completion: Completion
     used: bool = False
     truncated: int | None = None  # the original length of a completion stored cut
+
+
+def _answer_extras(extras: dict[str, Any]) -> dict[str, Any]:
+    """The recorded extras that are part of the answer (an options request's probabilities)."""
+    probs = extras.get("option_probs")
+    return {"option_probs": dict(probs)} if isinstance(probs, dict) else {}
 
 
 def _excerpt(request: Request, n: int = 120) -> str:
@@ -63,7 +70,8 @@ class ReplayLLM(LLMBackend):
 
     Completions carry the recorded text, model, token counts, cost and finish reason (cost is
     replayed so budget limits stop a replay where they stopped the recording), latency 0, and
-    ``extras`` with ``replayed_id`` and ``recorded_latency``.
+    ``extras`` with ``replayed_id`` and ``recorded_latency`` (and, for a request with
+    ``options``, the recorded ``option_probs``).
 
     Raises:
         LLMError: at construction, when ``path`` is missing or has no ``llm_calls`` table.
@@ -95,7 +103,11 @@ class ReplayLLM(LLMBackend):
                 recorded,
                 model=recorded.model or "replay",
                 latency=0.0,
-                extras={"replayed_id": call.id, "recorded_latency": recorded.latency},
+                extras={
+                    "replayed_id": call.id,
+                    "recorded_latency": recorded.latency,
+                    **_answer_extras(recorded.extras),
+                },
             )
             cut = recorded.extras.get("response_truncated")
             truncated = cut if isinstance(cut, int) and cut > 0 else None

@@ -139,6 +139,11 @@ class VLLMLLM(LLMBackend):
         return encode_request(self.tokenizer, request)
 
     async def _generate_one(self, request: Request) -> Completion:
+        if request.options:
+            raise LLMError(
+                "the vllm backend does not score answer options yet; use the judge's "
+                'method = "rating", or a llama_cpp or hf judge model'
+            )
         if request.seed is None:
             request = replace(request, seed=self.request_seed(request))
         return await self._batcher.submit(request)

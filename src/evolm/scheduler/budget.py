@@ -26,6 +26,7 @@ class Spent:
     tokens: int = 0
     cost: float = 0.0
     evaluations: int = 0
+    judge_calls: int = 0  # calls that scored candidates (LLM-scored domains); not in llm_calls
 
 
 class Budget:
@@ -96,9 +97,18 @@ class Budget:
         self.evals_reserved += evaluations
 
     def charge(
-        self, *, llm_calls: int = 0, tokens: int = 0, cost: float = 0.0, evaluations: int = 0
+        self,
+        *,
+        llm_calls: int = 0,
+        tokens: int = 0,
+        cost: float = 0.0,
+        evaluations: int = 0,
+        judge_calls: int = 0,
     ) -> None:
-        """Count what a told batch spent."""
+        """Count what a told batch spent. ``llm_calls`` are the operators' calls (what the
+        LLM-call budget limits); ``judge_calls`` the calls that scored candidates, whose tokens
+        and cost are in ``tokens`` and ``cost``."""
+        self.spent.judge_calls += judge_calls
         self.spent.llm_calls += llm_calls
         self.spent.tokens += tokens
         self.spent.cost += cost
@@ -106,7 +116,9 @@ class Budget:
 
     def restore(self, spent: Spent) -> None:
         """Resume: what the stored batches spent is spent and reserved."""
-        self.spent = Spent(spent.llm_calls, spent.tokens, spent.cost, spent.evaluations)
+        self.spent = Spent(
+            spent.llm_calls, spent.tokens, spent.cost, spent.evaluations, spent.judge_calls
+        )
         self.calls_reserved = spent.llm_calls
         self.evals_reserved = spent.evaluations
 

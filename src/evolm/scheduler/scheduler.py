@@ -34,7 +34,7 @@ from evolm.types import SEED_OPERATOR, AddStatus, Evaluation, Individual, Progra
 
 if TYPE_CHECKING:
     from evolm.domains.base import DomainContext
-    from evolm.llm.base import Completion, LLMBackend
+    from evolm.llm.base import Completion, LLMBackend, Request
 
 __all__ = [
     "ALL_CALLS_FAILED_STOP",
@@ -101,12 +101,14 @@ class Batch:
 @dataclass(frozen=True)
 class Outcome:
     """What became of one candidate: the program (with lineage), its evaluation, the LLM's
-    completion if a model was called, and whether code could be extracted from it."""
+    completion if a model was called, whether code could be extracted from it, and the calls
+    that scored it (LLM-scored domains: ``(request, completion)`` pairs, in order)."""
 
     program: Program
     evaluation: Evaluation
     completion: Completion | None = None
     parsed: bool = True
+    judge_calls: tuple[tuple[Request, Completion], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Snapshot:
     coverage: float
     elapsed: float
     inserted: int = 0  # candidates (seeds excluded) that entered the archive, NEW or IMPROVED
+    judge_calls: int = 0  # LLM calls that scored candidates (not in llm_calls)
 
 
 @dataclass(frozen=True)
@@ -410,11 +413,13 @@ class Scheduler:
             self.seeds = list(inds)
         self._count_calls(inds)
         called = [o.completion for o in outcomes if o.completion is not None]
+        judged = [c for o in outcomes for _, c in o.judge_calls]
         self.budget.charge(
             llm_calls=len(called),
-            tokens=sum(c.tokens_in + c.tokens_out for c in called),
-            cost=sum(c.cost for c in called),
+            tokens=sum(c.tokens_in + c.tokens_out for c in [*called, *judged]),
+            cost=sum(c.cost for c in [*called, *judged]),
             evaluations=len(inds),
+            judge_calls=len(judged),
         )
         accepted = sum(st is not AddStatus.NOT_ADDED for st in statuses) if batch.index else 0
         self.inserted += accepted
@@ -470,6 +475,7 @@ class Scheduler:
             coverage=st.coverage,
             elapsed=self.budget.elapsed,
             inserted=self.inserted,
+            judge_calls=s.judge_calls,
         )
 
     # -- resume ---------------------------------------------------------------------------

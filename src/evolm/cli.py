@@ -1005,7 +1005,7 @@ def _prompt_test(run_db: Path, top: int, llm: str | None) -> None:
     if not best:
         _fail(f"{run_db} holds no instruction scored ok, so there is nothing to test")
     # the task model: --llm, else the run's judge model (the [judge] table), else its [llm]
-    task_llm = cfg.llm if llm is not None else getattr(cfg, "judge", None) or cfg.llm
+    task_llm = cfg.llm if llm is not None else cfg.judge or cfg.llm
     try:
         backend = build_backend(cfg, task_llm)
     except (ConfigError, LLMError, ValueError) as exc:

@@ -22,16 +22,17 @@ space (QDAIF's edges by default, dense near 0 and 1); set the grid's ``bins`` to
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 from evolm.domains.base import Domain, DomainContext
 from evolm.domains.poetry import lexicon
 from evolm.domains.poetry.bins import EDGE_NAMES, check_edges, edges_named, unwarp, warp
 from evolm.domains.poetry.texts import AXIS_EXAMPLES, BAD_EXAMPLES, GOOD_TEMPLATES, SEED_TEMPLATES
+from evolm.judge import Judge, Question
 from evolm.llm.base import LLMError
+from evolm.llm.client import LLMCallFailed
 from evolm.types import DescriptorSpace, Evaluation, Status
 
 __all__ = [
@@ -45,16 +46,6 @@ __all__ = [
 
 KINDS: tuple[str, ...] = ("poem", "story")
 SCORERS: tuple[str, ...] = ("judge", "lexicon")
-
-
-@dataclass(frozen=True)
-class Question:
-    """A question for the judge, the shape of :class:`evolm.judge.Question`: its ``text``, the
-    answer ``options``, and few-shot ``(text, correct option)`` ``examples``."""
-
-    text: str
-    options: tuple[str, ...]
-    examples: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,15 +87,8 @@ AXES: dict[str, dict[str, Axis]] = {
 
 
 def call_failures() -> tuple[type[Exception], ...]:
-    """The exceptions that mean a judge call failed (a failed evaluation, not a crash):
-    :class:`evolm.llm.client.LLMCallFailed` where that module exists, and
-    :class:`~evolm.llm.base.LLMError`."""
-    try:
-        client = importlib.import_module("evolm.llm.client")
-    except ImportError:
-        return (LLMError,)
-    failed = getattr(client, "LLMCallFailed", None)
-    return (failed, LLMError) if isinstance(failed, type) else (LLMError,)
+    """The exceptions that mean a judge call failed (a failed evaluation, not a crash)."""
+    return (LLMCallFailed, LLMError)
 
 
 class JudgeLike(Protocol):
@@ -137,18 +121,7 @@ class _LexiconScorer:
 
 
 def _real_judge(client: Any, method: str, samples: int) -> JudgeLike:
-    judge: Any = importlib.import_module("evolm.judge")
-    made: JudgeLike = judge.Judge(client, method=method, samples=samples)
-    return made
-
-
-def _as_judge_question(question: Question) -> Any:
-    """``question`` as an :class:`evolm.judge.Question` where that module exists."""
-    try:
-        judge: Any = importlib.import_module("evolm.judge")
-    except ImportError:
-        return question
-    return judge.Question(text=question.text, options=question.options, examples=question.examples)
+    return Judge(client, method=cast(Literal["logprobs", "rating"], method), samples=samples)
 
 
 class _JudgeScorer:
@@ -167,12 +140,12 @@ class _JudgeScorer:
     ) -> tuple[float, tuple[float, ...], dict[str, Any]]:
         judge = self.make_judge(client)
         asked: dict[str, dict[str, float]] = {}
-        quality = await judge.probs(text, _as_judge_question(self.quality), seed=seed)
+        quality = await judge.probs(text, self.quality, seed=seed)
         asked["quality"] = dict(quality)
         p_yes = float(quality["yes"])
         descriptors = []
         for axis, question in self.axes:
-            probs = await judge.probs(text, _as_judge_question(question), seed=seed)
+            probs = await judge.probs(text, question, seed=seed)
             asked[axis.name] = dict(probs)
             descriptors.append(float(probs[axis.options[0]]))
         return p_yes, tuple(descriptors), {"judge": asked}

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from evolm.domains.base import Domain, DomainContext
 from evolm.domains.prompts.data import Item, Splits, Task, get_task, split_items
-from evolm.llm.base import Completion, Request
+from evolm.llm.base import Completion, LLMError, Request
+from evolm.llm.client import LLMCallFailed
 from evolm.types import DescriptorSpace, Evaluation, Status
 
 __all__ = [
@@ -87,6 +88,7 @@ class PromptsDomain(Domain):
     eval_timeout = 300.0
     qd_offset = 0.0
     scoring = "llm"
+    llm_role = "task"
     fitness_bounds = (0.0, 1.0)
     descriptors_in_space = True
 
@@ -187,7 +189,7 @@ class PromptsDomain(Domain):
         for i, item in enumerate(items):
             try:
                 completion = await client.generate(self.task_request(instruction, item, seed))
-            except Exception as exc:  # the client's failure type: LLMCallFailed
+            except (LLMCallFailed, LLMError) as exc:
                 raise TaskModelFailed(
                     f"the task model's call for item {i + 1} of {len(items)} failed: {exc}"
                 ) from exc

@@ -24,6 +24,7 @@ from evolm.domains.prompts import (
     split_items,
 )
 from evolm.llm.base import Completion, LLMBackend, Request
+from evolm.llm.client import LLMCallFailed
 from evolm.store import RunStore
 from evolm.types import Evaluation, Program, Status
 
@@ -61,7 +62,7 @@ class StandIn:
         self.requests.append(request)
         asked = _asked(request)
         if asked == self.fail_on:
-            raise RuntimeError("the task model's server went away")
+            raise LLMCallFailed("the task model's server went away")
         if self.knows is None or asked in self.knows:
             return Completion(f" {self.targets[asked]}", model="stand-in")
         return Completion(" Sure, here is my best guess about it", model="stand-in")

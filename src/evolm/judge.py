@@ -39,6 +39,7 @@ from evolm.llm.base import LLMBackend, LLMError, Message, Request
 from evolm.llm.client import LLMCallFailed, LLMClient
 
 __all__ = [
+    "STYLES",
     "AuditResult",
     "Judge",
     "Question",

@@ -88,6 +88,8 @@ def test_a_judged_poetry_run_replays_to_the_same_archive_and_judge_calls(tmp_pat
 
 def test_a_prompts_run_replays_to_the_same_archive_and_task_calls(tmp_path: Path) -> None:
     check_replay("prompts", PROMPTS, tmp_path, "task")
+    # the fake task model answers by the instruction: accuracies differ between instructions
+    assert len({fitness for _, _, fitness, _, _ in programs(tmp_path / "rec.db")}) > 1
 
 
 def test_the_cli_replays_a_judged_poetry_run(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from evolm.domains.prompts.data import TASKS
 __all__ = ["fake_task_answer"]
 
 _REQUEST = re.compile(
-    r"\A(?P<instruction>.*?)\n\n(?:Input: .*\nOutput: .*\n\n)*Input: (?P<input>.*)\nOutput:\Z",
+    r"\A(?P<instruction>.*?)\n\n(?:Input: [^\n]*\nOutput: [^\n]*\n\n)*"
+    r"Input: (?P<input>[^\n]*)\nOutput:\Z",
     re.DOTALL,
 )
 _KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (

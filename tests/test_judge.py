@@ -214,3 +214,81 @@ def test_judge_audit_refuses_a_label_the_options_lack(tmp_path):
     )
     assert out.exit_code == 2
     assert "error:" in out.output and "not one of the options" in out.output
+
+
+class ChatFake(FakeLLM):
+    """A fake whose model has a chat template (as llama_cpp's instruct models do)."""
+
+    chat_template = True
+
+
+def test_auto_style_asks_in_chat_form_when_the_model_has_a_chat_template():
+    q = Question(SEA.text, SEA.options, (("gulls and tides", "yes"), ("a quiet library", "no")))
+    client = LLMClient(ChatFake())
+    judge = Judge(client)
+    assert judge.style == "chat" and Judge(LLMClient(FakeLLM())).style == "completion"
+    prefix = judge.prefix(q)
+    assert [m["role"] for m in prefix] == ["user", "assistant", "user", "assistant"]
+    assert [m["content"] for m in prefix[1::2]] == ["yes", "no"]
+    assert (
+        prefix[0]["content"] == "gulls and tides\n\nIs this text about the sea? Answer yes or no."
+    )
+    for text in ("one text", "another, longer text"):
+        prompt = judge.prompt(text, q)
+        assert prompt[: len(prefix)] == prefix and len(prompt) == len(prefix) + 1
+        assert prompt[-1] == {"role": "user", "content": f"{text}\n\n{SEA.text} Answer yes or no."}
+    asyncio.run(judge.probs("the sea", q, seed=2))
+    ((request, _),) = client.calls
+    assert request.kind == "chat" and request.options == ("yes", "no")  # no leading space
+    three = Question("Which genre?", ("horror", "romance", "comedy"))
+    assert judge.prompt("x", three)[-1]["content"].endswith("Answer horror, romance or comedy.")
+
+
+def test_a_style_can_be_forced_and_a_bad_one_is_refused():
+    assert Judge(LLMClient(ChatFake()), style="completion").style == "completion"
+    assert Judge(LLMClient(FakeLLM()), style="chat").style == "chat"
+    with pytest.raises(ValueError, match="style must be one of auto, chat, completion"):
+        Judge(LLMClient(FakeLLM()), style="json")  # type: ignore[arg-type]
+
+
+def biased_weight(prompt: str, option: str) -> float:
+    """A judge biased to yes: P(yes) .75 on the content-free text, .9 on a sea text, .6 else."""
+    text = last_text(prompt)
+    p_yes = 0.75 if text == "N/A" else 0.9 if "sea" in text else 0.6
+    return p_yes if option == " yes" else 1.0 - p_yes
+
+
+def test_calibration_divides_by_the_content_free_answer_asked_once_per_question():
+    client = LLMClient(FakeLLM(option_weight=biased_weight))
+    judge = Judge(client, calibrate=True)
+    sea = asyncio.run(judge.probs("the sea", SEA))
+    land = asyncio.run(judge.probs("a field", SEA))
+    # (0.9 / 0.75) / (0.9 / 0.75 + 0.1 / 0.25) = 1.2 / 1.6; (0.6 / 0.75) / (0.8 + 1.6) = 1 / 3
+    assert sea == pytest.approx({"yes": 0.75, "no": 0.25})
+    assert land == pytest.approx({"yes": 1 / 3, "no": 2 / 3})
+    asked = [last_text(r.prompt) for r, _ in client.calls]
+    assert asked == ["the sea", "N/A", "a field"]  # the baseline once, through the client
+    plain = asyncio.run(
+        Judge(LLMClient(FakeLLM(option_weight=biased_weight))).probs("a field", SEA)
+    )
+    assert plain == pytest.approx({"yes": 0.6, "no": 0.4})
+
+
+def test_a_replayed_chat_judge_asks_in_chat_form_again(tmp_path):
+    from evolm.llm.replay import ReplayLLM
+    from evolm.store import RunStore
+
+    recorded = LLMClient(ChatFake())
+    first = asyncio.run(Judge(recorded).probs("the sea", SEA, seed=1))
+    with RunStore(tmp_path / "chat.db") as store:
+        for request, completion in recorded.calls:
+            store.add_llm_call(0, request, completion)
+    replay = ReplayLLM(tmp_path / "chat.db")
+    assert replay.chat_template
+    again = Judge(LLMClient(replay))
+    assert again.style == "chat" and asyncio.run(again.probs("the sea", SEA, seed=1)) == first
+    with RunStore(tmp_path / "plain.db") as store:
+        plain = LLMClient(FakeLLM())
+        asyncio.run(Judge(plain).probs("the sea", SEA))
+        store.add_llm_call(0, *plain.calls[0])
+    assert not ReplayLLM(tmp_path / "plain.db").chat_template

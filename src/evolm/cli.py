@@ -1119,6 +1119,15 @@ def judge_audit(
     llm: Annotated[str, typer.Option(help="The judge model (an --llm spec).")] = "llama_cpp",
     method: Annotated[str, typer.Option(help="logprobs or rating.")] = "logprobs",
     samples: Annotated[int, typer.Option(help="Ratings per text (method rating).")] = 3,
+    style: Annotated[
+        str,
+        typer.Option(
+            help="Prompt style: auto (chat if the model has a template), chat, completion."
+        ),
+    ] = "auto",
+    calibrate: Annotated[
+        bool, typer.Option(help="Divide by the probabilities of the content-free text N/A.")
+    ] = False,
 ) -> None:
     """Score a labelled file with the judge: accuracy, AUC, calibration."""
     from evolm.judge import format_audit, run_audit
@@ -1126,7 +1135,8 @@ def judge_audit(
     try:
         result = run_audit(
             file, question, [o.strip() for o in options.split(",")], examples=examples,
-            examples_file=examples_file, llm=llm, method=method, samples=samples,
+            examples_file=examples_file, llm=llm, method=method, samples=samples, style=style,
+            calibrate=calibrate,
         )  # fmt: skip
     except (ValueError, OSError, LLMError) as exc:
         _fail(str(exc))

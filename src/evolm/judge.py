@@ -4,9 +4,19 @@
 ``("yes", "no")``) about a text and returns the probability of each option:
 
 - ``method = "logprobs"`` (local models): one options request (:attr:`Request.options`) on a
-  completion prompt made of a fixed few-shot prefix (the question's examples), the text and the
-  question; the option probabilities come from the model's next-token logits. The prefix is the
-  same for every text, so llama.cpp's prompt cache evaluates it once.
+  prompt made of a fixed few-shot prefix (the question's examples), the text and the question;
+  the option probabilities come from the model's next-token logits. The prefix is the same for
+  every text, so llama.cpp's prompt cache evaluates it once. ``style = "chat"`` asks in the
+  model's chat template (each example a user turn answered by an assistant turn, then the text
+  and the question as the last user turn; the options are scored as the start of the assistant's
+  answer); ``style = "completion"`` writes ``Text: ... Question: ... Answer:`` blocks (options
+  scored with a leading space). ``"auto"`` (the default) picks chat when the backend's model has a
+  chat template: measured on SmolLM2-135M-Instruct with ``sea_poems``, chat scored AUC 0.79
+  zero-shot against 0.15 for the completion prompt (docs/backends.md has the table).
+  ``calibrate = True`` divides the probabilities by those the same prompt gives the content-free
+  text ``N/A`` and renormalises ("calibrate before use", Zhao et al. 2021): one more call per
+  question, which moves a model biased to one option back towards 0.5 (ranking, hence AUC, is
+  unchanged for yes/no questions).
 - ``method = "rating"`` (API models that give no log-probabilities): ``samples`` chat requests
   ask for a 1-10 rating of how well each option applies (of "yes" alone for a yes/no question);
   the parsed ratings are averaged and turned into probabilities. Unparseable answers are dropped;
@@ -25,13 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from evolm.llm.base import LLMBackend, LLMError, Request
+from evolm.llm.base import LLMBackend, LLMError, Message, Request
 from evolm.llm.client import LLMCallFailed, LLMClient
 
 __all__ = [
+    "STYLES",
     "AuditResult",
     "Judge",
     "Question",
+    "Style",
     "auc",
     "audit",
     "load_labelled",
@@ -73,6 +85,11 @@ class Question:
         return {o.strip().lower() for o in self.options} == {"yes", "no"}
 
 
+Style = Literal["auto", "chat", "completion"]
+STYLES: tuple[str, ...] = ("auto", "chat", "completion")
+CONTENT_FREE = "N/A"
+"""The text whose option probabilities ``calibrate = True`` divides by."""
+
 _RATING = re.compile(r"(?<![\d.])(10|[1-9])(?:\s*/\s*10)?(?!\.?\d)")
 
 
@@ -91,9 +108,15 @@ class Judge:
         method: ``"logprobs"`` (one options request per question) or ``"rating"`` (``samples``
             1-10 ratings, for models without log-probabilities).
         samples: ratings per question with ``method = "rating"``.
+        style: the ``logprobs`` prompt: ``"chat"`` (the model's chat template), ``"completion"``
+            (plain text, for base models) or ``"auto"``: chat when the client's backend has a
+            chat template (``backend.chat_template``; a replay: when the cassette holds chat
+            options requests), else completion.
+        calibrate: divide the ``logprobs`` probabilities by those of the content-free text
+            ``N/A`` (asked once per question and judge) and renormalise.
 
     Raises:
-        ValueError: an unknown method, or ``samples < 1``.
+        ValueError: an unknown method or style, or ``samples < 1``.
     """
 
     def __init__(
@@ -102,14 +125,25 @@ class Judge:
         *,
         method: Literal["logprobs", "rating"] = "logprobs",
         samples: int = 3,
+        style: Style = "auto",
+        calibrate: bool = False,
     ) -> None:
         if method not in ("logprobs", "rating"):
             raise ValueError(f"method must be 'logprobs' or 'rating', got {method!r}")
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
         self.client = client
         self.method = method
         self.samples = samples
+        if style == "auto":
+            style = (
+                "chat" if bool(getattr(client.backend, "chat_template", False)) else "completion"
+            )
+        self.style: Literal["chat", "completion"] = style
+        self.calibrate = calibrate
+        self._baseline: dict[Question, dict[str, float]] = {}
 
     # -- prompts --------------------------------------------------------------------------
     @staticmethod
@@ -117,26 +151,62 @@ class Judge:
         choices = ", ".join(question.options)
         return f"Text:\n{text.strip()}\n\nQuestion: {question.text} Answer {choices}.\nAnswer:"
 
-    def prefix(self, question: Question) -> str:
-        """The few-shot prefix: the same for every text, so a prompt cache can reuse it."""
+    @staticmethod
+    def _user(text: str, question: Question) -> str:
+        *head, last = question.options
+        choices = f"{', '.join(head)} or {last}"
+        return f"{text.strip()}\n\n{question.text} Answer {choices}."
+
+    def prefix(self, question: Question) -> str | tuple[Message, ...]:
+        """The few-shot prefix: the same for every text, so a prompt cache can reuse it (chat
+        style: the examples' user and assistant turns)."""
+        if self.style == "chat":
+            turns: list[Message] = []
+            for t, label in question.examples:
+                turns.append({"role": "user", "content": self._user(t, question)})
+                turns.append({"role": "assistant", "content": label})
+            return tuple(turns)
         return "".join(f"{self._block(t, question)} {label}\n\n" for t, label in question.examples)
 
-    def prompt(self, text: str, question: Question) -> str:
-        """The whole ``logprobs`` prompt for ``text``: prefix, text, question, ``Answer:``."""
-        return self.prefix(question) + self._block(text, question)
+    def prompt(self, text: str, question: Question) -> str | tuple[Message, ...]:
+        """The whole ``logprobs`` prompt for ``text``: the prefix, then the text and the
+        question (completion style: a string ending ``Answer:``; chat style: messages ending
+        with the user's turn)."""
+        prefix = self.prefix(question)
+        if isinstance(prefix, tuple):
+            return (*prefix, {"role": "user", "content": self._user(text, question)})
+        return prefix + self._block(text, question)
 
-    # -- asking ---------------------------------------------------------------------------
+    def _scored(self, question: Question) -> tuple[str, ...]:
+        """The options as scored: verbatim at the start of a chat answer, else after a space."""
+        if self.style == "chat":
+            return question.options
+        return tuple(" " + o for o in question.options)
+
     async def probs(self, text: str, question: Question, *, seed: int = 0) -> dict[str, float]:
         """The probability of each of ``question``'s options for ``text`` (summing to 1).
 
         Raises:
             LLMCallFailed: a call failed, or (rating) no answer held a rating.
         """
-        if self.method == "logprobs":
-            spaced = tuple(" " + o for o in question.options)
-            got = await self.client.option_probs(self.prompt(text, question), spaced, seed=seed)
-            return {o: got[s] for o, s in zip(question.options, spaced, strict=True)}
-        return await self._rated(text, question, seed)
+        if self.method != "logprobs":
+            return await self._rated(text, question, seed)
+        probs = await self._option_probs(text, question, seed)
+        if not self.calibrate:
+            return probs
+        base = self._baseline.get(question)
+        if base is None:
+            base = self._baseline[question] = await self._option_probs(CONTENT_FREE, question, 0)
+        ratio = {o: probs[o] / max(base[o], 1e-12) for o in question.options}
+        total = sum(ratio.values())
+        if total <= 0.0:
+            return probs
+        return {o: r / total for o, r in ratio.items()}
+
+    async def _option_probs(self, text: str, question: Question, seed: int) -> dict[str, float]:
+        scored = self._scored(question)
+        got = await self.client.option_probs(self.prompt(text, question), scored, seed=seed)
+        return {o: got[s] for o, s in zip(question.options, scored, strict=True)}
 
     def _rating_request(self, text: str, question: Question, option: str, seed: int) -> Request:
         ask = (
@@ -314,6 +384,8 @@ def run_audit(
     llm: str = "llama_cpp",
     method: str = "logprobs",
     samples: int = 3,
+    style: str = "auto",
+    calibrate: bool = False,
     backend: LLMBackend | None = None,
 ) -> AuditResult:
     """``evolm judge-audit``: ask ``question`` about every text of a labelled JSONL file.
@@ -326,6 +398,7 @@ def run_audit(
             scored; ignored when ``examples_file`` is given (all its items are examples).
         llm: an ``--llm`` spec of the judge model, used when ``backend`` is None.
         method: ``"logprobs"`` or ``"rating"``; ``samples``: ratings per text.
+        style, calibrate: the judge's prompt style and calibration (see :class:`Judge`).
 
     Raises:
         ValueError: a bad file, option list, method or example count (the message says which).
@@ -339,6 +412,8 @@ def run_audit(
     opts = tuple(options)
     if method not in ("logprobs", "rating"):
         raise ValueError(f"--method must be logprobs or rating, got {method!r}")
+    if style not in STYLES:
+        raise ValueError(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
     items = load_labelled(path, opts)
     if examples_file is not None:
         shots = load_labelled(examples_file, opts)
@@ -355,7 +430,13 @@ def run_audit(
 
     async def main() -> AuditResult:
         try:
-            judge = Judge(LLMClient(model), method=method, samples=samples)  # type: ignore[arg-type]
+            judge = Judge(
+                LLMClient(model),
+                method=method,  # type: ignore[arg-type]
+                samples=samples,
+                style=style,  # type: ignore[arg-type]
+                calibrate=calibrate,
+            )
             return await audit(judge, q, items)
         finally:
             if owned:

@@ -141,6 +141,8 @@ def test_registered_and_described() -> None:
         ({"topic": " "}, "topic"),
         ({"edges": "cubic"}, "unknown edges"),
         ({"judge_method": "guess"}, "judge_method"),
+        ({"judge_style": "json"}, "judge_style must be one of auto, chat, completion"),
+        ({"judge_calibrate": "yes"}, "judge_calibrate must be true or false"),
     ],
 )
 def test_bad_parameters(params: dict[str, Any], match: str) -> None:
@@ -247,3 +249,19 @@ def test_presets_load() -> None:
         assert isinstance(dom, PoetryDomain) and dom.scorer_name == scorer
         assert cfg.archive.bins == dom.bins  # the grid's equal bins are the domain's edges
         assert [op.kind for op in cfg.operators] == ["text_lmx", "text_rewrite"]
+
+
+def test_the_real_judge_takes_the_style_and_calibration_parameters() -> None:
+    from evolm.llm.client import LLMClient
+    from evolm.llm.fake import FakeLLM
+
+    dom = PoetryDomain(judge_style="chat", judge_calibrate=True)
+    client = LLMClient(FakeLLM())
+    ev = asyncio.run(dom.assess("The tide comes in with silver foam.", 2, client))
+    assert ev.status is Status.OK and 0.0 <= ev.fitness <= 1.0
+    requests = [r for r, _ in client.calls]
+    # three questions, each asked about the text and (calibration) about "N/A", in chat form
+    assert len(requests) == 6 and all(r.kind == "chat" for r in requests)
+    asked = [r.messages[-1]["content"].split("\n\n", 1)[0] for r in requests]
+    assert asked.count("N/A") == 3
+    assert requests[0].options == ("yes", "no")

@@ -4,6 +4,7 @@ a stand-in task model, no leakage of validation or test items, and ``evolm promp
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import subprocess
@@ -315,3 +316,33 @@ def test_prompt_test_refuses_other_domains_and_empty_runs(tmp_path: Path) -> Non
         [*cmd[:-1], str(other)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "run of the parity domain" in proc.stderr
+
+
+def test_the_fake_task_model_answers_by_the_instruction_and_nothing_else() -> None:
+    from evolm.domains.prompts.fake import fake_task_answer
+    from evolm.llm.fake import mutating_responder
+
+    dom = get_domain("prompts", {"task": "antonyms", "validation_size": 20})
+    assert isinstance(dom, PromptsDomain)
+    targets = _targets("antonyms")
+
+    def answers(instruction: str) -> list[bool]:
+        got = []
+        for item in dom.splits.validation:
+            request = dom.task_request(instruction, item)
+            text = mutating_responder(request)
+            assert text == fake_task_answer(_request_text(request))
+            got.append(text.strip() == targets[item.input])
+        return got
+
+    # no task word: the input echoed, never right; a task word: right on a share of the items
+    assert not any(answers("Reply to this."))
+    rights = {s: answers(s) for s in get_task("antonyms").seeds}
+    assert all(any(r) for r in rights.values())
+    assert len({tuple(r) for r in rights.values()}) > 1  # the share depends on the instruction
+    # a more skilled instruction is right on a superset of the items
+    ordered = sorted(rights.values(), key=sum)
+    pairs = itertools.pairwise(ordered)
+    assert all(a <= b for lo, hi in pairs for a, b in zip(lo, hi, strict=True))
+    assert fake_task_answer("Write a poem about the sea.") is None
+    assert fake_task_answer("Reply.\n\nInput: hot\nOutput: cold\n\nInput: big\nOutput:") == " big"

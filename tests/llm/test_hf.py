@@ -157,6 +157,7 @@ def test_chat_uses_the_tokenizer_template_and_base_models_get_plain_text(
     template = "{% for m in messages %}<s> {{ m['content'] }} </s> {% endfor %}<s>"
     templated = HFLLM(tiny_model(tmp_path, chat_template=template), device="cpu")
     assert templated.count_tokens(chat) == 6 + 3
+    assert templated.chat_template and not tiny.chat_template  # what Judge(style="auto") reads
     (c,) = run(templated, [chat])
     assert c.ok and c.tokens_in == 9
 

@@ -160,7 +160,8 @@ def mutating_responder(request: Request) -> str:
     ```` ```python ```` block after a one-line preface; equal requests give equal answers.
     Without a code block the answer is an empty fenced block. Co-evolution's puzzle-writing
     and solving prompts get :func:`evolm.domains.puzzles.coevolve.fake_answer` instead, and the
-    text operators' prompts (poems, stories) :func:`evolm.operators.text.fake_answer`.
+    text operators' prompts (poems, stories) :func:`evolm.operators.text.fake_answer`, and the
+    prompts domain's task-model requests :func:`evolm.domains.prompts.fake.fake_task_answer`.
     """
     from evolm.domains.puzzles.coevolve import fake_answer
     from evolm.operators.text import fake_answer as text_answer
@@ -172,6 +173,11 @@ def mutating_responder(request: Request) -> str:
     written = text_answer(text, request.seed)
     if written is not None:
         return written
+    from evolm.domains.prompts.fake import fake_task_answer
+
+    task_answer = fake_task_answer(text)
+    if task_answer is not None:
+        return task_answer
     blocks = _FENCE.findall(text)
     if not blocks:
         return "```python\n```"

@@ -241,6 +241,11 @@ class HFLLM(LLMBackend):
 
     # -- prompt-size check -----------------------------------------------------------------
     @property
+    def chat_template(self) -> bool:
+        """Whether chat requests use the tokenizer's chat template (else plain text)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
     def context_length(self) -> int:
         """The model's maximum positions (prompt + completion)."""
         config = self.lm.config

@@ -114,7 +114,17 @@ class ReplayLLM(LLMBackend):
             row = _Row(call.id, call.seed, completion, truncated=truncated)
             self._rows.setdefault(call.request_key, []).append(row)
         first_model = next((c.completion.model for c in calls if c.completion.model), None)
+        self._chat_options = any(
+            '"options"' in c.request_json and c.request.kind == "chat" and c.request.options
+            for c in calls
+        )
         super().__init__(first_model or "replay", concurrency)
+
+    @property
+    def chat_template(self) -> bool:
+        """Whether the recorded model asked options requests in chat form (a judge with
+        ``style = "auto"`` then asks in chat form again, so its requests match the cassette)."""
+        return self._chat_options
 
     def __len__(self) -> int:
         """How many recorded calls are still unused."""

@@ -30,7 +30,7 @@ from evolm.domains.base import Domain, DomainContext
 from evolm.domains.poetry import lexicon
 from evolm.domains.poetry.bins import EDGE_NAMES, check_edges, edges_named, unwarp, warp
 from evolm.domains.poetry.texts import AXIS_EXAMPLES, BAD_EXAMPLES, GOOD_TEMPLATES, SEED_TEMPLATES
-from evolm.judge import Judge, Question
+from evolm.judge import STYLES, Judge, Question, Style
 from evolm.llm.base import LLMError
 from evolm.llm.client import LLMCallFailed
 from evolm.types import DescriptorSpace, Evaluation, Status
@@ -120,8 +120,16 @@ class _LexiconScorer:
         )
 
 
-def _real_judge(client: Any, method: str, samples: int) -> JudgeLike:
-    return Judge(client, method=cast(Literal["logprobs", "rating"], method), samples=samples)
+def _real_judge(
+    client: Any, method: str, samples: int, style: str = "auto", calibrate: bool = False
+) -> JudgeLike:
+    return Judge(
+        client,
+        method=cast(Literal["logprobs", "rating"], method),
+        samples=samples,
+        style=cast(Style, style),
+        calibrate=calibrate,
+    )
 
 
 class _JudgeScorer:
@@ -169,6 +177,12 @@ class PoetryDomain(Domain):
             distribution) or ``"rating"`` (averaged 1-10 ratings, for API models without
             log-probabilities).
         judge_samples: ratings per question with ``judge_method = "rating"``.
+        judge_style: the judge's prompt style (``"auto"``: the model's chat template when it
+            has one, else a completion prompt; ``"chat"``; ``"completion"``), see
+            :class:`evolm.judge.Judge`.
+        judge_calibrate: divide the judge's probabilities by those of the content-free text
+            ``N/A`` (one more call per question and candidate), for a model biased to one
+            option; see :class:`evolm.judge.Judge`.
         max_chars: the longest text scored (longer: ``invalid``).
         make_judge: builds the judge from the runner's client (default: :class:`evolm.judge.Judge`
             with ``judge_method`` and ``judge_samples``); for tests and custom judges.
@@ -193,6 +207,8 @@ class PoetryDomain(Domain):
         edges: str | Sequence[float] | None = None,
         judge_method: str = "logprobs",
         judge_samples: int = 3,
+        judge_style: str = "auto",
+        judge_calibrate: bool = False,
         max_chars: int = 2000,
         make_judge: Callable[[Any], JudgeLike] | None = None,
     ) -> None:
@@ -210,6 +226,14 @@ class PoetryDomain(Domain):
         if judge_method not in ("logprobs", "rating"):
             raise ValueError(
                 f"poetry: judge_method must be 'logprobs' or 'rating', got {judge_method!r}"
+            )
+        if judge_style not in STYLES:
+            raise ValueError(
+                f"poetry: judge_style must be one of {', '.join(STYLES)}, got {judge_style!r}"
+            )
+        if not isinstance(judge_calibrate, bool):
+            raise ValueError(
+                f"poetry: judge_calibrate must be true or false, got {judge_calibrate!r}"
             )
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
             raise ValueError(f"poetry: max_chars must be an int >= 1, got {max_chars!r}")
@@ -245,6 +269,8 @@ class PoetryDomain(Domain):
         self.max_chars = max_chars
         self.judge_method = judge_method
         self.judge_samples = judge_samples
+        self.judge_style = judge_style
+        self.judge_calibrate = judge_calibrate
         self.quality_question = Question(
             f"Is this a well-written {kind} about {self.topic}?",
             ("yes", "no"),
@@ -258,7 +284,11 @@ class PoetryDomain(Domain):
         if scorer == "lexicon":
             self._scorer = _LexiconScorer(self.topic, self.axes)
         else:
-            build = make_judge or (lambda client: _real_judge(client, judge_method, judge_samples))
+            build = make_judge or (
+                lambda client: _real_judge(
+                    client, judge_method, judge_samples, judge_style, judge_calibrate
+                )
+            )
             self._scorer = _JudgeScorer(
                 self.quality_question,
                 tuple(zip(self.axes, self.axis_questions, strict=True)),

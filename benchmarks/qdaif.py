@@ -27,7 +27,8 @@ same way afterwards: the descriptors stored with every ``ok`` evaluation of the 
 included) are re-binned into one MAP-Elites grid (the preset's 10 x 10 bins, ``qd_offset`` 0),
 and its QD score (sum of the elites' fitness) and coverage (filled share of the cells) are
 reported as the mean over seeds with a 95 % Student-t interval, with the QD-score ratio to
-``qdaif``'s mean and the writing and judge calls each method spent (equal writing calls; judge
+``qdaif``'s mean, the best quality found (where ``lmx_quality_only`` should lead) and the writing
+and judge calls each method spent (equal writing calls; judge
 calls differ only by candidates that were invalid before judging).
 
 ``--llm`` takes the CLI's model specs (``llama_cpp``: the embedded SmolLM2-135M writes and
@@ -103,14 +104,15 @@ def overrides(
     return cfg
 
 
-def rebinned(store: RunStore, params: dict[str, Any]) -> tuple[float, float, int]:
-    """QD score, coverage and elites of the grid that every ``ok`` evaluation of the run
-    (seeds included), added in the order they were evaluated, fills."""
+def rebinned(store: RunStore, params: dict[str, Any]) -> tuple[float, float, int, float]:
+    """QD score, coverage, elites and best fitness of the grid that every ``ok`` evaluation of
+    the run (seeds included), added in the order they were evaluated, fills."""
     domain = get_domain("poetry", params)
     grid = make_archive("grid", domain.descriptor_space, qd_offset=domain.qd_offset, bins=BINS)
     grid.add([ind for ind in store.evaluated() if ind.evaluation.ok])
     stats = grid.stats
-    return stats.qd_score, stats.coverage, stats.num_elites
+    best = stats.max_fitness if stats.max_fitness is not None else math.nan
+    return stats.qd_score, stats.coverage, stats.num_elites, best
 
 
 def one_run(
@@ -123,7 +125,7 @@ def one_run(
         result = evolm.run(overrides(method, seed, calls, llm, params), preset="poetry", out=db)
         seconds = time.perf_counter() - t0
         with RunStore(db, readonly=True) as store:
-            qd, coverage, elites = rebinned(store, params)
+            qd, coverage, elites, best = rebinned(store, params)
             totals = store.llm_totals()
             counts = store.counts()
     return {
@@ -131,6 +133,7 @@ def one_run(
         "qd_score": qd,
         "coverage": coverage,
         "elites": elites,
+        "best": best,
         "calls": int(totals["calls"]),
         "judge_calls": int(totals["judge_calls"]),
         "counts": counts,
@@ -182,8 +185,11 @@ def main() -> None:
         "re-binned grid (every ok evaluation, seeds included): mean ± 95 % t-interval "
         "half-width over seeds"
     )
-    print("| method | QD score | coverage | QD score / qdaif | writing calls | judge calls |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| method | QD score | coverage | QD score / qdaif | best quality | writing calls | "
+        "judge calls |"
+    )
+    print("|---|---|---|---|---|---|---|")
     base = statistics.fmean(r["qd_score"] for r in runs["qdaif"]) if "qdaif" in runs else None
     for method in methods:
         rows = runs[method]
@@ -191,7 +197,8 @@ def main() -> None:
         ratio = f"{statistics.fmean(qd) / base:.2f}" if base else "-"
         print(
             f"| {method} | {_cell(qd)} | {_cell([r['coverage'] for r in rows], '.1f', 100.0, ' %')}"
-            f" | {ratio} | {_cell([float(r['calls']) for r in rows], '.1f')} | "
+            f" | {ratio} | {_cell([r['best'] for r in rows], '.3f')} | "
+            f"{_cell([float(r['calls']) for r in rows], '.1f')} | "
             f"{_cell([float(r['judge_calls']) for r in rows], '.1f')} |"
         )
 

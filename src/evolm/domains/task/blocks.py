@@ -203,7 +203,8 @@ def splice_definitions(original: str, candidate: str) -> str:
     ``np``) are dropped, so the code outside the blocks keeps its meaning, and so are its other
     statements (``print(...)``, ``if __name__ == "__main__":``). A block's new definitions, in
     the candidate's order, take the place of the first definition they replace. Everything
-    outside the blocks stays the original's, byte for byte.
+    outside the blocks stays the original's, byte for byte, and so does a block the candidate
+    does not touch.
 
     Raises:
         ValueError: the candidate does not parse, the original cannot be split into top-level
@@ -264,7 +265,10 @@ def splice_definitions(original: str, candidate: str) -> str:
         )
     parts = [outside[0]]
     for i, after in enumerate(outside[1:]):
-        texts = list(imports) if i == 0 else []
+        texts = ["\n".join(t.rstrip() for t in imports)] if i == 0 and imports else []
+        if not texts and not new[i]:  # a block the answer does not touch stays as it was
+            parts += [found[i], after]
+            continue
         placed = False
         for chunk in theirs[i]:
             if not chunk.names & replaced:

@@ -151,7 +151,7 @@ def test_splice_never_changes_code_outside_the_markers(tmp_path: Path) -> None:
     [
         ("def other():\n    return 1\n", r"defines none of the names .*\(EXTRA, solve\)"),
         ("def solve(:\n    return 1\n", "no EVOLVE-BLOCK-START .* does not parse as Python"),
-        ("# EVOLVE-BLOCK-START\ndef solve():\n    return 1\n", "has no EVOLVE-BLOCK-END"),
+        ("# EVOLVE-BLOCK-START\ndef other():\n    return 1\n", "has no EVOLVE-BLOCK-END"),
         ("# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n", "has 1 EVOLVE blocks where"),
         ("# EVOLVE-BLOCK-END\nx = 1\n", "has no EVOLVE-BLOCK-START before it"),
         (
@@ -223,6 +223,19 @@ def test_each_definition_goes_to_the_block_that_defines_its_name() -> None:
     # STEP, which the answer leaves out, stays; grow takes its old place
     assert first == "STEP = 1\n\n\ndef grow(x):\n    return x * STEP\n\n\n"
     assert second == "def solve():\n    return grow(2)\n\n\n"
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        # a completion-mode answer: the prompt's head up to the def, then the model's body
+        "import math\n\nHEADER = 1.0\n\n\n# EVOLVE-BLOCK-START\ndef solve():\n    return 'cut'\n",
+        # one block of two
+        "# EVOLVE-BLOCK-START\ndef solve():\n    return 'cut'\n# EVOLVE-BLOCK-END\n",
+    ],
+)
+def test_answers_with_broken_markers_are_read_by_their_definitions(candidate: str) -> None:
+    assert _spliced(candidate) == ["def solve():\n    return 'cut'\n\n\n", "EXTRA = 2\n"]
 
 
 def test_redefinitions_of_names_outside_the_blocks_are_dropped(tmp_path: Path) -> None:

@@ -68,30 +68,44 @@ def blocks(text: str) -> list[str]:
 def splice(original: str, candidate: str, *, lenient: bool = False) -> str:
     """``original`` with each block's contents replaced by the same block of ``candidate``.
 
-    With ``lenient`` (Python programs), a candidate holding neither marker is read as Python
-    definitions instead (:func:`splice_definitions`): models often answer with only the
-    function they changed, or the whole file without the marker comments.
+    With ``lenient`` (Python programs), a candidate whose markers are missing, unbalanced or of
+    another count is read as Python definitions instead, its marker lines ignored
+    (:func:`splice_definitions`): models often answer with only the function they changed, or
+    the whole file without the marker comments, and a completion-mode answer never has the end
+    marker (its stop sequences end the answer at a column-0 comment).
 
     Raises:
         ValueError: the candidate's markers are missing or malformed, or it has a different
             number of blocks than the original (the message says so, for an ``invalid``
-            candidate); with ``lenient``, the reasons of :func:`splice_definitions`.
+            candidate); with ``lenient``, the reasons of :func:`splice_definitions` when the
+            candidate has no marker, else the markers' reason.
     """
     outside, theirs = split_blocks(original)
-    if lenient and START not in candidate and END not in candidate:
-        return splice_definitions(original, candidate)
     try:
         _, ours = split_blocks(candidate)
+        if len(ours) != len(theirs):
+            raise ValueError(
+                f"the program has {len(ours)} EVOLVE blocks where the task's program has "
+                f"{len(theirs)}; keep every {START} / {END} pair and change only the code "
+                "between them"
+            )
     except ValueError as exc:
-        raise ValueError(
-            f"the program must keep its {START} / {END} markers and change only the code "
-            f"between them: {exc}"
-        ) from None
-    if len(ours) != len(theirs):
-        raise ValueError(
-            f"the program has {len(ours)} EVOLVE blocks where the task's program has "
-            f"{len(theirs)}; keep every {START} / {END} pair and change only the code between them"
-        )
+        marked = START in candidate or END in candidate
+        if lenient and not marked:
+            return splice_definitions(original, candidate)
+        if not exc.args[0].startswith("the program has"):
+            exc = ValueError(
+                f"the program must keep its {START} / {END} markers and change only the code "
+                f"between them: {exc}"
+            )
+        if lenient:
+            lines = candidate.splitlines(keepends=True)
+            unmarked = "".join(x for x in lines if START not in x and END not in x)
+            try:
+                return splice_definitions(original, unmarked)
+            except ValueError:
+                raise exc from None
+        raise exc from None
     parts = [outside[0]]
     for body, after in zip(ours, outside[1:], strict=True):
         if body and not body.endswith("\n"):

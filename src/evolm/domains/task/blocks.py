@@ -10,6 +10,7 @@ included, stays the original's, byte for byte.
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass
 
 START = "EVOLVE-BLOCK-START"
@@ -251,7 +252,9 @@ def splice_definitions(original: str, candidate: str) -> str:
     if not block_of:
         raise _keep_markers("the task's blocks define no top-level functions, classes or names")
     try:
-        ours = ast.parse(candidate)
+        with warnings.catch_warnings():  # a model's "\d" in a string is no reason to warn
+            warnings.simplefilter("ignore", SyntaxWarning)
+            ours = ast.parse(candidate)
     except (SyntaxError, ValueError, RecursionError) as exc:
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)

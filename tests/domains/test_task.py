@@ -238,6 +238,15 @@ def test_answers_with_broken_markers_are_read_by_their_definitions(candidate: st
     assert _spliced(candidate) == ["def solve():\n    return 'cut'\n\n\n", "EXTRA = 2\n"]
 
 
+def test_an_assignment_of_names_the_answer_only_partly_redefines_stays() -> None:
+    program = (
+        "# EVOLVE-BLOCK-START\nA, B = 1, 2\n\n\ndef solve():\n    return A + B\n"
+        "# EVOLVE-BLOCK-END\n"
+    )
+    (block,) = _spliced("A = 5\n", program)
+    assert block == "A, B = 1, 2\n\n\nA = 5\n\n\ndef solve():\n    return A + B\n\n\n"
+
+
 def test_redefinitions_of_names_outside_the_blocks_are_dropped(tmp_path: Path) -> None:
     candidate = (
         "import math as HEADER\nHEADER = 99.0\n\n\ndef helper():\n    return 'forged'\n\n\n"

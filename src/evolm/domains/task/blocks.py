@@ -212,7 +212,8 @@ def splice_definitions(original: str, candidate: str) -> str:
 
     Each definition (function, class or assignment) of the candidate whose name a block of the
     original defines replaces that definition in that block; the block's definitions the
-    candidate leaves out stay as they are. Functions, classes and assignments of new names
+    candidate leaves out stay as they are (an assignment of several names, some replaced, stays
+    before the new definitions). Functions, classes and assignments of new names
     (helpers) go to the first block, and imports the original lacks to its start. The
     candidate's definitions of names the original defines outside its blocks (``run_packing``,
     ``np``) are dropped, so the code outside the blocks keeps its meaning, and so are its other
@@ -288,9 +289,10 @@ def splice_definitions(original: str, candidate: str) -> str:
             continue
         placed = False
         for chunk in theirs[i]:
-            if not chunk.names & replaced:
+            hit = chunk.names & replaced
+            if not hit or chunk.names - replaced:  # `A, B = 1, 2` with only A replaced stays
                 texts.append(chunk.text)
-            elif not placed:
+            if hit and not placed:
                 texts += [c.text for c in new[i]]
                 placed = True
         if not placed:

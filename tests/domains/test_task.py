@@ -149,8 +149,9 @@ def test_splice_never_changes_code_outside_the_markers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("candidate", "reason"),
     [
-        ("def solve():\n    return 1\n", "no EVOLVE-BLOCK-START"),
-        ("# EVOLVE-BLOCK-START\ndef solve():\n    return 1\n", "has no EVOLVE-BLOCK-END"),
+        ("def other():\n    return 1\n", r"defines none of the names .*\(EXTRA, solve\)"),
+        ("def solve(:\n    return 1\n", "no EVOLVE-BLOCK-START .* does not parse as Python"),
+        ("# EVOLVE-BLOCK-START\ndef other():\n    return 1\n", "has no EVOLVE-BLOCK-END"),
         ("# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n", "has 1 EVOLVE blocks where"),
         ("# EVOLVE-BLOCK-END\nx = 1\n", "has no EVOLVE-BLOCK-START before it"),
         (
@@ -165,6 +166,150 @@ def test_bad_markers_make_the_candidate_invalid(
     dom = get_domain("task", {"path": str(make_task(tmp_path))})
     with pytest.raises(ValueError, match=reason):
         dom.prepare(candidate)
+
+
+# -- answers without markers: spliced by their top-level definitions -----------------------
+def _spliced(candidate: str, program: str = PROGRAM) -> list[str]:
+    """The blocks of the task's program with ``candidate`` spliced in, after checking that
+    everything outside them is the original's, byte for byte."""
+    dom = TaskDomain(program_text=program, evaluator_text=EVALUATOR)
+    out = dom.prepare(candidate)
+    got_outside, got_blocks = split_blocks(out)
+    assert got_outside == split_blocks(program)[0]
+    return got_blocks
+
+
+def test_an_answer_with_only_the_function_replaces_it_and_keeps_the_other_block() -> None:
+    blocks = _spliced("def solve():\n    return 'new'\n")
+    assert blocks == ["def solve():\n    return 'new'\n\n\n", "EXTRA = 2\n"]
+
+
+def test_the_whole_file_without_markers_changes_only_the_blocks_definitions() -> None:
+    candidate = (
+        '"""A docstring."""\nimport math\n\nHEADER = 5.0\n\n\n# better\ndef solve():\n'
+        '    return "better"\n\n\ndef helper():\n    return -1\n\n\nEXTRA = 7\n'
+        "print(solve())\nif __name__ == '__main__':\n    helper()\n"
+    )
+    blocks = _spliced(candidate)
+    assert blocks == [
+        '# better\ndef solve():\n    return "better"\n\n\n',
+        "EXTRA = 7\n\n\n",
+    ]
+
+
+def test_new_helpers_and_imports_go_to_the_first_block() -> None:
+    candidate = (
+        "import math\nimport os\nfrom itertools import count as _count\n\n\n"
+        "@staticmethod\ndef twice(x):\n    return 2 * x\n\n\nclass Box:\n    size = 3\n\n"
+        "LIMIT = 4\n\ndef solve():\n    return twice(os.sep)\n"
+    )
+    (first, second) = _spliced(candidate)
+    assert first == (
+        "import os\nfrom itertools import count as _count\n\n\n"
+        "@staticmethod\ndef twice(x):\n    return 2 * x\n\n\nclass Box:\n    size = 3\n\n\n"
+        "LIMIT = 4\n\n\ndef solve():\n    return twice(os.sep)\n\n\n"
+    )
+    assert second == "EXTRA = 2\n"
+
+
+def test_each_definition_goes_to_the_block_that_defines_its_name() -> None:
+    program = (
+        "import math\n# EVOLVE-BLOCK-START\nSTEP = 1\n\n\ndef grow(x):\n    return x + STEP\n"
+        "# EVOLVE-BLOCK-END\n\n\ndef fixed():\n    return 0\n\n\n# EVOLVE-BLOCK-START\n"
+        "def solve():\n    return grow(1)\n# EVOLVE-BLOCK-END\nprint('end')\n"
+    )
+    candidate = "def solve():\n    return grow(2)\n\n\ndef grow(x):\n    return x * STEP\n"
+    first, second = _spliced(candidate, program)
+    # STEP, which the answer leaves out, stays; grow takes its old place
+    assert first == "STEP = 1\n\n\ndef grow(x):\n    return x * STEP\n\n\n"
+    assert second == "def solve():\n    return grow(2)\n\n\n"
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        # a completion-mode answer: the prompt's head up to the def, then the model's body
+        "import math\n\nHEADER = 1.0\n\n\n# EVOLVE-BLOCK-START\ndef solve():\n    return 'cut'\n",
+        # one block of two
+        "# EVOLVE-BLOCK-START\ndef solve():\n    return 'cut'\n# EVOLVE-BLOCK-END\n",
+    ],
+)
+def test_answers_with_broken_markers_are_read_by_their_definitions(candidate: str) -> None:
+    assert _spliced(candidate) == ["def solve():\n    return 'cut'\n\n\n", "EXTRA = 2\n"]
+
+
+def test_an_assignment_of_names_the_answer_only_partly_redefines_stays() -> None:
+    program = (
+        "# EVOLVE-BLOCK-START\nA, B = 1, 2\n\n\ndef solve():\n    return A + B\n"
+        "# EVOLVE-BLOCK-END\n"
+    )
+    (block,) = _spliced("A = 5\n", program)
+    assert block == "A, B = 1, 2\n\n\nA = 5\n\n\ndef solve():\n    return A + B\n\n\n"
+
+
+def test_redefinitions_of_names_outside_the_blocks_are_dropped(tmp_path: Path) -> None:
+    candidate = (
+        "import math as HEADER\nHEADER = 99.0\n\n\ndef helper():\n    return 'forged'\n\n\n"
+        "def solve():\n    return helper()\n"
+    )
+    first, _ = _spliced(candidate)
+    assert first == "def solve():\n    return helper()\n\n\n"
+    dom = TaskDomain(program_text=PROGRAM, evaluator_text=EVALUATOR)
+    path = tmp_path / "spliced.py"
+    path.write_text(dom.prepare(candidate))
+    # the code outside the blocks keeps its meaning (our own test program, run in a child)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; ns = runpy.run_path(sys.argv[1]); "
+         "print(ns['solve'](), ns['HEADER'], ns['EXTRA'])", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert proc.stdout.split() == ["1.0", "1.0", "2"]
+
+
+@pytest.mark.parametrize(
+    ("program", "candidate", "reason"),
+    [
+        # the block lies inside a function: its lines are no top-level definitions
+        (
+            "def solve():\n    # EVOLVE-BLOCK-START\n    x = 1\n    # EVOLVE-BLOCK-END\n"
+            "    return x\n",
+            "def solve():\n    return 2\n",
+            "lies inside a statement, so its definitions cannot be matched",
+        ),
+        (
+            "# EVOLVE-BLOCK-START\nprint('hi')\n# EVOLVE-BLOCK-END\n",
+            "def solve():\n    return 2\n",
+            "define no top-level functions",
+        ),
+        (PROGRAM, "import os\nprint(os.sep)\n", r"none of the names .*\(EXTRA, solve\)"),
+    ],
+)
+def test_answers_without_markers_that_cannot_be_matched_are_invalid(
+    program: str, candidate: str, reason: str
+) -> None:
+    dom = TaskDomain(program_text=program, evaluator_text=EVALUATOR)
+    with pytest.raises(ValueError, match=reason):
+        dom.prepare(candidate)
+
+
+def test_other_languages_still_need_the_markers() -> None:
+    program = "int x;\n// EVOLVE-BLOCK-START\nint solve() { return 1; }\n// EVOLVE-BLOCK-END\n"
+    dom = TaskDomain(program_text=program, evaluator_text=EVALUATOR, program_name="initial.c")
+    assert dom.context().language == "c"
+    assert "only the new versions" not in dom.context().description
+    with pytest.raises(ValueError, match="must keep its EVOLVE-BLOCK-START"):
+        dom.prepare("def solve():\n    return 2\n")
+
+
+def test_a_spliced_answer_runs_in_the_sandbox() -> None:
+    dom = TaskDomain(program_text=PROGRAM, evaluator_text=EVALUATOR, task=parse_task_toml(
+        TOML, "task.toml").to_plain())  # fmt: skip
+    assert "only the new versions of the block's definitions (such as solve())" in (
+        dom.context().description
+    )
+    code = dom.prepare("EXTRA = 6\n\n\ndef solve():\n    return 'fine'\n")
+    (ev,) = evaluate_all(dom.worker_params(), [code])
+    assert ev.status is Status.OK and ev.fitness == 6.0
 
 
 def test_other_domains_prepare_is_the_identity() -> None:

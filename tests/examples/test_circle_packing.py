@@ -17,6 +17,7 @@ import pytest
 import evolm
 from evolm.domains.base import get_domain
 from evolm.domains.task import SeparateTaskDomain
+from evolm.domains.task.blocks import split_blocks
 from evolm.sandbox import SandboxPool
 from evolm.store import RunStore
 from evolm.types import Evaluation, Status
@@ -139,8 +140,6 @@ def test_the_reference_program_is_valid_at_tolerance_0_and_beats_the_seed(
     assert metrics["sum_radii"] > evaluator.score(seed_data)["sum_radii"] + 1.0
     assert metrics["sum_radii"] > 2.6
     # the same interface: only the EVOLVE block differs from initial.py
-    from evolm.domains.task.blocks import split_blocks
-
     initial = (TASK / "initial.py").read_text()
     best = (TASK / "best_known.py").read_text()
     assert split_blocks(best)[0] == split_blocks(initial)[0]
@@ -252,6 +251,15 @@ def test_reward_hacks_end_invalid_in_the_sandbox(tmp_path: Path) -> None:
     # an editor's answer cannot change run_packing: the splice keeps the original
     dom = get_domain("task", {"path": str(task)})
     assert dom.prepare(_program(run_packing=REPORTS_401)) == honest_code
+    # and so does an answer without the markers, read by its definitions: run_packing is the
+    # program's, outside the block, so the answer's copy is dropped
+    lines = _program(run_packing=REPORTS_401).splitlines(keepends=True)
+    spliced = dom.prepare("".join(line for line in lines if "EVOLVE-BLOCK" not in line))
+    assert split_blocks(spliced)[0] == split_blocks(honest_code)[0]
+    assert [b.rstrip() for b in split_blocks(spliced)[1]] == [
+        b.rstrip() for b in split_blocks(honest_code)[1]
+    ]
+    assert "4.01" not in spliced
 
 
 def test_a_run_of_the_example_completes_with_the_seed_valid(

@@ -201,24 +201,39 @@ class TaskDomain(Domain):
     def seeds(self) -> list[str]:
         return [self.program_text]
 
-    def context(self) -> DomainContext:
+    @property
+    def language(self) -> str:
+        """The program's language, from its file name's extension (``python`` without one)."""
         ext = os.path.splitext(self.program_name)[1]
+        return _LANGUAGES.get(ext, ext.lstrip(".") or "python")
+
+    def context(self) -> DomainContext:
+        function = _function_name(self.program_text)
         edit = (
             "Change only the code between the EVOLVE-BLOCK-START and EVOLVE-BLOCK-END comment "
             "lines; keep those lines and everything outside them exactly as they are."
         )
+        if self.language == "python":
+            edit = (
+                "Change only the code between the EVOLVE-BLOCK-START and EVOLVE-BLOCK-END "
+                "comment lines; the code outside them is fixed and is kept as it is. You may "
+                f"answer with only the new versions of the block's definitions (such as "
+                f"{function}()) and any new helper functions and imports they need."
+            )
         about = self.spec.description.strip() or f"Improve the program {self.program_name}."
         return DomainContext(
             description=f"{about} {edit}",
-            function_name=_function_name(self.program_text),
-            language=_LANGUAGES.get(ext, ext.lstrip(".") or "python"),
+            function_name=function,
+            language=self.language,
             file_name=self.program_name,
         )
 
     def prepare(self, code: str) -> str:
         """The task's program with the candidate's EVOLVE blocks spliced in; raises
-        ``ValueError`` (an ``invalid`` candidate) when the markers are missing or wrong."""
-        return _blocks.splice(self.program_text, code)
+        ``ValueError`` (an ``invalid`` candidate) when the markers are missing or wrong. A
+        Python candidate without markers is read as new definitions for the blocks
+        (:func:`~evolm.domains.task.blocks.splice_definitions`)."""
+        return _blocks.splice(self.program_text, code, lenient=self.language == "python")
 
     def evaluate(self, code: str, seed: int = 0) -> Evaluation:
         """Run the evaluator's ``evaluate`` on ``code`` (in the sandbox's program child)."""

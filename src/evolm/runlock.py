@@ -60,7 +60,7 @@ def _read_info(fd: int) -> dict[str, Any]:
 def _command_line() -> str:
     """This process's command, as a user would type it (``evolm run ...``)."""
     prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if prog in ("-c", "-m", "__main__.py", "cli.py"):
+    if prog in ("-c", "-m", "__main__.py"):
         prog = "evolm"  # python -c / -m entry points of evolm.cli
     return " ".join([prog, *sys.argv[1:]])
 

@@ -1,5 +1,5 @@
 """The code domains end to end on the embedded model (SmolLM2-135M through llama.cpp): the
-puzzles preset, puzzle co-evolution and the circle-packing task each run a short budget of real
+puzzles preset and the circle-packing task each run a short budget of real
 calls, and what they store is what the domain promises. Slow (real model calls): `.ci/run`
 runs them with the other slow tests of tests/llm."""
 
@@ -39,29 +39,6 @@ def test_puzzles_preset_runs_on_the_embedded_model(tmp_path: Path) -> None:
     assert not any((r.evaluation.error or "").startswith("LLM call failed") for r in called)
     assert any(r.evaluation.status is Status.OK for r in called)
     assert all(r.fitness in (0.0, 1.0) for r in rows if r.evaluation.ok)
-
-
-def test_puzzle_coevolution_runs_on_the_embedded_model(tmp_path: Path) -> None:
-    db = tmp_path / "coevolve.db"
-    result = evolm.run(
-        {
-            "domain": {"params": {"mode": "coevolve", "k": 2, "names": ["concat_words"]}},
-            "budget": {"llm_calls": 9},
-        },
-        preset="puzzles-coevolve",
-        out=db,
-    )
-    assert result.status == "completed", result
-    rows = _evaluated(db)
-    populations = {r.evaluation.extras.get("population") for r in rows}
-    assert populations == {"puzzles", "solutions"}
-    for r in rows:
-        if r.evaluation.extras.get("population") != "puzzles":
-            continue
-        if r.evaluation.ok:  # kept: some solution solved it, and not every attempt did
-            assert 0.0 < r.fitness <= 1.0 and r.evaluation.extras["solved"] < 2
-        else:  # recorded with its reason
-            assert r.evaluation.error
 
 
 def test_circle_packing_task_runs_on_the_embedded_model(tmp_path: Path) -> None:

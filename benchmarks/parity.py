@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import platform
 import time
@@ -39,6 +38,7 @@ from evolm.operators import OPERATORS, make_operator
 from evolm.operators.base import Operator
 from evolm.sandbox import SandboxPool
 from evolm.types import Evaluation, Individual, Program, Status
+from intervals import wilson
 
 LLM_OPERATORS = ("prompt_mutation", "rewrite", "elm_diff", "search_replace")
 
@@ -56,16 +56,6 @@ class Cell:
             return "-"
         lo, hi = wilson(self.fixed, self.trials)
         return f"{self.fixed}/{self.trials} {self.fixed / self.trials:.2%} [{lo:.2%}, {hi:.2%}]"
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(mid - half, 0.0), min(mid + half, 1.0)
 
 
 async def score_all(pool: SandboxPool, codes: list[str | None]) -> list[Evaluation | None]:

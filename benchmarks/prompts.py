@@ -35,7 +35,6 @@ import asyncio
 import math
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -54,20 +53,9 @@ from evolm.domains.prompts import (
 )
 from evolm.llm.build import build_backend
 from evolm.store import RunStore
+from intervals import t_interval
 
 METHODS = ("map_elites", "best_of_n")
-# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (beyond: 1.96).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
-def t_interval(values: list[float]) -> tuple[float, float | None]:
-    """The mean and the half-width of its 95 % Student-t interval (None for one value)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    df = len(values) - 1
-    t = _T975[df - 1] if df <= len(_T975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def overrides(method: str, task: str, seed: int, calls: int, llm: dict[str, Any]) -> dict:

@@ -22,7 +22,6 @@ embedded SmolLM2-135M; ``openai:MODEL@URL`` a server).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import tempfile
@@ -34,18 +33,9 @@ import evolm
 from evolm.cli import parse_llm_spec
 from evolm.domains.puzzles import puzzle_set
 from evolm.store import RunStore
+from intervals import wilson
 
 METHODS = ("map_elites", "best_of_n", "gp")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(mid - half, 0.0), min(mid + half, 1.0)
 
 
 def overrides(method: str, puzzle: str, seed: int, calls: int, llm: dict[str, Any]) -> dict:

@@ -54,21 +54,10 @@ from evolm.archives import make_archive
 from evolm.cli import parse_llm_spec
 from evolm.domains.base import get_domain
 from evolm.store import RunStore
+from intervals import t_interval
 
 METHODS = ("qdaif", "lmx_quality_only", "random_search", "fixed_few_shot")
 BINS = 10  # the preset's grid: 10 x 10 bins over the (warped) judge probabilities
-# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (beyond: 1.96).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
-def t_interval(values: list[float]) -> tuple[float, float | None]:
-    """The mean and the half-width of its 95 % Student-t interval (None for one value)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    df = len(values) - 1
-    t = _T975[df - 1] if df <= len(_T975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def domain_params(kind: str, scorer: str) -> dict[str, Any]:

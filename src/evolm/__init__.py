@@ -71,9 +71,9 @@ def run(
     """
     import asyncio
 
+    from evolm.coevolution import runner_for
     from evolm.config import RunConfig, load_config
     from evolm.runlock import RunLock
-    from evolm.runner import Runner
     from evolm.store import RunStore
 
     cfg = config if isinstance(config, RunConfig) else load_config(preset=preset, overrides=config)
@@ -92,7 +92,8 @@ def run(
         try:
             with store:
                 try:
-                    return asyncio.run(Runner(cfg, store, llm=llm, evaluator=evaluator).run())
+                    engine = runner_for(cfg, store, llm=llm, evaluator=evaluator)
+                    return asyncio.run(engine.run())
                 finally:
                     began = _holds_run(store)
         except BaseException:
@@ -139,9 +140,9 @@ def resume(
     """
     import asyncio
 
+    from evolm.coevolution import runner_for
     from evolm.config import BudgetConfig, load_config
     from evolm.runlock import RunLock
-    from evolm.runner import Runner
     from evolm.store import RunStore, StoreError
 
     if not Path(path).exists():
@@ -160,4 +161,5 @@ def resume(
         cfg = load_config(overrides=data)
         if budget is not None:
             store.update_config(cfg.model_dump(mode="json"))
-        return asyncio.run(Runner(cfg, store, llm=llm, evaluator=evaluator).run(resume=True))
+        engine = runner_for(cfg, store, llm=llm, evaluator=evaluator)
+        return asyncio.run(engine.run(resume=True))

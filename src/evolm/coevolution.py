@@ -103,6 +103,24 @@ def is_coevolution(config: RunConfig) -> bool:
     return config.domain.name == "puzzles" and config.domain.params.get("mode") == "coevolve"
 
 
+def runner_for(
+    config: RunConfig,
+    store: RunStore,
+    *,
+    llm: LLMBackend | None = None,
+    evaluator: Evaluator | None = None,
+    on_step: Callable[[Snapshot], None] | None = None,
+    on_round: Any = None,
+) -> Any:
+    """The runner ``config`` needs: a :class:`CoevolutionRunner` for puzzle co-evolution, else
+    an :class:`evolm.runner.Runner` (the one place the CLI and :func:`evolm.run` choose)."""
+    if is_coevolution(config):
+        return CoevolutionRunner(config, store, llm=llm, evaluator=evaluator, on_step=on_step)
+    from evolm.runner import Runner
+
+    return Runner(config, store, llm=llm, evaluator=evaluator, on_step=on_step, on_round=on_round)
+
+
 class CoevolutionBudget(Budget):
     """A :class:`Budget` whose batch size counts whole puzzles: each takes ``per_candidate``
     LLM calls and evaluations (its writing call and its ``k`` solver attempts)."""

@@ -326,3 +326,23 @@ def test_a_forged_solve_reply_is_refused_not_trusted(tmp_path: Path) -> None:
     assert forged["status"] == "invalid" and "the solve job sent back" in forged["error"]
     half = next(r for r in rows if r["code"] == HALF)  # its only solving attempt was refused
     assert half["status"] == "ok" and half["fitness"] == 1.0 and half["extras"]["solved"] == 0
+
+
+def test_evolm_run_and_resume_choose_the_coevolution_runner(tmp_path: Path) -> None:
+    import evolm
+
+    db = tmp_path / "run.db"
+    evolm.run(
+        {
+            "llm": {"backend": "fake"},
+            "domain": {"params": {"mode": "coevolve", "k": 2, "names": ["concat_words"]}},
+            "budget": {"llm_calls": 8},
+        },
+        preset="puzzles-coevolve",
+        out=db,
+    )
+    with RunStore(db, readonly=True) as store:
+        populations = {ind.evaluation.extras.get("population") for ind in store.evaluated()}
+    assert populations == {"puzzles", "solutions"}
+    with pytest.raises(ConfigError, match="cannot be resumed"):
+        evolm.resume(db, llm=FakeLLM(responder=mutating_responder))

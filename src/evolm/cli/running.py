@@ -137,19 +137,14 @@ def _describe_llm(llm: LLMBackend) -> str | None:
 
 
 def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -> int:
-    from evolm.coevolution import CoevolutionRunner, is_coevolution
+    from evolm.coevolution import runner_for
     from evolm.llm.base import LLMError
-    from evolm.runner import Runner
 
     if config.llm.backend in ("llama_cpp", "hf", "vllm") and not quiet:
         console.print(f"[dim]loading the {config.llm.backend} model...[/]")
     try:
         view = _ProgressView(config, quiet)
-        engine: Any
-        if is_coevolution(config):
-            engine = CoevolutionRunner(config, store, on_step=view)
-        else:
-            engine = Runner(config, store, on_step=view, on_round=view.round)
+        engine = runner_for(config, store, on_step=view, on_round=view.round)
         engine.check_prompt_fits()
     except (ValueError, StoreError, ConfigError, LLMError) as exc:
         _fail(str(exc))

@@ -466,6 +466,21 @@ class EngineConfig(_Strict):
     llm_deadline: float = Field(
         600.0, gt=0.0, description="seconds the engine waits for any LLM batch"
     )
+    evaluator: str = Field(
+        "sandbox",
+        description="where programs run: sandbox (the local pool) or ray[:ADDRESS] (a pool on "
+        "every node of a Ray cluster; docs/distributed.md)",
+    )
+
+    @field_validator("evaluator")
+    @classmethod
+    def _evaluator_spec(cls, v: str) -> str:
+        if v == "sandbox" or v == "ray" or (v.startswith("ray:") and len(v) > 4):
+            return v
+        raise ValueError(
+            f"unknown evaluator {v!r}: use sandbox (the local pool), ray (Ray's default "
+            "cluster) or ray:ADDRESS (e.g. ray:10.0.0.5:6379)"
+        )
 
 
 class BudgetConfig(_Strict):

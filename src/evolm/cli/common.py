@@ -150,8 +150,22 @@ AllowWeak = Annotated[
 ]
 
 
-def _sandbox_overrides(tier: str | None, allow_weak: bool) -> dict[str, Any]:
+EvaluateOn = Annotated[
+    str | None,
+    typer.Option(
+        "--evaluate-on",
+        help="Where programs run: sandbox (this machine's pool) or ray[:ADDRESS] (a jailed "
+        "pool on every node of a Ray cluster; needs the ray extra). Sets engine.evaluator.",
+    ),
+]
+
+
+def _sandbox_overrides(
+    tier: str | None, allow_weak: bool, evaluate_on: str | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if evaluate_on is not None:
+        out["evaluator"] = evaluate_on
     if tier is not None:
         out["sandbox"] = tier
     if allow_weak:

@@ -24,6 +24,7 @@ from evolm.cli.common import (
     BudgetEvals,
     BudgetTime,
     BudgetTokens,
+    EvaluateOn,
     SandboxTier,
     Target,
     _budget_overrides,
@@ -299,6 +300,7 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run database to create.")] = None,
     sandbox: SandboxTier = None,
     allow_weak_sandbox: AllowWeak = False,
+    evaluate_on: EvaluateOn = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     program: Annotated[
         Path | None,
@@ -345,7 +347,7 @@ def run(
             overrides["operators"] = [{"kind": kind} for kind in operator]
         if bandit:
             overrides["bandit"] = {"kind": bandit}
-        overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox)
+        overrides["engine"] = _sandbox_overrides(sandbox, allow_weak_sandbox, evaluate_on)
         cfg = load_config(preset=preset, file=config, overrides=overrides, assignments=set_)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
@@ -447,13 +449,14 @@ def resume(
     target_fitness: Target = None,
     sandbox: SandboxTier = None,
     allow_weak_sandbox: AllowWeak = False,
+    evaluate_on: EvaluateOn = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Continue a run after a crash, Ctrl-C or a spent budget (budgets may be raised)."""
     budget = _budget_overrides(
         budget_llm_calls, budget_tokens, budget_evals, budget_time, budget_cost, target_fitness
     )
-    jail = _sandbox_overrides(sandbox, allow_weak_sandbox)
+    jail = _sandbox_overrides(sandbox, allow_weak_sandbox, evaluate_on)
     with _writer_lock(run_db, new=False), _guarded(run_db, "the resume"):
         _resume(run_db, budget, jail, quiet)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evolm.evaluators.base import EvalJob, Evaluator
 
@@ -31,19 +31,26 @@ class EngineScored(Evaluator):
 
 
 def build_evaluator(config: RunConfig, domain: Domain) -> Evaluator:
-    """The evaluator a run configuration describes: the local sandbox pool, or
-    :class:`EngineScored` for an LLM-scored domain."""
+    """The evaluator a run configuration describes (``engine.evaluator``): the local sandbox
+    pool, a :class:`~evolm.evaluators.ray_cluster.RayEvaluator` (``ray[:ADDRESS]``, with
+    ``engine.workers`` per node), or :class:`EngineScored` for an LLM-scored domain."""
     if domain.scoring == "llm":
         return EngineScored()
+    eng = config.engine
+    common: dict[str, Any] = {
+        "workers": eng.workers,
+        "timeout": eng.eval_timeout or domain.eval_timeout,
+        "memory_mb": domain.memory_mb or eng.memory_mb,
+        "tier": eng.sandbox,
+        "allow_weak": eng.allow_weak_sandbox,
+    }
+    kind, _, address = eng.evaluator.partition(":")
+    if kind == "ray":
+        from evolm.evaluators.ray_cluster import RayEvaluator
+
+        return RayEvaluator(
+            config.domain.name, config.domain.params, address=address or None, **common
+        )
     from evolm.evaluators.local import SandboxEvaluator
 
-    eng = config.engine
-    return SandboxEvaluator(
-        config.domain.name,
-        config.domain.params,
-        workers=eng.workers,
-        timeout=eng.eval_timeout or domain.eval_timeout,
-        memory_mb=domain.memory_mb or eng.memory_mb,
-        tier=eng.sandbox,
-        allow_weak=eng.allow_weak_sandbox,
-    )
+    return SandboxEvaluator(config.domain.name, config.domain.params, **common)

@@ -1,0 +1,327 @@
+"""Evaluation on a Ray cluster: one long-lived actor per node, each owning a local sandbox pool.
+
+Why this shape: the jail (:class:`~evolm.sandbox.SandboxPool`) is what makes running untrusted
+programs safe, so a node does exactly what the local engine does: its actor starts a pool of
+jailed zygotes and hands each program to one. The actor's own Python process only relays code
+in and plain evaluations out; no candidate runs in it. Jobs are spread by
+:class:`~evolm.evaluators.dispatch.Dispatcher` (free capacity first; lost or hung actors killed,
+replaced and their jobs resubmitted).
+
+What is shipped to the nodes: the domain as ``package.module:Class`` and its *worker
+parameters* (:meth:`Domain.worker_params`, e.g. a task domain's file texts, a puzzle file's
+chosen puzzle), so nodes never read the user's files. evolm and the domain's module must be
+importable on every node (the same evolm version: checked at start). Ray is an optional
+dependency (``pip install "evolm[ray]"``), imported when a :class:`RayEvaluator` starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from evolm.evaluators.base import EvalJob, Evaluator
+from evolm.evaluators.dispatch import ClusterGone, Dispatcher, Slot, SlotLost
+from evolm.sandbox.pool import GRACE_S, worker_domain_spec
+from evolm.sandbox.startup import start_timeout as _start_timeout
+from evolm.sandbox.tiers import SandboxUnavailable
+from evolm.types import Evaluation
+
+__all__ = ["ClusterGone", "NodePool", "RayEvaluator", "RayUnavailable", "import_ray"]
+
+INSTALL = 'pip install "evolm[ray]"'
+
+
+class RayUnavailable(SandboxUnavailable):
+    """The cluster cannot evaluate: Ray is missing, unreachable, or no node started a pool.
+    (A :class:`SandboxUnavailable`, so a run stops before it stores anything.)"""
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or :class:`RayUnavailable` naming the install command."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailable(
+            f"evaluating on a Ray cluster needs Ray, which is not installed: {INSTALL} "
+            "(on the machine that runs evolm and on every node of the cluster)"
+        ) from exc
+    return ray
+
+
+class NodePool:
+    """The actor on one node (Ray creates it there): a :class:`SandboxPool` of the domain.
+
+    Programs run in the pool's jailed zygotes, never in this process. When the node holds the
+    driver's working directory (the same machine, or a shared filesystem), the actor works from
+    it, so the jail hides it exactly as the local pool does (only the domain's own package stays
+    visible).
+    """
+
+    def __init__(self, spec: str, params: dict[str, Any], pool: dict[str, Any], cwd: str) -> None:
+        from evolm.sandbox import SandboxPool
+
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
+        self.pool = SandboxPool(spec, params, **pool)
+
+    async def start(self) -> dict[str, Any]:
+        """Start the pool; what it reports, with this node's evolm version and process id."""
+        import evolm
+
+        await self.pool.start()
+        return {**self.pool.info, "version": evolm.__version__, "pid": os.getpid()}
+
+    async def evaluate(self, code: str, seed: int, timeout: float) -> Evaluation:
+        return await self.pool.evaluate(code, seed, timeout)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _ActorSlot:
+    """A :class:`~evolm.evaluators.dispatch.Slot` backed by a started :class:`NodePool` actor."""
+
+    def __init__(self, ray: Any, actor: Any, node: str, info: dict[str, Any]) -> None:
+        self._ray = ray
+        self.actor = actor
+        self.node = node
+        self.info = info
+        self.capacity = int(info["workers"])
+        self.pid = int(info["pid"])
+        self.name = f"node {node[:8]} (pid {self.pid})"
+
+    async def evaluate(self, job: EvalJob) -> Evaluation:
+        ref = self.actor.evaluate.remote(job.program.code, job.seed, job.timeout)
+        try:
+            ev: Evaluation = await ref
+        except self._ray.exceptions.RayError as exc:
+            raise SlotLost(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        return ev
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ray.kill(self.actor, no_restart=True)
+
+
+class RayEvaluator(Evaluator):
+    """Evaluate on every node of a Ray cluster, each node in its own local sandbox pool.
+
+    Args:
+        domain: registered domain name or ``package.module:Class``.
+        params: the domain's parameters (its worker parameters are what nodes receive).
+        address: the cluster (``ray.init(address=...)``: ``HOST:PORT``, ``auto``, ``ray://...``);
+            None follows Ray's own rule (``RAY_ADDRESS``, else a cluster started on this machine
+            with ``ray start``, else a new local one).
+        workers: zygotes per node (0: the node's CPU count in Ray).
+        timeout, memory_mb, tier, allow_weak: as for :class:`~evolm.sandbox.SandboxPool`, on
+            every node.
+        hang_grace: seconds past a program's timeout (and the pool's own grace) before its
+            node's actor counts as hung and is killed and replaced.
+        start_timeout: seconds an actor may take to start its pool (None: the sandbox's
+            default, ``$EVOLM_SANDBOX_START_TIMEOUT`` or 60 s) plus Ray's time to place it.
+        max_tries: nodes a job may be lost on before it comes back as an ``error``.
+
+    When evolm started Ray (``ray.init`` here), :meth:`close` shuts it down; a Ray session the
+    caller opened is left open.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        domain: str,
+        params: dict[str, Any] | None = None,
+        *,
+        address: str | None = None,
+        workers: int = 0,
+        timeout: float = 5.0,
+        memory_mb: int | None = 1024,
+        tier: str = "auto",
+        allow_weak: bool = False,
+        hang_grace: float = 30.0,
+        start_timeout: float | None = None,
+        max_tries: int = 3,
+    ) -> None:
+        super().__init__()
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0 (0: the node's CPUs), got {workers}")
+        if not hang_grace > 0:
+            raise ValueError(f"hang_grace must be a number of seconds > 0, got {hang_grace}")
+        from evolm.domains.base import get_domain
+
+        self.spec = worker_domain_spec(domain, params)
+        self.params = dict(get_domain(domain, params).worker_params(dict(params or {})))
+        self.address = address
+        self.workers = workers
+        self.pool_args: dict[str, Any] = {
+            "timeout": timeout,
+            "memory_mb": memory_mb,
+            "tier": tier,
+            "allow_weak": allow_weak,
+        }
+        self.start_timeout = _start_timeout(start_timeout)
+        self.hang_grace = hang_grace
+        self.max_tries = max_tries
+        self.dispatcher: Dispatcher | None = None
+        self._ray: Any = None
+        self._actor_cls: Any = None
+        self._owns_ray = False
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the cluster and start one pool per node.
+
+        Raises:
+            RayUnavailable: Ray is missing or the cluster unreachable, a node runs another evolm
+                version, or no node could start its pool (each node's reason is given).
+        """
+        ray = self._ray = import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=self.address,
+                    logging_level="ERROR",
+                    log_to_driver=False,
+                    include_dashboard=False if self.address is None else None,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "the default cluster"
+                raise RayUnavailable(
+                    f"cannot connect to the Ray cluster at {where}: {exc}. Start it with "
+                    "`ray start --head` (and `ray start --address=HEAD:PORT` on each other "
+                    "node), or give its address as --evaluate-on ray:HOST:PORT"
+                ) from exc
+            self._owns_ray = True
+        self._actor_cls = ray.remote(max_restarts=0, num_cpus=0)(NodePool)
+        nodes = self._live_nodes()
+        if not nodes:
+            raise RayUnavailable("the Ray cluster has no live node with CPUs")
+        started = await asyncio.gather(*(self._start_slot(n, cpus) for n, cpus in nodes.items()))
+        slots = [s for s in started if isinstance(s, _ActorSlot)]
+        failed = [
+            f"node {n[:8]}: {why}"
+            for n, why in zip(nodes, started, strict=True)
+            if isinstance(why, str)
+        ]
+        if not slots:
+            raise RayUnavailable(
+                "no node of the Ray cluster could start its sandbox pool: " + "; ".join(failed)
+            )
+        versions = {s.info["version"] for s in slots}
+        import evolm
+
+        if versions != {evolm.__version__}:
+            for s in slots:
+                s.kill()
+            raise RayUnavailable(
+                f"the cluster's nodes run evolm {', '.join(sorted(versions))}, this machine "
+                f"{evolm.__version__}; install the same version on every node"
+            )
+        self.dispatcher = Dispatcher(
+            slots, self._replace, grace=GRACE_S + self.hang_grace, max_tries=self.max_tries
+        )
+        tiers = sorted({str(s.info["tier"]) for s in slots})
+        self.info = {
+            "address": self.address or "default",
+            "tier": tiers[0] if len(tiers) == 1 else "mixed: " + ", ".join(tiers),
+            "reason": f"each node chose its own: {slots[0].info['reason']}",
+            "workers": self.dispatcher.capacity,
+            "scoring": slots[0].info["scoring"],
+            "nodes": [
+                {"node": s.node, "tier": s.info["tier"], "workers": s.capacity} for s in slots
+            ],
+            "failed_nodes": failed,
+        }
+
+    def _live_nodes(self) -> dict[str, int]:
+        """Live nodes with CPUs in Ray, and the pool size each gets."""
+        out = {}
+        for n in self._ray.nodes():
+            cpus = int(n.get("Resources", {}).get("CPU", 0))
+            if n.get("Alive") and cpus > 0:
+                out[n["NodeID"]] = self.workers or cpus
+        return out
+
+    async def _start_slot(self, node: str, workers: int) -> _ActorSlot | str:
+        """A started pool on ``node``, or why it could not start."""
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        actor = self._actor_cls.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        ).remote(self.spec, self.params, {**self.pool_args, "workers": workers}, os.getcwd())
+        try:
+            # Ray places the actor and starts its process; the pool then starts its zygotes,
+            # each stage with the sandbox's own start timeout
+            async with asyncio.timeout(2 * self.start_timeout + 30):
+                info = await actor.start.remote()
+        except TimeoutError:
+            why = f"no pool within {2 * self.start_timeout + 30:g} s"
+        except ray.exceptions.RayTaskError as exc:  # raised by the pool: its message says why
+            cause = exc.cause if isinstance(exc.cause, Exception) else exc
+            why = f"{type(cause).__name__}: {cause}"
+        except ray.exceptions.RayError as exc:
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            raise
+        else:
+            return _ActorSlot(ray, actor, node, info)
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+        return why
+
+    async def _replace(self, old: Slot) -> Slot | None:
+        """A new pool on the lost slot's node when it is alive, else on a live node without a
+        pool (one that joined or came back), else None."""
+        nodes = self._live_nodes()
+        assert self.dispatcher is not None
+        used = {s.node for s in self.dispatcher.slots}
+        choice = old.node if old.node in nodes else next((n for n in nodes if n not in used), None)
+        if choice is None:
+            return None
+        started = await self._start_slot(choice, nodes[choice])
+        if isinstance(started, str):
+            raise RuntimeError(started)
+        return started
+
+    # -- evaluate and close ---------------------------------------------------------------
+
+    async def evaluate(self, jobs: Sequence[EvalJob]) -> list[Evaluation]:
+        """One evaluation per job, in order; jobs of lost nodes are resubmitted elsewhere.
+
+        Raises:
+            ClusterGone: every node's pool is lost and none can be started again.
+        """
+        if self.dispatcher is None:
+            raise RuntimeError("RayEvaluator.evaluate called before start()")
+        return await self.dispatcher.evaluate(jobs)
+
+    @property
+    def slots(self) -> list[_ActorSlot]:
+        """The live pools (one per node), for watching and tests."""
+        if self.dispatcher is None:
+            return []
+        return [s for s in self.dispatcher.slots if isinstance(s, _ActorSlot)]
+
+    def close(self) -> None:
+        """Stop every node's pool; shut Ray down if evolm started it. Safe to call twice."""
+        if self.dispatcher is not None:
+            slots = self.dispatcher.drain()
+            refs = []
+            for s in slots:
+                if isinstance(s, _ActorSlot):
+                    with contextlib.suppress(Exception):
+                        refs.append(s.actor.close.remote())
+            with contextlib.suppress(Exception):
+                self._ray.wait(refs, num_returns=len(refs), timeout=5.0)
+            for s in slots:
+                s.kill()
+        if self._owns_ray and self._ray is not None:
+            self._ray.shutdown()
+            self._owns_ray = False

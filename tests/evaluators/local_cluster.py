@@ -38,6 +38,7 @@ class LocalCluster:
         # workers import this checkout's evolm and the tests' domains
         self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
         self.env["RAY_USAGE_STATS_ENABLED"] = "0"
+        self.env["RAY_AUTH_MODE"] = "disabled"  # loopback only; no token file in ~/.ray
         # notice a dead node within seconds, not the default half minute
         self.env["RAY_health_check_period_ms"] = "500"
         self.env["RAY_health_check_timeout_ms"] = "1000"

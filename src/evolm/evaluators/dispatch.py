@@ -113,8 +113,11 @@ class Dispatcher:
         """
         if len(jobs) == 1:
             return [await self._one(jobs[0])]
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._one(j)) for j in jobs]
+        try:
+            async with asyncio.TaskGroup() as tg:  # one job failing cancels the others
+                tasks = [tg.create_task(self._one(j)) for j in jobs]
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
         return [t.result() for t in tasks]
 
     async def _one(self, job: EvalJob) -> Evaluation:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +50,22 @@ def import_ray() -> Any:
             "(on the machine that runs evolm and on every node of the cluster)"
         ) from exc
     return ray
+
+
+def _reachable(address: str, timeout: float = 10.0) -> None:
+    """Raise :class:`RayUnavailable` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a
+    connection: ``ray.init`` itself waits minutes for a head that is not there."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnavailable(
+            f"cannot reach the Ray cluster at {address}: {exc}. Is its head running? Start it "
+            "with `ray start --head --port=6379` and give that HOST:PORT (`ray status` on the "
+            "head prints it)"
+        ) from None
 
 
 class NodePool:
@@ -102,8 +119,15 @@ class _ActorSlot:
         return ev
 
     def kill(self) -> None:
+        _kill(self._ray, self.actor)
+
+
+def _kill(ray: Any, actor: Any) -> None:
+    """Kill ``actor`` if Ray is still up (after ``ray.shutdown`` a Ray call would start a new
+    local instance instead)."""
+    if ray.is_initialized():
         with contextlib.suppress(Exception):
-            self._ray.kill(self.actor, no_restart=True)
+            ray.kill(actor, no_restart=True)
 
 
 class RayEvaluator(Evaluator):
@@ -181,6 +205,8 @@ class RayEvaluator(Evaluator):
         """
         ray = self._ray = import_ray()
         if not ray.is_initialized():
+            if self.address is not None:
+                await asyncio.to_thread(_reachable, self.address)
             try:
                 ray.init(
                     address=self.address,
@@ -267,18 +293,18 @@ class RayEvaluator(Evaluator):
         except ray.exceptions.RayError as exc:
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
+            _kill(ray, actor)
             raise
         else:
             return _ActorSlot(ray, actor, node, info)
-        with contextlib.suppress(Exception):
-            ray.kill(actor, no_restart=True)
+        _kill(ray, actor)
         return why
 
     async def _replace(self, old: Slot) -> Slot | None:
         """A new pool on the lost slot's node when it is alive, else on a live node without a
         pool (one that joined or came back), else None."""
+        if not self._ray.is_initialized():  # closed meanwhile
+            return None
         nodes = self._live_nodes()
         assert self.dispatcher is not None
         used = {s.node for s in self.dispatcher.slots}

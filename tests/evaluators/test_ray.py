@@ -1,0 +1,236 @@
+"""RayEvaluator on a real Ray cluster on this machine: a head and a second node started with
+``ray start`` on loopback (each its own raylet). Runs through the cluster are compared with the
+same runs on the local sandbox pool; then a node's raylet is killed, and an actor is frozen,
+in the middle of a run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evolm.config import load_config
+from evolm.evaluators import EvalJob, Evaluator
+from evolm.evaluators.local import SandboxEvaluator
+from evolm.runner import Runner
+from evolm.store import RunStore
+from evolm.types import Program, Status
+
+pytest.importorskip("ray")
+
+from evolm.evaluators.ray_cluster import RayEvaluator, RayUnavailable  # noqa: E402
+from tests.evaluators.local_cluster import LocalCluster  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TOY = "tests.toy_domain:ToyDomain"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster()
+    try:
+        c.start_head()
+        c.add_node()
+        yield c
+    finally:
+        c.stop()
+
+
+def _config(latency: float = 0.0) -> Any:
+    """The toy run; ``latency`` (seconds per fake LLM call) stretches it without changing it."""
+    return load_config(
+        overrides={
+            "seed": 5,
+            "llm": {"backend": "fake", "latency": latency},
+            "domain": {"name": TOY},
+            "archive": {"kind": "grid", "bins": [5, 5]},
+            "engine": {"batch_size": 4, "pipeline_depth": 2},
+            "budget": {"evaluations": 40},
+        }
+    )
+
+
+def _run(
+    path: Path,
+    evaluator: Evaluator,
+    on_step: Callable[[Any], None] | None = None,
+    latency: float = 0.0,
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """Run the toy domain with the fake LLM on ``evaluator``; its status and its programs
+    (code, lineage, status, scores, archive outcome), in id order."""
+    store = RunStore(path)
+
+    async def go() -> Any:
+        try:  # the runner starts the evaluator; whoever builds one closes it
+            return await Runner(_config(latency), store, evaluator=evaluator, on_step=on_step).run()
+        finally:
+            evaluator.close()
+
+    result = asyncio.run(go())
+    rows = [
+        (
+            r["id"],
+            r["code"],
+            tuple(r["parent_ids"]),
+            r["status"],
+            r["fitness"],
+            None if r["descriptors"] is None else tuple(r["descriptors"]),
+            r["add_status"],
+            r["error"],
+        )
+        for r in store.export_rows()
+    ]
+    store.close()
+    return result.status, rows
+
+
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]:
+    path = tmp_path_factory.mktemp("local") / "local.db"
+    status, rows = _run(path, SandboxEvaluator(TOY, workers=2, timeout=2.0))
+    assert status == "completed"
+    return rows
+
+
+def _ray(cluster: LocalCluster, **kwargs: Any) -> RayEvaluator:
+    return RayEvaluator(TOY, address=cluster.address, timeout=2.0, **kwargs)
+
+
+def test_a_run_on_two_nodes_equals_the_same_run_on_the_local_pool(cluster, local_rows, tmp_path):
+    ev = _ray(cluster)
+    status, rows = _run(tmp_path / "ray.db", ev)
+    assert status == "completed"
+    assert rows == local_rows
+    assert len([r for r in rows if r[3] is not None]) >= 40
+    assert ev.dispatcher is not None and len(ev.dispatcher.done) == 2  # both nodes evaluated
+    assert ev.info["workers"] == 2 and len(ev.info["nodes"]) == 2
+    assert ev.info["tier"] in ("bwrap", "userns", "landlock", "weak")
+    (event,) = RunStore(tmp_path / "ray.db", readonly=True).sandbox_events()
+    assert event.evaluator == "ray" and len(event.info["nodes"]) == 2
+
+
+def test_programs_run_in_each_nodes_jail_not_in_the_actor(cluster):
+    async def go() -> list[Any]:
+        ev = _ray(cluster)
+        await ev.start()
+        try:
+            pids = {s.pid for s in ev.slots}
+            code = "import os\ndef f():\n    return {{'pid': os.getpid(), 'n': len(os.listdir({!r}))}}\n"
+            jobs = [
+                EvalJob(Program(id=i, code=code.format(str(Path.home()))), i, 2.0) for i in range(4)
+            ]
+            jobs.append(EvalJob(Program(id=9, code="def f():\n    while True: pass\n"), 0, 1.0))
+            return [pids, await ev.evaluate(jobs)]
+        finally:
+            ev.close()
+
+    pids, evs = asyncio.run(go())
+    for e in evs[:4]:  # the home directory is hidden by the jail on every node
+        assert e.status is Status.ERROR and "PermissionError" in (e.error or "")
+    assert evs[4].status is Status.TIMEOUT  # the node's pool enforces the deadline
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_a_frozen_actor_is_killed_and_replaced_and_the_run_is_unchanged(
+    cluster, local_rows, tmp_path
+):
+    ev = _ray(cluster, hang_grace=2.0)
+    frozen: list[int] = []
+
+    def freeze(snap: Any) -> None:
+        if not frozen and ev.slots:
+            victim = ev.slots[-1]
+            os.kill(victim.pid, signal.SIGSTOP)  # alive, but silent: a hung node
+            frozen.append(victim.pid)
+
+    try:
+        status, rows = _run(tmp_path / "hang.db", ev, on_step=freeze)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert status == "completed" and frozen
+    assert rows == local_rows
+    assert ev.dispatcher is not None
+    assert any(f"pid {frozen[0]}" in line and "hung" in line for line in ev.dispatcher.lost)
+
+
+def test_a_hung_actor_is_replaced_on_its_node_and_the_replacement_takes_jobs(cluster):
+    code = "def f():\n    return 2.5\n"
+
+    async def go() -> tuple[int, list[Any], RayEvaluator]:
+        ev = _ray(cluster, hang_grace=1.0)
+        await ev.start()
+        try:
+            victim = ev.slots[-1]
+            os.kill(victim.pid, signal.SIGSTOP)
+            try:
+                first = await ev.evaluate(
+                    [EvalJob(Program(id=i, code=code), i, 2.0) for i in range(4)]
+                )
+                for _ in range(600):  # the replacement starts in the background
+                    if any(s.node == victim.node and s.pid != victim.pid for s in ev.slots):
+                        break
+                    await asyncio.sleep(0.1)
+                second = await ev.evaluate(
+                    [EvalJob(Program(id=i, code=code), i, 2.0) for i in range(4, 8)]
+                )
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim.pid, signal.SIGKILL)
+            return victim.pid, [*first, *second], ev
+        finally:
+            ev.close()
+
+    pid, evs, ev = asyncio.run(go())
+    assert all(e.ok and e.fitness == -0.25 for e in evs)  # f() == 2.5: (2.5 - 3) ** 2
+    assert ev.dispatcher is not None
+    (lost,) = ev.dispatcher.lost
+    assert f"pid {pid}" in lost and "hung, killed" in lost
+    replacement = [n for n in ev.dispatcher.done if f"pid {pid}" not in n]
+    assert len(replacement) == 2  # the other node's actor, and the new one on the hung node
+
+
+def test_killing_a_nodes_raylet_mid_run_loses_nothing(cluster, local_rows, tmp_path):
+    third = cluster.add_node()
+    ev = _ray(cluster, hang_grace=5.0)
+    killed: list[int] = []
+
+    def kill(snap: Any) -> None:
+        if snap.batch >= 2 and not killed:
+            pid = cluster.raylet_pid(third)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    # LLM calls of 0.3 s keep the run going for seconds after the kill
+    status, rows = _run(tmp_path / "kill.db", ev, on_step=kill, latency=0.3)
+    assert status == "completed" and killed
+    assert rows == local_rows  # every candidate evaluated once, the same archive
+    assert ev.dispatcher is not None
+    # one node's pool was lost (the third's: the others are alive), after it had taken jobs
+    lost = {line.split(":")[0] for line in ev.dispatcher.lost}
+    assert len(lost) == 1 and ev.dispatcher.done[lost.pop()] > 0
+    assert ev.info["workers"] == 3
+
+
+def test_an_unreachable_cluster_is_refused_at_start_with_the_fix():
+    async def go() -> None:
+        ev = RayEvaluator(TOY, address="127.0.0.1:1")
+        await ev.start()
+
+    with pytest.raises(RayUnavailable, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1"):
+        asyncio.run(go())
+
+
+def test_without_ray_the_error_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(RayUnavailable, match=r'pip install "evolm\[ray\]"'):
+        asyncio.run(RayEvaluator(TOY).start())

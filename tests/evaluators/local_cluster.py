@@ -92,8 +92,8 @@ class LocalCluster:
             [
                 sys.executable,
                 "-c",
-                "import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
-                "print(sum(1 for n in ray.nodes() if n['Alive']))" % self.address,
+                f"import ray; ray.init(address={self.address!r}, logging_level='ERROR', "
+                "log_to_driver=False); print(sum(1 for n in ray.nodes() if n['Alive']))",
             ],
             capture_output=True,
             text=True,
@@ -133,10 +133,8 @@ class LocalCluster:
                 group = psutil.Process(proc.pid).children(recursive=True)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                pass
             for child in group:
                 with contextlib.suppress(psutil.Error):
                     child.kill()

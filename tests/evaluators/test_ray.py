@@ -25,8 +25,8 @@ from evolm.types import Program, Status
 
 pytest.importorskip("ray")
 
-from evolm.evaluators.ray_cluster import RayEvaluator, RayUnavailable  # noqa: E402
-from tests.evaluators.local_cluster import LocalCluster  # noqa: E402
+from evolm.evaluators.ray_cluster import RayEvaluator, RayUnavailable
+from tests.evaluators.local_cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 
@@ -123,10 +123,8 @@ def test_programs_run_in_each_nodes_jail_not_in_the_actor(cluster):
         await ev.start()
         try:
             pids = {s.pid for s in ev.slots}
-            code = "import os\ndef f():\n    return {{'pid': os.getpid(), 'n': len(os.listdir({!r}))}}\n"
-            jobs = [
-                EvalJob(Program(id=i, code=code.format(str(Path.home()))), i, 2.0) for i in range(4)
-            ]
+            code = f"import os\ndef f():\n    return len(os.listdir({str(Path.home())!r}))\n"
+            jobs = [EvalJob(Program(id=i, code=code), i, 2.0) for i in range(4)]
             jobs.append(EvalJob(Program(id=9, code="def f():\n    while True: pass\n"), 0, 1.0))
             return [pids, await ev.evaluate(jobs)]
         finally:

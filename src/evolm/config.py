@@ -220,7 +220,11 @@ class ReplayLLMConfig(LLMConfig):
 
 class OpenAILLMConfig(LLMConfig):
     backend: Literal["openai"] = "openai"
-    base_url: str | None = Field(None, description="OpenAI-compatible server URL")
+    base_url: str | list[str] | None = Field(
+        None,
+        description="OpenAI-compatible server URL, or a list of servers of the same model "
+        "(requests go to the least loaded; a failing one is out for a while)",
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key")
     timeout: float = Field(
         120.0,
@@ -243,6 +247,27 @@ class OpenAILLMConfig(LLMConfig):
         description="longest Retry-After honoured; a server asking for a longer wait fails the "
         "call",
     )
+
+    endpoint_backoff: float = Field(
+        5.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="with several base_url servers: seconds a failed one is out before it is "
+        "tried again (doubling with each failure in a row, at most 120)",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one server URL (or leave base_url out)")
+            if len(set(v)) != len(v):
+                raise ValueError("server URLs repeat; list each once")
+            bad = [u for u in v if not u.startswith(("http://", "https://"))]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not an http:// or https:// URL")
+        return v
 
     @model_validator(mode="after")
     def _needs_model(self) -> OpenAILLMConfig:
@@ -634,7 +659,7 @@ class RunConfig(_Strict):
 _LEGACY_ARCHIVE = frozenset(
     {"kind", "bins", "cells", "per_cell", "size", "tournament_size", "selection", "qd_offset"}
 )
-_LLM_KEYS_SINCE_FLAT = frozenset({"deadline", "max_retry_wait"})
+_LLM_KEYS_SINCE_FLAT = frozenset({"deadline", "max_retry_wait", "endpoint_backoff"})
 """``[llm]`` keys added after the flat form was retired: a stored flat section never holds them,
 so they must not count towards recognising one (add every new backend key here)."""
 _LEGACY_LLM = (

@@ -43,7 +43,8 @@ for _name, _target, _forms in (
         "openai",
         "evolm.llm.openai_compat:OpenAICompatLLM",
         "'openai:MODEL' (OpenAI) or 'openai:MODEL@URL' (any OpenAI-compatible server, "
-        "e.g. openai:qwen2.5-coder@http://127.0.0.1:8000/v1; the URL follows the last '@')",
+        "e.g. openai:qwen2.5-coder@http://127.0.0.1:8000/v1; the URL follows the last '@'; "
+        "several servers of the model: MODEL@URL,URL,...)",
     ),
     (
         "hf",
@@ -72,9 +73,10 @@ def _bad_spec(spec: str, why: str = "") -> ValueError:
 def parse_llm_spec(spec: str) -> dict[str, Any]:
     """The ``[llm]`` settings an ``--llm`` spec stands for (the only parser of these specs).
 
-    Forms: ``llama_cpp[:FILE.gguf]``, ``openai:MODEL[@URL]`` (the URL follows the last ``@``
-    and starts with ``http://`` or ``https://``), ``hf[:PATH]``, ``vllm:MODEL``,
-    ``replay:RUN.db``, ``fake``, or ``package.module:Class`` (a user backend).
+    Forms: ``llama_cpp[:FILE.gguf]``, ``openai:MODEL[@URL[,URL...]]`` (the URLs follow the last
+    ``@``, each starts with ``http://`` or ``https://``; several are servers of one model),
+    ``hf[:PATH]``, ``vllm:MODEL``, ``replay:RUN.db``, ``fake``, or ``package.module:Class`` (a
+    user backend).
 
     Raises:
         evolm.config.ConfigError: the spec matches none of the forms (the message lists them).
@@ -92,12 +94,16 @@ def parse_llm_spec(spec: str) -> dict[str, Any]:
         model, at, url = rest.rpartition("@")
         if not at:
             return {"backend": "openai", "model": rest, "base_url": None}
-        if model and url.startswith(("http://", "https://")):
-            return {"backend": "openai", "model": model, "base_url": url}
+        urls = url.split(",")
+        if model and all(u.startswith(("http://", "https://")) for u in urls):
+            if len(set(urls)) != len(urls):
+                raise _bad_spec(spec, ": a server URL repeats; list each once")
+            base_url = urls[0] if len(urls) == 1 else urls
+            return {"backend": "openai", "model": model, "base_url": base_url}
         raise _bad_spec(
             spec,
-            ": expected openai:MODEL@URL with a non-empty model and a URL starting with "
-            "http:// or https://",
+            ": expected openai:MODEL@URL (or MODEL@URL,URL,... for several servers of the "
+            "model) with a non-empty model and URLs starting with http:// or https://",
         )
     if kind not in BACKENDS and is_import_path(spec):
         try:
@@ -227,6 +233,7 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             max_retries=c.max_retries,
             deadline=c.deadline,
             max_retry_wait=c.max_retry_wait,
+            endpoint_backoff=c.endpoint_backoff,
             prices=c.prices,
             seed=seed,
         )

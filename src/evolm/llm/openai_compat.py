@@ -8,6 +8,10 @@ timeouts and connection failures with seeded, fully jittered exponential backoff
 silent server, one that sends its answer a byte at a time): ``timeout`` is the whole of one
 attempt, from connecting to the last byte, and ``deadline`` the whole call, retries and waits
 included.
+
+Several servers of one model (``base_url`` a list) share the requests by load, and a failing one
+is taken out for a while (:mod:`evolm.llm.endpoints`); a retry after a failure goes at once to
+another server that is up.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import ipaddress
 import math
 import os
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from evolm.llm.base import Completion, LLMBackend, LLMError, Request
+from evolm.llm.endpoints import Endpoint, EndpointPool
 
 if TYPE_CHECKING:
     import openai
@@ -79,8 +85,11 @@ class OpenAICompatLLM(LLMBackend):
     Args:
         model: the model name sent to the server and recorded with each completion.
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``; ``None`` uses OpenAI's.
-        api_key_env: the environment variable holding the API key. A loopback ``base_url``
-            needs no key (a placeholder is sent).
+            A list: several servers of the same model, each request sent to the one with the
+            fewest in flight; a failing one is out for ``endpoint_backoff`` seconds (doubling
+            with each failure in a row), and retries go to the others meanwhile.
+        api_key_env: the environment variable holding the API key. Servers all on loopback
+            need no key (a placeholder is sent).
         concurrency: the most requests in flight at once.
         timeout: seconds one attempt may take in all: connecting, waiting for and reading
             the whole answer (an answer sent a byte at a time does not extend it).
@@ -95,6 +104,7 @@ class OpenAICompatLLM(LLMBackend):
             The last attempt is cut short at it; no retry starts that would wait past it.
         max_retry_wait: the longest ``Retry-After`` honoured, in seconds. A server asking for
             a longer wait fails the call at once, with a message naming the wait it asked for.
+        endpoint_backoff: seconds a failed server of several stays out, at first.
 
     ``request.kind == "chat"`` calls ``chat.completions.create``, ``"completion"`` calls
     ``completions.create``. Failures come back as completions with ``error`` set, never as
@@ -111,7 +121,7 @@ class OpenAICompatLLM(LLMBackend):
     def __init__(
         self,
         model: str,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 8,
         timeout: float = 60.0,
@@ -122,6 +132,7 @@ class OpenAICompatLLM(LLMBackend):
         seed: int = 0,
         deadline: float = 300.0,
         max_retry_wait: float = 60.0,
+        endpoint_backoff: float = 5.0,
     ) -> None:
         super().__init__(model, concurrency, prices=prices, seed=seed)
         if not model:
@@ -139,7 +150,10 @@ class OpenAICompatLLM(LLMBackend):
             raise ValueError(
                 f"backoff_base and backoff_max must be >= 0, got {backoff_base}, {backoff_max}"
             )
-        self.base_url = base_url
+        urls: list[str | None] = (
+            [base_url] if base_url is None or isinstance(base_url, str) else list(base_url)
+        )
+        self.base_url = urls[0] if len(urls) == 1 else ", ".join(str(u) for u in urls)
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.max_retries = max_retries
@@ -150,8 +164,9 @@ class OpenAICompatLLM(LLMBackend):
 
         api_key = os.environ.get(api_key_env)
         if not api_key:
-            if base_url is None or not _is_loopback(base_url):
-                where = base_url or "the default OpenAI API"
+            remote = [u for u in urls if u is None or not _is_loopback(u)]
+            if remote:
+                where = remote[0] or "the default OpenAI API"
                 raise LLMError(
                     f"no API key for {where}: environment variable {api_key_env} is not set. "
                     f"Set it (export {api_key_env}=...) or point llm.api_key_env at the "
@@ -162,8 +177,13 @@ class OpenAICompatLLM(LLMBackend):
         import openai
 
         self._sdk = openai
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        key = api_key
+        self.endpoints: EndpointPool[openai.AsyncOpenAI] = EndpointPool(
+            [u or "" for u in urls],
+            lambda u: openai.AsyncOpenAI(
+                api_key=key, base_url=u or None, max_retries=0, timeout=timeout
+            ),
+            backoff=endpoint_backoff,
         )
 
     def __repr__(self) -> str:
@@ -172,7 +192,7 @@ class OpenAICompatLLM(LLMBackend):
     def _backoff(self, attempt: int) -> float:
         return self.rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
-    async def _call(self, request: Request) -> Any:
+    async def _call(self, client: openai.AsyncOpenAI, request: Request) -> Any:
         omit = self._sdk.omit
         common: dict[str, Any] = {
             "model": self.model,
@@ -184,8 +204,8 @@ class OpenAICompatLLM(LLMBackend):
         }
         if request.kind == "chat":
             messages: Any = [dict(m) for m in request.messages]
-            return await self._client.chat.completions.create(messages=messages, **common)
-        return await self._client.completions.create(prompt=request.prompt, **common)
+            return await client.chat.completions.create(messages=messages, **common)
+        return await client.completions.create(prompt=request.prompt, **common)
 
     async def _generate_one(self, request: Request) -> Completion:
         if request.options:
@@ -200,27 +220,40 @@ class OpenAICompatLLM(LLMBackend):
         end = t0 + self.deadline
         attempts = self.max_retries + 1
         last_error = ""
+        pool = self.endpoints
         for attempt in range(attempts):
             retry_after: float | None = None
             limit = min(self.timeout, end - time.perf_counter())
+            ep = pool.pick()
+            ok = False
             try:
-                response = await asyncio.wait_for(self._call(request), limit)
+                response = await asyncio.wait_for(self._call(ep.client, request), limit)
+                ok = True
             except TimeoutError:  # the attempt's own clock: nothing the server sends extends it
                 if limit < self.timeout:
+                    ok = True  # cut short by the call's deadline, not the server's fault
                     return self._past_deadline(t0, attempt + 1, last_error)
                 last_error = self._timed_out()
             except sdk.APIStatusError as exc:
                 last_error = _status_text(exc)
                 status = exc.status_code
                 if not (status in (408, 429) or status >= 500):
+                    ok = True  # the request's fault, not the server's
                     return self._failure(t0, attempt + 1, last_error)
                 retry_after = _retry_after(exc.response.headers)
-            except sdk.APITimeoutError:
-                last_error = self._timed_out()
-            except sdk.APIConnectionError as exc:
-                last_error = f"cannot connect to {self._client.base_url}: {exc.__cause__ or exc}"
+            except sdk.APIConnectionError as exc:  # (APITimeoutError is one)
+                if isinstance(exc, sdk.APITimeoutError):
+                    last_error = self._timed_out()
+                else:
+                    last_error = f"cannot connect to {ep.client.base_url}: {exc.__cause__ or exc}"
             else:
-                return self._success(request, response, t0, attempt + 1)
+                return self._success(request, response, t0, attempt + 1, ep)
+            finally:
+                pool.done(ep, ok=ok, retry_after=retry_after)
+            if len(pool) > 1:
+                last_error = f"{ep.url}: {last_error}"
+                if attempt + 1 < attempts and pool.any_up(besides=ep):
+                    continue  # another server takes the retry at once
             if attempt + 1 < attempts:
                 if retry_after is not None and retry_after > self.max_retry_wait:
                     return self._failure(
@@ -260,7 +293,9 @@ class OpenAICompatLLM(LLMBackend):
             extras={"attempts": attempts},
         )
 
-    def _success(self, request: Request, response: Any, t0: float, attempts: int) -> Completion:
+    def _success(
+        self, request: Request, response: Any, t0: float, attempts: int, ep: Endpoint[Any]
+    ) -> Completion:
         choices = getattr(response, "choices", None) or []
         if not choices:
             raise LLMError(f"server answered without choices: {response!r:.200}")
@@ -282,9 +317,13 @@ class OpenAICompatLLM(LLMBackend):
             latency=time.perf_counter() - t0,
             finish_reason=getattr(choice, "finish_reason", None),
             cost=cost,
-            extras={"attempts": attempts},
+            extras={
+                "attempts": attempts,
+                **({"server": ep.url} if len(self.endpoints) > 1 else {}),
+            },
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.close()
+        """Close the HTTP clients."""
+        for ep in self.endpoints.endpoints:
+            await ep.client.close()

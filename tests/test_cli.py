@@ -162,6 +162,7 @@ def test_invalid_config_fails_before_the_run_naming_the_key(tmp_path):
             ],
             "no adapter named 'nope' ships with evolm",
         ),
+        (["run", "image", "--evaluate-on", "dask"], "unknown evaluator 'dask'"),
         (["status", "/nonexistent/run.db"], "does not exist"),
         (["export", "/nonexistent/run.db"], "does not exist"),
     ],

@@ -146,3 +146,22 @@ def test_an_injected_evaluator_runs_the_whole_run_and_overlaps_with_sampling(tmp
     (event,) = store.sandbox_events()
     assert event.evaluator == "counting" and event.info["inner"] == "sandbox"
     ev.close()
+
+
+def test_engine_evaluator_chooses_where_programs_run():
+    from evolm.domains.base import get_domain
+    from evolm.evaluators.ray_cluster import RayEvaluator
+
+    def built(spec: str) -> Evaluator:
+        cfg = load_config(overrides={"domain": {"name": TOY}, "engine": {"evaluator": spec}})
+        return build_evaluator(cfg, get_domain(TOY))
+
+    assert isinstance(built("sandbox"), SandboxEvaluator)
+    ray_default, ray_at = built("ray"), built("ray:10.0.0.5:6379")
+    assert isinstance(ray_default, RayEvaluator) and ray_default.address is None
+    assert isinstance(ray_at, RayEvaluator) and ray_at.address == "10.0.0.5:6379"
+    # what the nodes receive: the domain by importable class, and its worker parameters
+    assert ray_at.spec == TOY and ray_at.pool_args["timeout"] == 2.0
+    for bad in ("ray:", "dask", "local"):
+        with pytest.raises(ValueError, match=r"unknown evaluator .*ray:ADDRESS"):
+            built(bad)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from tests.evaluators.local_cluster import LocalCluster
 pytestmark = pytest.mark.slow
 
 TOY = "tests.toy_domain:ToyDomain"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +234,40 @@ def test_without_ray_the_error_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(RayUnavailable, match=r'pip install "evolm\[ray\]"'):
         asyncio.run(RayEvaluator(TOY).start())
+
+
+def evolm(*args: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from evolm.cli import app; app()", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_evolm_run_and_resume_on_the_cluster_from_the_command_line(cluster, tmp_path):
+    db = tmp_path / "cli.db"
+    run = evolm(
+        "run", TOY, "--llm", "fake", "--budget-evals", "12", "--seed", "2",
+        "--evaluate-on", f"ray:{cluster.address}", "--out", db, "-q",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    status = evolm("status", db)
+    assert "ray, " in status.stdout and "2 workers" in status.stdout, status.stdout
+    more = evolm(
+        "resume", db, "--budget-evals", "20", "--evaluate-on", f"ray:{cluster.address}", "-q"
+    )
+    assert more.returncode == 0, more.stdout + more.stderr
+    with RunStore(db, readonly=True) as store:
+        assert store.run_info()["config"]["engine"]["evaluator"] == f"ray:{cluster.address}"
+        assert [e.evaluator for e in store.sandbox_events()] == ["ray", "ray"]
+
+
+def test_evolm_run_on_an_unreachable_cluster_fails_before_storing_anything(tmp_path):
+    db = tmp_path / "none.db"
+    p = evolm("run", TOY, "--budget-evals", "5", "--evaluate-on", "ray:127.0.0.1:1", "--out", db)
+    assert p.returncode == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in p.stderr
+    assert "ray start --head" in p.stderr and "evolm doctor" not in p.stderr
+    assert not db.exists()

@@ -183,9 +183,11 @@ def _execute(config: RunConfig, store: RunStore, *, resume: bool, quiet: bool) -
         with view.progress:
             result = asyncio.run(main())
     except SandboxUnavailable as exc:
+        from evolm.evaluators.ray_cluster import RayUnavailable
+
         hint = (
             ""
-            if isinstance(exc, DomainStartError)
+            if isinstance(exc, (DomainStartError, RayUnavailable))
             else "\n(`evolm doctor` shows what this machine supports)"
         )
         _fail(f"{exc}{hint}")

@@ -30,13 +30,13 @@ def _free_port() -> int:
 class LocalCluster:
     """Start with :meth:`start_head`, add nodes with :meth:`add_node`; :meth:`stop` always."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_path: tuple[str, ...] = ()) -> None:
         self.dir = tempfile.mkdtemp(prefix="evray")  # short: Ray's socket paths have a limit
         self.address = ""
         self.nodes: list[subprocess.Popen[bytes]] = []
         self.env = dict(os.environ)
-        # workers import this checkout's evolm and the tests' domains
-        self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+        # workers import this checkout's evolm and the tests' (or benchmarks') domains
+        self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), *extra_path])
         self.env["RAY_USAGE_STATS_ENABLED"] = "0"
         self.env["RAY_AUTH_MODE"] = "disabled"  # loopback only; no token file in ~/.ray
         # notice a dead node within seconds, not the default half minute

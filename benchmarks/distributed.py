@@ -1,23 +1,28 @@
 """Evaluation through Ray against the local sandbox pool: throughput and per-evaluation overhead.
 
-Three setups with the same two sandbox workers in all, measured in one run on this machine:
+Two phases, each with one Ray cluster on this machine (loopback) and the local pool, with the
+same two sandbox workers in all:
 
-* ``local``: the engine's own :class:`SandboxEvaluator` (a pool of 2 zygotes);
-* ``ray 1 node``: a Ray head started with ``ray start --num-cpus=2`` on loopback, whose actor
-  owns a pool of 2;
+* ``ray 1 node``: a Ray head started with ``ray start --num-cpus=2``, whose actor owns a pool
+  of 2;
 * ``ray 2 nodes``: a head and a second node (``ray start --address``), one CPU each: two actors,
-  pools of 1.
+  pools of 1;
+* ``local``, in each phase: the engine's own :class:`SandboxEvaluator` (a pool of 2 zygotes).
+
+Within a phase the rounds alternate between the local pool and Ray, so load from elsewhere on
+the machine falls on both alike; the overhead is the difference of the two, round by round.
 
 For two domains: a trivial evaluator (``f()`` returns a number: the cost is all overhead) and
 Sodarace (the domain's first seed, a walker simulated in Box2D). For each:
 
 * latency: ``--sequential`` programs sent one at a time; the mean in ms, and its difference to
   the local pool's mean, the per-evaluation overhead Ray adds;
-* throughput: ``--programs`` programs in one ``evaluate`` call, ``--repeats`` times; programs/s
-  (mean and 95 % t-interval over the repeats);
+* throughput: ``--programs`` programs in one ``evaluate`` call; programs/s;
 * driver CPU: CPU seconds this process (the engine's side) spends per evaluation while
   saturated, which bounds how many evaluations per second one engine can dispatch however many
   nodes there are.
+
+Every figure is the mean over ``--repeats`` rounds with its 95 % t-interval.
 
 The clusters are started and stopped by the benchmark (each node its own ``ray start --block``
 process, stopped by pid). Needs the ray extra.
@@ -63,50 +68,67 @@ def jobs(code: str, n: int, timeout: float, start: int = 0) -> list[EvalJob]:
     return [EvalJob(Program(id=start + i, code=code), start + i, timeout) for i in range(n)]
 
 
-async def measure(
-    ev: Evaluator, code: str, timeout: float, programs: int, sequential: int, repeats: int
-) -> dict[str, Any]:
-    await ev.start()
+async def _round(
+    ev: Evaluator, code: str, timeout: float, programs: int, sequential: int, start: int
+) -> tuple[float, float, float]:
+    """(mean latency of ``sequential`` programs sent one at a time in s, programs/s of a batch
+    of ``programs``, driver CPU s per evaluation in that batch)."""
+    lat = []
+    for j in jobs(code, sequential, timeout, start):
+        t0 = time.perf_counter()
+        (e,) = await ev.evaluate([j])
+        lat.append(time.perf_counter() - t0)
+        assert e.ok, e.error
+    batch = jobs(code, programs, timeout, start + sequential)
+    c0, t0 = time.process_time(), time.perf_counter()
+    evs = await ev.evaluate(batch)
+    wall, used = time.perf_counter() - t0, time.process_time() - c0
+    assert all(e.ok for e in evs), [e.error for e in evs if not e.ok][:1]
+    return statistics.fmean(lat), programs / wall, used / programs
+
+
+async def paired(
+    evs: dict[str, Evaluator], code: str, timeout: float, args: argparse.Namespace, soda: bool
+) -> dict[str, dict[str, Any]]:
+    """Rounds that alternate between the evaluators (so load from elsewhere on the machine
+    falls on each alike); per evaluator the latency, rate and driver CPU over the rounds, and
+    each one's latency minus the first's, round by round."""
+    n = args.soda_programs if soda else args.programs
+    k = args.soda_sequential if soda else args.sequential
+    for ev in evs.values():
+        await ev.start()
     try:
-        warm = await ev.evaluate(jobs(code, 4, timeout))
-        if not all(e.ok for e in warm):
-            raise RuntimeError(f"the program does not evaluate: {warm[0].error}")
-        lat = []
-        for j in jobs(code, sequential, timeout, 100):
-            t0 = time.perf_counter()
-            (e,) = await ev.evaluate([j])
-            lat.append(time.perf_counter() - t0)
-            assert e.ok, e.error
-        rates, cpu = [], []
-        for r in range(repeats):
-            batch = jobs(code, programs, timeout, 10_000 * (r + 1))
-            c0, t0 = time.process_time(), time.perf_counter()
-            evs = await ev.evaluate(batch)
-            wall, used = time.perf_counter() - t0, time.process_time() - c0
-            assert all(e.ok for e in evs), [e.error for e in evs if not e.ok][:1]
-            rates.append(programs / wall)
-            cpu.append(used / programs)
+        for ev in evs.values():
+            warm = await ev.evaluate(jobs(code, 4, timeout))
+            if not all(e.ok for e in warm):
+                raise RuntimeError(f"the program does not evaluate: {warm[0].error}")
+        per: dict[str, list[tuple[float, float, float]]] = {name: [] for name in evs}
+        for r in range(args.repeats):
+            for name, ev in evs.items():
+                per[name].append(await _round(ev, code, timeout, n, k, 100_000 * (r + 1)))
+        first = next(iter(per.values()))
+
+        def over(rows: list[tuple[float, float, float]]) -> list[float]:
+            return [1000 * (x[0] - b[0]) for x, b in zip(rows, first, strict=True)]
+
         return {
-            "latency_ms": 1000 * statistics.fmean(lat),
-            "rate": t_interval(rates),
-            "driver_cpu_ms": 1000 * statistics.fmean(cpu),
-            "workers": ev.info.get("workers"),
+            name: {
+                "latency_ms": t_interval([1000 * x[0] for x in rows]),
+                "overhead_ms": t_interval(over(rows)),
+                "rate": t_interval([x[1] for x in rows]),
+                "driver_cpu_ms": 1000 * statistics.fmean(x[2] for x in rows),
+                "workers": evs[name].info.get("workers"),
+            }
+            for name, rows in per.items()
         }
     finally:
-        ev.close()
+        for ev in evs.values():
+            ev.close()
 
 
-def run_setup(
-    name: str, make: Any, domains: list[tuple[str, str, str, float]], args: argparse.Namespace
-) -> dict[str, dict[str, Any]]:
-    out = {}
-    for label, spec, code, timeout in domains:
-        soda = label == "sodarace"
-        n = args.soda_programs if soda else args.programs
-        k = args.soda_sequential if soda else args.sequential
-        print(f"  {name}: {label} ...", file=sys.stderr, flush=True)
-        out[label] = asyncio.run(measure(make(spec, timeout), code, timeout, n, k, args.repeats))
-    return out
+def _ci(value: tuple[float, float | None], digits: int = 1) -> str:
+    mean, half = value
+    return f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
 def main() -> None:
@@ -118,11 +140,7 @@ def main() -> None:
     ap.add_argument("--soda-sequential", type=int, default=20)
     args = ap.parse_args()
     domains = [TRIVIAL, sodarace()]
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-
-    results["local"] = run_setup(
-        "local", lambda spec, t: SandboxEvaluator(spec, workers=2, timeout=t), domains, args
-    )
+    rows = []
     for label, cpus in (("ray 1 node", [2]), ("ray 2 nodes", [1, 1])):
         cluster = LocalCluster(extra_path=(str(HERE),))
         try:
@@ -130,33 +148,31 @@ def main() -> None:
             cluster.start_head(num_cpus=cpus[0])
             for c in cpus[1:]:
                 cluster.add_node(num_cpus=c)
-            address = cluster.address
-            results[label] = run_setup(
-                label,
-                lambda spec, t, a=address: RayEvaluator(spec, address=a, timeout=t),
-                domains,
-                args,
-            )
+            for dom, spec, code, timeout in domains:
+                print(f"  {dom} ...", file=sys.stderr, flush=True)
+                evs: dict[str, Evaluator] = {
+                    "local": SandboxEvaluator(spec, workers=2, timeout=timeout),
+                    label: RayEvaluator(spec, address=cluster.address, timeout=timeout),
+                }
+                res = asyncio.run(paired(evs, code, timeout, args, dom == "sodarace"))
+                rows += [(dom, label, name, r) for name, r in res.items()]
         finally:
             cluster.stop()
 
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(
-        "| domain | setup | workers | latency (ms) | overhead vs local (ms) | programs/s "
-        "(95 % CI) | driver CPU per evaluation (ms) |"
+        "| domain | phase | evaluator | workers | latency (ms) | overhead vs local (ms) | "
+        "programs/s | driver CPU per evaluation (ms) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for label, *_ in domains:
-        base = results["local"][label]["latency_ms"]
-        for setup, res in results.items():
-            r = res[label]
-            mean, half = r["rate"]
-            ci = f"{mean:.1f} ± {half:.1f}" if half is not None else f"{mean:.1f}"
-            over = "-" if setup == "local" else f"{r['latency_ms'] - base:+.1f}"
-            print(
-                f"| {label} | {setup} | {r['workers']} | {r['latency_ms']:.1f} | {over} | "
-                f"{ci} | {r['driver_cpu_ms']:.2f} |"
-            )
+    print("|---|---|---|---|---|---|---|---|")
+    for dom, phase, name, r in sorted(
+        rows, key=lambda x: (x[0] != "trivial", x[1], x[2] != "local")
+    ):
+        over = "-" if name == "local" else _ci(r["overhead_ms"])
+        print(
+            f"| {dom} | {phase} | {name} | {r['workers']} | {_ci(r['latency_ms'])} | {over} | "
+            f"{_ci(r['rate'])} | {r['driver_cpu_ms']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

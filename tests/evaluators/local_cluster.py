@@ -124,6 +124,16 @@ class LocalCluster:
                     return int(child.pid)
         raise RuntimeError(f"no raylet under ray start process {node.pid}")
 
+    def kill(self) -> None:
+        """SIGKILL every process of every node at once: the whole cluster is gone."""
+        for proc in self.nodes:
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
     def stop(self) -> None:
         """SIGTERM each node's ``ray start`` (it stops its own processes), then SIGKILL what is
         left of its process group; extra nodes first, the head last."""

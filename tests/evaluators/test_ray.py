@@ -221,6 +221,36 @@ def test_killing_a_nodes_raylet_mid_run_loses_nothing(cluster, local_rows, tmp_p
     assert ev.info["workers"] == 3
 
 
+def test_a_run_whose_whole_cluster_dies_fails_saying_so_and_does_not_hang(tmp_path):
+    own = LocalCluster()  # its own cluster: this test kills it
+    try:
+        own.start_head()
+        ev = _ray(own, hang_grace=2.0)
+        gone: list[bool] = []
+
+        def kill_all(snap: Any) -> None:
+            if snap.batch >= 1 and not gone:
+                own.kill()
+                gone.append(True)
+
+        store = RunStore(tmp_path / "gone.db")
+
+        async def go() -> Any:
+            try:
+                return await Runner(_config(0.3), store, evaluator=ev, on_step=kill_all).run()
+            finally:
+                ev.close()
+
+        result = asyncio.run(go())
+        assert gone and result.status == "failed"
+        assert "ClusterGone: the cluster is gone" in (result.error or "")
+        assert "evolm resume" in (result.error or "")
+        assert store.run_info()["status"] == "failed"  # stored: resumable once it is back
+        store.close()
+    finally:
+        own.stop()
+
+
 def test_an_unreachable_cluster_is_refused_at_start_with_the_fix():
     async def go() -> None:
         ev = RayEvaluator(TOY, address="127.0.0.1:1")

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,16 @@ from evolm.types import Evaluation
 __all__ = ["ClusterGone", "NodePool", "RayEvaluator", "RayUnavailable", "import_ray"]
 
 INSTALL = 'pip install "evolm[ray]"'
+NODES_TIMEOUT_S = 15.0
+"""How long the cluster's head may take to list its nodes before it counts as gone."""
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if not fut.done():
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
 
 
 class RayUnavailable(SandboxUnavailable):
@@ -207,6 +218,9 @@ class RayEvaluator(Evaluator):
         if not ray.is_initialized():
             if self.address is not None:
                 await asyncio.to_thread(_reachable, self.address)
+            # Ray ends a driver whose head has been unreachable for 60 s (os._exit, nothing
+            # stored); evolm notices a lost head itself (NODES_TIMEOUT_S) and fails the run
+            os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(7 * 24 * 3600))
             try:
                 ray.init(
                     address=self.address,
@@ -223,7 +237,11 @@ class RayEvaluator(Evaluator):
                 ) from exc
             self._owns_ray = True
         self._actor_cls = ray.remote(max_restarts=0, num_cpus=0)(NodePool)
-        nodes = self._live_nodes()
+        nodes = await self._live_nodes()
+        if nodes is None:
+            raise RayUnavailable(
+                f"the Ray cluster's head did not list its nodes within {NODES_TIMEOUT_S:g} s"
+            )
         if not nodes:
             raise RayUnavailable("the Ray cluster has no live node with CPUs")
         started = await asyncio.gather(*(self._start_slot(n, cpus) for n, cpus in nodes.items()))
@@ -263,10 +281,29 @@ class RayEvaluator(Evaluator):
             "failed_nodes": failed,
         }
 
-    def _live_nodes(self) -> dict[str, int]:
-        """Live nodes with CPUs in Ray, and the pool size each gets."""
+    async def _live_nodes(self) -> dict[str, int] | None:
+        """Live nodes with CPUs in Ray, and the pool size each gets; None when the head does
+        not answer within :data:`NODES_TIMEOUT_S` (``ray.nodes()`` blocks while it is gone, so
+        it runs in a daemon thread that may be left behind)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+
+        def ask() -> None:
+            try:
+                nodes = self._ray.nodes()
+            except Exception as exc:
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, nodes, None)
+
+        threading.Thread(target=ask, daemon=True, name="evolm-ray-nodes").start()
+        try:
+            async with asyncio.timeout(NODES_TIMEOUT_S):
+                listed = await done
+        except Exception:  # TimeoutError included
+            return None
         out = {}
-        for n in self._ray.nodes():
+        for n in listed:
             cpus = int(n.get("Resources", {}).get("CPU", 0))
             if n.get("Alive") and cpus > 0:
                 out[n["NodeID"]] = self.workers or cpus
@@ -305,7 +342,11 @@ class RayEvaluator(Evaluator):
         pool (one that joined or came back), else None."""
         if not self._ray.is_initialized():  # closed meanwhile
             return None
-        nodes = self._live_nodes()
+        nodes = await self._live_nodes()
+        if nodes is None:
+            raise RuntimeError(
+                f"the cluster's head did not answer within {NODES_TIMEOUT_S:g} s (is it down?)"
+            )
         assert self.dispatcher is not None
         used = {s.node for s in self.dispatcher.slots}
         choice = old.node if old.node in nodes else next((n for n in nodes if n not in used), None)

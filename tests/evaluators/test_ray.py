@@ -139,6 +139,59 @@ def test_programs_run_in_each_nodes_jail_not_in_the_actor(cluster):
     assert len(pids) == 2 and os.getpid() not in pids
 
 
+SHIPPED_DOMAIN = """
+from evolm.domains.base import Domain, DomainContext
+from evolm.types import DescriptorSpace, Evaluation, Status
+
+
+class ShippedDomain(Domain):
+    name = "shipped"
+
+    @property
+    def descriptor_space(self):
+        return DescriptorSpace(("x",), ((0.0, 10.0),))
+
+    def seeds(self):
+        return ["def f():\\n    return 1.0\\n"]
+
+    def context(self):
+        return DomainContext(description="a number", function_name="f")
+
+    def evaluate(self, code, seed=0):
+        ns = {}
+        exec(code, ns)
+        return Evaluation(Status.OK, 7.0 + float(ns["f"]()), (1.0,))
+"""
+
+
+def test_a_domain_module_of_the_users_own_is_shipped_to_the_nodes(cluster, tmp_path, monkeypatch):
+    # a module only this process can import: the nodes' PYTHONPATH does not hold tmp_path
+    (tmp_path / "evolm_shipped_dom.py").write_text(SHIPPED_DOMAIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ev = RayEvaluator("evolm_shipped_dom:ShippedDomain", address=cluster.address, timeout=2.0)
+    assert ev.shipped == str((tmp_path / "evolm_shipped_dom.py").resolve())
+
+    async def go() -> list[Any]:
+        await ev.start()
+        try:
+            code = "def f():\n    return 2.0\n"
+            return await ev.evaluate([EvalJob(Program(id=i, code=code), i, 2.0) for i in range(4)])
+        finally:
+            ev.close()
+
+    evs = asyncio.run(go())
+    assert [e.fitness for e in evs] == [9.0] * 4
+    assert len(ev.info["nodes"]) == 2 and ev.info["shipped"] == ev.shipped
+
+
+def test_evolm_and_installed_modules_are_not_shipped():
+    from evolm.evaluators.ray_cluster import shipped_module
+
+    assert shipped_module("evolm.domains.sodarace:SodaraceDomain") is None
+    assert shipped_module("json:JSONDecoder") is None  # the standard library
+    assert shipped_module(TOY) == str(ROOT / "tests")  # a top-level package of the user's
+
+
 def test_a_frozen_actor_is_killed_and_replaced_and_the_run_is_unchanged(
     cluster, local_rows, tmp_path
 ):

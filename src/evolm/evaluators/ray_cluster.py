@@ -9,8 +9,10 @@ replaced and their jobs resubmitted).
 
 What is shipped to the nodes: the domain as ``package.module:Class`` and its *worker
 parameters* (:meth:`Domain.worker_params`, e.g. a task domain's file texts, a puzzle file's
-chosen puzzle), so nodes never read the user's files. evolm and the domain's module must be
-importable on every node (the same evolm version: checked at start). Ray is an optional
+chosen puzzle), so nodes never read the user's files; and, when the domain's module is the
+user's own (not evolm, not installed), that module's file or top-level package
+(:func:`shipped_module`). evolm itself must be installed on every node (the same version:
+checked at start). Ray is an optional
 dependency (``pip install "evolm[ray]"``), imported when a :class:`RayEvaluator` starts.
 """
 
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import socket
+import sys
+import sysconfig
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -77,6 +82,26 @@ def _reachable(address: str, timeout: float = 10.0) -> None:
             "with `ray start --head --port=6379` and give that HOST:PORT (`ray status` on the "
             "head prints it)"
         ) from None
+
+
+def shipped_module(spec: str) -> str | None:
+    """The file or package directory of the domain's top-level module when it is the user's
+    own (not evolm, not installed in this Python): Ray ships it to every node with the actor
+    (``runtime_env`` ``py_modules``), so nodes need only evolm installed."""
+    top = spec.partition(":")[0].split(".")[0]
+    if top == "evolm":
+        return None
+    module = importlib.import_module(top)
+    file = getattr(module, "__file__", None)
+    if file is None:  # a namespace package: nothing single to ship
+        return None
+    root = os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
+    root = os.path.realpath(root)
+    paths = sysconfig.get_paths()
+    installed = {paths["purelib"], paths["platlib"], paths["stdlib"], sys.prefix, sys.base_prefix}
+    if any(root.startswith(os.path.realpath(p) + os.sep) for p in installed):
+        return None
+    return root
 
 
 class NodePool:
@@ -188,6 +213,10 @@ class RayEvaluator(Evaluator):
         from evolm.domains.base import get_domain
 
         self.spec = worker_domain_spec(domain, params)
+        self.shipped = shipped_module(self.spec)
+        """The user's domain module (file or package), shipped to the nodes when evolm starts
+        Ray (a Ray session the caller opened ships what its ``runtime_env`` says); None if
+        none."""
         self.params = dict(get_domain(domain, params).worker_params(dict(params or {})))
         self.address = address
         self.workers = workers
@@ -227,6 +256,8 @@ class RayEvaluator(Evaluator):
                     logging_level="ERROR",
                     log_to_driver=False,
                     include_dashboard=False if self.address is None else None,
+                    # Ray uploads it once for the job; every actor of the job imports it
+                    runtime_env={"py_modules": [self.shipped]} if self.shipped else None,
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "the default cluster"
@@ -236,6 +267,8 @@ class RayEvaluator(Evaluator):
                     "node), or give its address as --evaluate-on ray:HOST:PORT"
                 ) from exc
             self._owns_ray = True
+        elif self.shipped:  # the caller's Ray session: its runtime_env is already fixed
+            self.shipped = None
         self._actor_cls = ray.remote(max_restarts=0, num_cpus=0)(NodePool)
         nodes = await self._live_nodes()
         if nodes is None:
@@ -279,6 +312,7 @@ class RayEvaluator(Evaluator):
                 {"node": s.node, "tier": s.info["tier"], "workers": s.capacity} for s in slots
             ],
             "failed_nodes": failed,
+            "shipped": self.shipped,
         }
 
     async def _live_nodes(self) -> dict[str, int] | None:

@@ -164,11 +164,56 @@ def _number(value: Any) -> float | str:
     return x if math.isfinite(x) else f"is {x}, not a finite number"
 
 
+MAX_METRIC_NUMBERS = 4096
+"""The most numbers a list-valued metric may hold to be stored as a list (see :func:`_plain`)."""
+
+
+def _numbers(value: Any, depth: int = 0) -> list[Any] | None:
+    """``value`` (a list, tuple or numpy array nested at most 3 deep, of finite real numbers)
+    as nested lists of floats, or None when it is anything else or holds more than
+    :data:`MAX_METRIC_NUMBERS` numbers."""
+    if hasattr(value, "tolist") and callable(value.tolist) and depth == 0:
+        try:
+            value = value.tolist()
+        except Exception:
+            return None
+    if depth > 3 or not isinstance(value, list | tuple):
+        return None
+    out: list[Any] = []
+    count = 0
+    for v in value:
+        if isinstance(v, list | tuple):
+            inner = _numbers(v, depth + 1)
+            if inner is None:
+                return None
+            count += _count(inner)
+            out.append(inner)
+        elif not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v):
+            count += 1
+            out.append(float(v))
+        else:
+            return None
+        if count > MAX_METRIC_NUMBERS:
+            return None
+    return out
+
+
+def _count(values: list[Any]) -> int:
+    return sum(_count(v) if isinstance(v, list) else 1 for v in values)
+
+
 def _plain(value: Any) -> Any:
+    """A metric as stored: numbers, bools, None and strings (cut to 200 characters) as they
+    are; lists of finite numbers (nested up to 3 deep, at most :data:`MAX_METRIC_NUMBERS`) as
+    lists of floats, so an evaluator can keep what a view draws (a packing's ``centers`` and
+    ``radii``); anything else as its repr cut to 200 characters."""
     if isinstance(value, bool | int | str) or value is None:
         return value if not isinstance(value, str) else value[:200]
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
+    numbers = _numbers(value)
+    if numbers is not None:
+        return numbers
     return _cut(repr(value))[:200]
 
 

@@ -100,8 +100,13 @@ def image_view(params: Mapping[str, Any], program: Mapping[str, Any]) -> str:
             f'aria-label="mean colour"><rect width="64" height="64" fill="rgb({r},{g},{b})"/>'
             "</svg><figcaption>mean colour of the picture</figcaption></figure>"
         )
-    parts.append(note("the program's own picture is drawn by re-running it (renders)"))
-    return "".join(parts) + code_block(program.get("code", ""), "program")
+    pictures = '<div style="display:flex;gap:1em;align-items:flex-start">' + "".join(parts)
+    return (
+        pictures
+        + "</div>"
+        + note("the program's own picture is drawn by re-running it (renders)")
+        + code_block(program.get("code", ""), "program")
+    )
 
 
 def image_picture(pixels: Any, params: Mapping[str, Any], caption: str) -> str:
@@ -124,32 +129,42 @@ def image_picture(pixels: Any, params: Mapping[str, Any], caption: str) -> str:
         )
     except (ValueError, TypeError):
         pass
-    return "".join(out)
+    return '<div style="display:flex;gap:1em;align-items:flex-start">' + "".join(out) + "</div>"
 
 
 # -- parity --------------------------------------------------------------------------------
 def parity_view(params: Mapping[str, Any], program: Mapping[str, Any]) -> str:
-    """The truth table: each of the 16 inputs, the right answer and the program's."""
+    """The truth table as a 4 x 4 grid (rows b1 b2, columns b3 b4): each cell the program's
+    answer, green when it is the parity, red otherwise (the parity in small beside it)."""
     from evolm.domains.parity import INPUTS
 
     ex = _extras(program)
     answers = ex.get("answers")
     parts = []
     if isinstance(answers, Sequence) and len(answers) == len(INPUTS):
-        rows = ['<table class="evolm-truth"><thead><tr><th>b1 b2 b3 b4</th><th>parity</th>'
-                "<th>program</th><th></th></tr></thead><tbody>"]  # fmt: skip
+        got = dict(zip(INPUTS, answers, strict=True))
+        pairs = ((0, 0), (0, 1), (1, 0), (1, 1))
+        rows = ['<table class="evolm-truth" style="border-collapse:collapse;text-align:center">'
+                "<thead><tr><th>b1 b2 \\ b3 b4</th>"]  # fmt: skip
+        rows += [f"<th>{c} {d}</th>" for c, d in pairs]
+        rows.append("</tr></thead><tbody>")
         right = 0
-        for bits, got in zip(INPUTS, answers, strict=True):
-            want = sum(bits) % 2
-            ok = got == want and not isinstance(got, bool)
-            right += ok
-            mark = "&#10003;" if ok else "&#10007;"
-            cls = "ok" if ok else "wrong"
-            rows.append(
-                f'<tr class="{cls}"><td>{" ".join(map(str, bits))}</td><td>{want}</td>'
-                f"<td>{'-' if got is None else fmt(got)}</td><td>{mark}</td></tr>"
-            )
-        rows.append(f"</tbody></table><p>{right} of {len(INPUTS)} right</p>")
+        for a, b in pairs:
+            rows.append(f"<tr><th>{a} {b}</th>")
+            for c, d in pairs:
+                want = (a + b + c + d) % 2
+                answer = got[(a, b, c, d)]
+                ok = answer == want and not isinstance(answer, bool)
+                right += ok
+                colour = "#cfe8cf" if ok else "#f3c6c6"
+                shown = "raised" if answer is None else fmt(answer)
+                rows.append(
+                    f'<td class="{"ok" if ok else "wrong"}" style="background:{colour};'
+                    f'padding:2px 8px;border:1px solid #fff">{shown} '
+                    f'<small title="the parity">({want})</small></td>'
+                )
+            rows.append("</tr>")
+        rows.append(f"</tbody></table><p>{right} of {len(INPUTS)} right (parity in brackets)</p>")
         parts.append("".join(rows))
     else:
         parts.append(note("no truth table stored (the program did not load)"))
@@ -177,8 +192,8 @@ def _puzzle_f(params: Mapping[str, Any], name: Any) -> str | None:
 def _side_by_side(left: str, right: str) -> str:
     return (
         '<div class="evolm-pair" style="display:flex;gap:1em;flex-wrap:wrap">'
-        f'<div style="flex:1;min-width:18em">{left}</div>'
-        f'<div style="flex:1;min-width:18em">{right}</div></div>'
+        f'<div style="flex:1;min-width:18em;overflow:auto">{left}</div>'
+        f'<div style="flex:1;min-width:18em;overflow:auto">{right}</div></div>'
     )
 
 
@@ -195,8 +210,8 @@ def puzzles_view(params: Mapping[str, Any], program: Mapping[str, Any]) -> str:
     f = _puzzle_f(params, ex.get("puzzle"))
     solved = ex.get("solved")
     verdict = "solved" if solved is True else "not solved" if solved is False else "not checked"
-    rows = [("puzzle", ex.get("puzzle", "-")), ("grade", ex.get("grade", "-"))]
-    rows += [("verdict", verdict), ("answer", ex.get("answer", "-"))]
+    rows = [(k, ex[k]) for k in ("puzzle", "grade") if k in ex] + [("verdict", verdict)]
+    rows += [("answer", ex["answer"])] if "answer" in ex else []
     left = code_block(f, "puzzle f") if f is not None else note("the puzzle's source is unknown")
     return table(rows) + _side_by_side(left, code_block(program.get("code", ""), "solution g"))
 

@@ -81,7 +81,8 @@ def code_block(code: Any, label: str = "") -> str:
         cut = note(f"{len(text) - MAX_CODE_CHARS} more characters not shown")
         text = text[:MAX_CODE_CHARS]
     head = f"<figcaption>{esc(label)}</figcaption>" if label else ""
-    return f'<figure class="evolm-code">{head}<pre><code>{esc(text)}</code></pre>{cut}</figure>'
+    pre = f'<pre style="overflow:auto"><code>{esc(text)}</code></pre>'
+    return f'<figure class="evolm-code">{head}{pre}{cut}</figure>'
 
 
 def table(rows: Iterable[tuple[Any, Any]], head: tuple[str, str] | None = None) -> str:

@@ -180,4 +180,5 @@ def evaluate(program_path: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(evaluate(sys.argv[1] if len(sys.argv) > 1 else "initial.py"))
+    shown = evaluate(sys.argv[1] if len(sys.argv) > 1 else "initial.py")
+    print({k: v for k, v in shown.items() if k not in ("centers", "radii")})

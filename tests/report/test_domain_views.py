@@ -309,8 +309,17 @@ def test_prompts_instruction_with_accuracy(runs):
     text = html.unescape(frag)
     assert p["code"].strip() in text
     assert f"{p['extras']['validation_accuracy']:.4g}" in text
-    rows = [a for t, a in parser.tags if t == "tr"]
-    assert len(rows) >= len(p["extras"]["correct"])
+    assert count(parser, "table", "evolm-answers") == 1
+    from evolm.domains.prompts import PromptsDomain
+
+    items = PromptsDomain(**params).splits.validation
+    cells = re.findall(r"<tr><td>(\d+)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", frag)
+    assert len(cells) == len(items)
+    for (_, given, target, answer), item, shown in zip(
+        cells, items, p["extras"]["answers"], strict=True
+    ):
+        assert html.unescape(given) == item.input[:200] and html.unescape(target) == item.target
+        assert html.unescape(answer) == shown
 
 
 def test_circle_packing_one_circle_per_circle(runs):

@@ -302,15 +302,36 @@ def prompts_view(params: Mapping[str, Any], program: Mapping[str, Any]) -> str:
     parts.append(_bars(items) if items else note("no accuracy stored"))
     correct, answers = ex.get("correct"), ex.get("answers")
     if isinstance(correct, Sequence) and isinstance(answers, Sequence):
+        items = _validation_items(params)
+        if items is not None and len(items) != len(answers):
+            items = None
         rows = []
         for i, (ok, ans) in enumerate(zip(correct, answers, strict=False)):
             mark = "&#10003;" if ok is True else "&#10007;"
-            rows.append(f"<tr><td>{i + 1}</td><td>{fmt(ans)}</td><td>{mark}</td></tr>")
+            shown = f"<td>{fmt(items[i].input)}</td><td>{fmt(items[i].target)}</td>" if items else ""
+            rows.append(f"<tr><td>{i + 1}</td>{shown}<td>{fmt(ans)}</td><td>{mark}</td></tr>")
+        given = "<th>input</th><th>target</th>" if items else ""
         parts.append(
-            '<table class="evolm-answers"><thead><tr><th>item</th><th>answer (validation)'
-            "</th><th></th></tr></thead><tbody>" + "".join(rows[:100]) + "</tbody></table>"
+            f'<table class="evolm-answers"><thead><tr><th>item</th>{given}<th>answer</th>'
+            "<th></th></tr></thead><tbody>" + "".join(rows[:100]) + "</tbody></table>"
         )
+    parts.append(
+        note(
+            "validation split (the fitness); the test split is scored after a run by "
+            "evolm prompt-test"
+        )
+    )
     return "".join(parts)
+
+
+def _validation_items(params: Mapping[str, Any]) -> Any:
+    """The run's validation items (bundled data, rebuilt from the parameters), or None."""
+    from evolm.domains.prompts import PromptsDomain
+
+    try:
+        return PromptsDomain(**params).splits.validation
+    except (ValueError, TypeError, OSError):
+        return None
 
 
 # -- task (circle packing and other evaluators) ----------------------------------------------

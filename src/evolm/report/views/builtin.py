@@ -308,7 +308,9 @@ def prompts_view(params: Mapping[str, Any], program: Mapping[str, Any]) -> str:
         rows = []
         for i, (ok, ans) in enumerate(zip(correct, answers, strict=False)):
             mark = "&#10003;" if ok is True else "&#10007;"
-            shown = f"<td>{fmt(items[i].input)}</td><td>{fmt(items[i].target)}</td>" if items else ""
+            shown = ""
+            if items:
+                shown = f"<td>{fmt(items[i].input)}</td><td>{fmt(items[i].target)}</td>"
             rows.append(f"<tr><td>{i + 1}</td>{shown}<td>{fmt(ans)}</td><td>{mark}</td></tr>")
         given = "<th>input</th><th>target</th>" if items else ""
         parts.append(

@@ -302,17 +302,17 @@ def prompts_view(params: Mapping[str, Any], program: Mapping[str, Any]) -> str:
     parts.append(_bars(items) if items else note("no accuracy stored"))
     correct, answers = ex.get("correct"), ex.get("answers")
     if isinstance(correct, Sequence) and isinstance(answers, Sequence):
-        items = _validation_items(params)
-        if items is not None and len(items) != len(answers):
-            items = None
+        cases = _validation_items(params)
+        if cases is not None and len(cases) != len(answers):
+            cases = None
         rows = []
         for i, (ok, ans) in enumerate(zip(correct, answers, strict=False)):
             mark = "&#10003;" if ok is True else "&#10007;"
             shown = ""
-            if items:
-                shown = f"<td>{fmt(items[i].input)}</td><td>{fmt(items[i].target)}</td>"
+            if cases:
+                shown = f"<td>{fmt(cases[i].input)}</td><td>{fmt(cases[i].target)}</td>"
             rows.append(f"<tr><td>{i + 1}</td>{shown}<td>{fmt(ans)}</td><td>{mark}</td></tr>")
-        given = "<th>input</th><th>target</th>" if items else ""
+        given = "<th>input</th><th>target</th>" if cases else ""
         parts.append(
             f'<table class="evolm-answers"><thead><tr><th>item</th>{given}<th>answer</th>'
             "<th></th></tr></thead><tbody>" + "".join(rows[:100]) + "</tbody></table>"

@@ -86,7 +86,8 @@ def view(domain: str, params: dict[str, Any], program: dict[str, Any]) -> str | 
         domain: the run's domain name (``config.domain.name``).
         params: the run's domain parameters (``config.domain.params``).
         program: ``{"id", "code", "status", "fitness", "descriptors", "extras"}`` with
-            ``extras`` as stored in the run database.
+            ``extras`` as stored in the run database (and optionally ``"error"``, the stored
+            error text, shown for failed programs).
 
     Never raises for odd programs or extras: a view that cannot be drawn becomes a note.
     Never runs the program (see :func:`animations` and :func:`renders` for that).

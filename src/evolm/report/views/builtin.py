@@ -192,8 +192,8 @@ def _puzzle_f(params: Mapping[str, Any], name: Any) -> str | None:
 def _side_by_side(left: str, right: str) -> str:
     return (
         '<div class="evolm-pair" style="display:flex;gap:1em;flex-wrap:wrap">'
-        f'<div style="flex:1;min-width:18em;overflow:auto">{left}</div>'
-        f'<div style="flex:1;min-width:18em;overflow:auto">{right}</div></div>'
+        f'<div style="flex:1 1 32em;min-width:0;overflow:auto">{left}</div>'
+        f'<div style="flex:1 1 32em;min-width:0;overflow:auto">{right}</div></div>'
     )
 
 

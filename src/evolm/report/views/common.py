@@ -82,7 +82,7 @@ def code_block(code: Any, label: str = "") -> str:
         text = text[:MAX_CODE_CHARS]
     head = f"<figcaption>{esc(label)}</figcaption>" if label else ""
     pre = f'<pre style="overflow:auto"><code>{esc(text)}</code></pre>'
-    return f'<figure class="evolm-code">{head}{pre}{cut}</figure>'
+    return f'<figure class="evolm-code" style="margin:0.5em 0">{head}{pre}{cut}</figure>'
 
 
 def table(rows: Iterable[tuple[Any, Any]], head: tuple[str, str] | None = None) -> str:

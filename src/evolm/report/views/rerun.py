@@ -4,6 +4,8 @@ A run database stores what the scoring returned, not what a program drew or how 
 moved; these views re-evaluate the program (with its stored seed, so it does the same again) in
 a :class:`~evolm.sandbox.SandboxPool` worker, never in this process, as ``evolm show`` does.
 Each program gets an HTML fragment: the picture, or a short note saying why there is none.
+Both functions are synchronous (they run their own event loop): call them from plain code, not
+from inside a running asyncio loop.
 """
 
 from __future__ import annotations

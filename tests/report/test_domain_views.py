@@ -102,6 +102,23 @@ def count(parser: _Checker, tag: str, cls: str | None = None) -> int:
     )
 
 
+def assert_animated_walker(parser: _Checker, joints: list[Any], muscles: list[Any]) -> None:
+    """The gait animation draws every bone and muscle (one segment each, in paths grouped by
+    look), every joint, and animates each path and the camera."""
+    paths = [a for t, a in parser.tags if t == "path" and a.get("class") in ("bone", "muscle")]
+    bones = sum(1 for m in muscles if m[2] == 0.0)
+    drawn = {"bone": 0, "muscle": 0}
+    for a in paths:
+        segments = str(a["d"]).count("M")
+        assert segments == int(str(a["data-n"]))
+        drawn[str(a["class"])] += segments
+    assert drawn == {"bone": bones, "muscle": len(muscles) - bones}
+    dots = next(a for t, a in parser.tags if t == "path" and a.get("class") == "joints")
+    assert str(dots["d"]).count("h0") == len(joints)
+    assert count(parser, "animate") == len(paths) + 2  # + the joints' outline and fill
+    assert count(parser, "animatetransform") == 1
+
+
 def make_run(tmp: Path, preset: str | None, **overrides: Any) -> Path:
     db = tmp / f"{preset or 'user'}.db"
     config: dict[str, Any] = {
@@ -209,11 +226,8 @@ def test_sodarace_gait_animation_of_the_best_elite(runs):
     anim = frags[best["id"]]
     parser = check(anim, "sodarace-gait")
     assert len(anim.encode()) < 300_000
-    muscles = best["extras"]["walker"]["muscles"]
-    assert count(parser, "line") == len(muscles)
-    joints = best["extras"]["walker"]["joints"]
-    assert count(parser, "animate") == 4 * len(muscles) + 2 * len(joints)
-    assert count(parser, "animatetransform") == 1
+    walker = best["extras"]["walker"]
+    assert_animated_walker(parser, walker["joints"], walker["muscles"])
     # the re-run reproduces the stored result: the caption gives the stored fitness
     assert f"fitness {best['fitness']:.4g} units" in html.unescape(anim)
     assert f"no program with id {missing}" in frags[missing]
@@ -468,3 +482,26 @@ def test_task_metrics_keep_lists_of_numbers_only():
         assert isinstance(_plain(bad), str)
     assert isinstance(_plain(list(range(MAX_METRIC_NUMBERS + 1))), str)
     assert _plain(list(range(MAX_METRIC_NUMBERS))) == [float(i) for i in range(MAX_METRIC_NUMBERS)]
+
+
+def test_a_large_walker_animation_stays_small():
+    """A walker at the builder's limits (200 joints, 1000 muscles) over 150 frames: frames are
+    dropped so the animation stays under ~300 KB, and every muscle is still drawn."""
+    from evolm.report.views.pictures import gait_svg
+
+    joints = [[float(i % 20), float(i // 20)] for i in range(200)]
+    muscles = [[i % 200, (i * 7 + 1) % 200, 0.2 if i % 3 else 0.0, 0.01 * i] for i in range(1000)]
+    muscles = [m for m in muscles if m[0] != m[1]]
+    frames = [[[x + 0.1 * k, y] for x, y in joints] for k in range(150)]
+    extras = {
+        "walker": {"joints": joints, "muscles": muscles},
+        "frames": frames,
+        "times": [k / 15 - 1.0 for k in range(150)],
+        "terrain_geometry": {"ground": [[-100.0, 0.0], [100.0, 0.0]], "blocks": []},
+    }
+    svg = gait_svg(extras)
+    parser = check(svg)
+    assert len(svg.encode()) < 300_000
+    assert_animated_walker(parser, joints, muscles)
+    values = re.search(r'class="joints"[^>]*><animate attributeName="d" values="([^"]*)"', svg)
+    assert values is not None and 2 <= len(values.group(1).split(";")) < 150

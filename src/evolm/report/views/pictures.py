@@ -149,6 +149,59 @@ def walker_svg(walker: Any, width: int = 320, height: int = 240, caption: str = 
     return "".join(parts)
 
 
+def _animated_body(
+    frames: Sequence[Sequence[tuple[float, float]]],
+    muscles: Sequence[tuple[int, int, float, float]],
+    to_px: Any,
+    unit: float,
+    dur: str,
+) -> list[str]:
+    """The moving walker as a few ``<path>`` elements whose ``d`` is animated frame by frame:
+    one path per look (bones; muscles grouped by phase colour and amplitude width), one
+    ``M x0 y0 L x1 y1`` segment per bone or muscle, and the joints as round dots. An element per
+    muscle with four ``<animate>`` children would cost ~400 bytes of markup before any data;
+    a path's frame is just its coordinates, so large walkers keep more frames."""
+    looks: dict[tuple[str, str, float], list[int]] = {}
+    for k, (_, _, amp, ph) in enumerate(muscles):
+        if amp == 0.0:
+            key = ("bone", _BONE, round(0.35 * unit, 1))
+        else:
+            hue = round((ph / (2 * math.pi)) % 1.0 * 12) % 12 * 2 * math.pi / 12
+            thick = 0.35 * unit * (0.8 + 2.4 * min(abs(amp), 0.5))
+            key = ("muscle", _phase_colour(hue), round(thick * 2) / 2)
+        looks.setdefault(key, []).append(k)
+    order = sorted(looks, key=lambda key: key[0] != "bone")
+
+    def segments(frame: Sequence[tuple[float, float]], ks: list[int]) -> str:
+        out = []
+        for k in ks:
+            (x1, y1), (x2, y2) = to_px(*frame[muscles[k][0]]), to_px(*frame[muscles[k][1]])
+            out.append(f"M{x1:.1f} {y1:.1f}L{x2:.1f} {y2:.1f}")
+        return "".join(out)
+
+    def dots(frame: Sequence[tuple[float, float]]) -> str:
+        return "".join(f"M{x:.1f} {y:.1f}h0" for x, y in (to_px(*p) for p in frame))
+
+    parts = []
+    for kind, colour, thick in order:
+        ks = looks[(kind, colour, thick)]
+        values = ";".join(segments(f, ks) for f in frames)
+        parts.append(
+            f'<path class="{kind}" data-n="{len(ks)}" d="{segments(frames[0], ks)}" '
+            f'stroke="{colour}" stroke-width="{thick:.1f}" stroke-linecap="round" fill="none">'
+            f'<animate attributeName="d" values="{values}" {dur}/></path>'
+        )
+    r = max(2.0, 0.3 * unit)
+    values = ";".join(dots(f) for f in frames)
+    for cls, colour, w in (("joint-edge", "#282828", 2 * r + 2), ("joints", "#fff", 2 * r)):
+        parts.append(
+            f'<path class="{cls}" data-n="{len(frames[0])}" d="{dots(frames[0])}" '
+            f'stroke="{colour}" stroke-width="{w:.1f}" stroke-linecap="round" fill="none">'
+            f'<animate attributeName="d" values="{values}" {dur}/></path>'
+        )
+    return parts
+
+
 def gait_svg(extras: Mapping[str, Any], width: int = 480, height: int = 270) -> str:
     """An animated SVG of a recorded gait (``extras`` of a Sodarace evaluation made with
     ``record_fps`` > 0): the camera follows the centre of mass over the terrain, with ground
@@ -179,7 +232,7 @@ def gait_svg(extras: Mapping[str, Any], width: int = 480, height: int = 270) -> 
         # measurement starts at t = 0, after the settling frames
         start_frame = min(range(len(times)), key=lambda i: abs(float(times[i])))
     start_com = sum(x for x, _ in frames[start_frame]) / len(joints)
-    per_frame = (4 * len(muscles) + 2 * len(joints) + 1) * 8
+    per_frame = 24 * len(muscles) + 26 * len(joints) + 8
     keep = max(2, min(len(frames), MAX_ANIMATION_CHARS // max(per_frame, 1)))
     step = (len(frames) - 1) / (keep - 1) if keep > 1 else 1.0
     index = sorted({round(i * step) for i in range(keep)})
@@ -232,24 +285,7 @@ def gait_svg(extras: Mapping[str, Any], width: int = 480, height: int = 270) -> 
     parts.append(
         f'<path d="M{start:.1f} 0V{height}" stroke="#aaa" stroke-dasharray="6 6" fill="none"/>'
     )
-    for line in _walker_lines(frames[0], muscles, to_px, unit):
-        k = int(line.split('data-k="', 1)[1].split('"', 1)[0])
-        a, b = muscles[k][0], muscles[k][1]
-        anims = []
-        for attr, joint, axis in (("x1", a, 0), ("y1", a, 1), ("x2", b, 0), ("y2", b, 1)):
-            vals = ";".join(f"{to_px(*f[joint])[axis]:.1f}" for f in frames)
-            anims.append(f'<animate attributeName="{attr}" values="{vals}" {dur}/>')
-        parts.append(line[:-2] + ">" + "".join(anims) + "</line>")
-    r = max(2.0, 0.3 * unit)
-    for j in range(len(joints)):
-        xs = ";".join(f"{to_px(*f[j])[0]:.1f}" for f in frames)
-        ys = ";".join(f"{to_px(*f[j])[1]:.1f}" for f in frames)
-        x0, y0 = to_px(*frames[0][j])
-        parts.append(
-            f'<circle class="joint" cx="{x0:.1f}" cy="{y0:.1f}" r="{r:.1f}" fill="#fff" '
-            f'stroke="#282828"><animate attributeName="cx" values="{xs}" {dur}/>'
-            f'<animate attributeName="cy" values="{ys}" {dur}/></circle>'
-        )
+    parts += _animated_body(frames, muscles, to_px, unit, dur)
     parts.append("</g>")
     dx = coms[-1] - start_com
     parts.append(

@@ -482,6 +482,18 @@ def test_task_metrics_keep_lists_of_numbers_only():
         assert isinstance(_plain(bad), str)
     assert isinstance(_plain(list(range(MAX_METRIC_NUMBERS + 1))), str)
     assert _plain(list(range(MAX_METRIC_NUMBERS))) == [float(i) for i in range(MAX_METRIC_NUMBERS)]
+    # the budget is shared by all the metrics of one evaluation: the store keeps them all
+    from evolm.domains.base import get_domain
+    from evolm.domains.task.worker import check_metrics
+    from evolm.store import MAX_EXTRAS_CHARS, _eval_extras
+
+    dom = get_domain("task", {"path": str(TASK)})
+    metrics = {"sum_radii": 1.0, "radius_spread": 0.0, "on_border": 0.0}
+    metrics |= {f"list{i}": [0.123456789012345] * 1000 for i in range(32)}
+    ev = check_metrics(dom, metrics, [])
+    kept = [k for k, v in ev.extras["metrics"].items() if isinstance(v, list)]
+    assert kept == ["list0"] and ev.extras["metrics"]["sum_radii"] == 1.0
+    assert len(_eval_extras(ev.extras)) < MAX_EXTRAS_CHARS
 
 
 def test_a_large_walker_animation_stays_small():

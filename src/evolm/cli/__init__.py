@@ -3,8 +3,9 @@
 This module builds the typer ``app`` and registers the commands, in the order ``evolm --help``
 lists them; they live by concept in :mod:`evolm.cli.running` (run, resume),
 :mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.compare` (compare) and
-:mod:`evolm.cli.tools` (prompt-test, models, doctor, judge-audit, finetune), and share :mod:`evolm.cli.common` (the stderr
-``console``, :func:`_fail`, :func:`_guarded`, the budget and sandbox options).
+:mod:`evolm.cli.tools` (prompt-test, models, doctor, judge-audit, finetune), and share
+:mod:`evolm.cli.common` (the stderr ``console``, :func:`_fail`, :func:`_guarded`, the budget
+and sandbox options).
 """
 
 from __future__ import annotations

@@ -109,6 +109,7 @@ def measure_run(path: str | Path, grid: ReferenceGrid) -> dict[str, Any]:
             valid += row["status"] == "ok"
             inserted += bool(row["add_status"])
         totals = store.llm_totals()
+        tail = _tokens_before_tail(store, cfg.engine.pipeline_depth)
         evaluations = int(store.evaluation_totals()["evaluations"])
         end = store.end_event()
         last = store.last_step()
@@ -119,6 +120,7 @@ def measure_run(path: str | Path, grid: ReferenceGrid) -> dict[str, Any]:
         "llm_calls": int(totals["calls"]),
         "evaluations": evaluations,
         "tokens": int(totals["tokens_in"] + totals["tokens_out"]),
+        "tokens_before_tail": tail,
         "qd_score": float(stats.qd_score),
         "coverage": float(stats.coverage),
         "best_fitness": None if stats.max_fitness is None else float(stats.max_fitness),
@@ -131,6 +133,21 @@ def measure_run(path: str | Path, grid: ReferenceGrid) -> dict[str, Any]:
             "elites": None if last is None else last.num_elites,
         },
     }
+
+
+def _tokens_before_tail(store: Any, depth: int) -> int:
+    """Tokens of the calls before the run's last ``depth`` batches: a run under a token budget
+    stops asking once it is spent, but the batches already asked (at most ``depth``) finish, so
+    a run that stopped in time has spent less than its budget before them."""
+    calls = list(store.llm_calls())
+    if not calls:
+        return 0
+    last = max(c.batch or 0 for c in calls)
+    return sum(
+        c.completion.tokens_in + c.completion.tokens_out
+        for c in calls
+        if (c.batch or 0) <= last - depth
+    )
 
 
 def interval(values: Sequence[float | None]) -> dict[str, Any] | None:

@@ -457,8 +457,16 @@ def check_budget(exp: Experiment, run: PlannedRun, m: dict[str, Any]) -> str | N
         want, got, unit = b.llm_calls, m["llm_calls"], "LLM calls"
     else:
         want, got, unit = b.tokens, m["tokens"], "tokens"
+        before = m.get("tokens_before_tail", 0)
+        if want is not None and got >= want > before:
+            # Spent by whole batches: the run stopped at the batch that crossed the budget, and
+            # the batches already in flight then (at most pipeline_depth) finished.
+            return None
         if want is not None and got >= want:
-            return None  # a token budget is spent by whole calls: it ends at or just past it
+            return (
+                f"run {run.path.name} spent {got} tokens, its budget is {want}, and had spent "
+                f"{before} before its last batches: it went on past the budget"
+            )
     if got != want:
         return f"run {run.path.name} counted {got} {unit}, its budget is {want} (stopped: {reason})"
     return None

@@ -7,9 +7,11 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,12 +153,12 @@ def test_equal_budgets_baselines_rerun_and_resume(tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", TOY, "--llm", "fake", "--budget-llm-calls", "10", "--seeds", "0,1"]
     args += [arg for item in FAST for arg in ("--set", item)]
-    args += ["--arm", "me=", "--arm", 'deep=archive.kind="deep_grid"', "--baselines", "all"]
+    args += ["--arm", "me=", "--baselines", "all"]
     args += ["--out", out, "--report"]
     p = evolm(*args)
     assert p.returncode == 0, p.stderr
     assert "random search skipped" in p.stderr and "warning" not in p.stderr
-    labels = ["me", "deep", "best-of-n", "ga", "gp"]
+    labels = ["me", "best-of-n", "ga", "gp"]
     for label in labels:
         assert f"| {label} " in p.stdout
     for seed in (0, 1):
@@ -169,7 +171,7 @@ def test_equal_budgets_baselines_rerun_and_resume(tmp_path):
             assert rows(db, "evaluations") == seed_evals, db
             event = experiment_event(db)
             assert event["label"] == label and event["seed"] == seed
-            assert event["baseline"] == (None if label in ("me", "deep") else label)
+            assert event["baseline"] == (None if label == "me" else label)
         with RunStore(out / f"best-of-n-seed{seed}.db", readonly=True) as store:
             assert store.run_info()["config"]["archive"]["kind"] == "best_of_n"
         gp_budget = experiment_event(out / f"gp-seed{seed}.db")["budget"]
@@ -185,11 +187,11 @@ def test_equal_budgets_baselines_rerun_and_resume(tmp_path):
     before = {db: db.stat().st_mtime_ns for db in out.glob("*.db")}
     p = evolm(*args)
     assert p.returncode == 0, p.stderr
-    assert p.stderr.count("already finished") == 10
+    assert p.stderr.count("already finished") == 8
     assert {db: db.stat().st_mtime_ns for db in out.glob("*.db")} == before
 
     # A run that died midway (status running, its last batches lost) is resumed to its budget.
-    db = out / "deep-seed1.db"
+    db = out / "ga-seed1.db"
     with sqlite3.connect(db) as conn:
         conn.execute(
             "DELETE FROM evaluations WHERE program_id IN (SELECT id FROM programs WHERE batch >= 2)"
@@ -201,7 +203,7 @@ def test_equal_budgets_baselines_rerun_and_resume(tmp_path):
     assert rows(db, "llm_calls") == 4
     p = evolm(*args)
     assert p.returncode == 0, p.stderr
-    assert "resuming deep seed 1" in p.stderr and p.stderr.count("already finished") == 9
+    assert "resuming ga seed 1" in p.stderr and p.stderr.count("already finished") == 7
     assert rows(db, "llm_calls") == 10 and rows(db, "evaluations") == 12
     with RunStore(db, readonly=True) as store:
         assert store.run_info()["status"] == "completed" and len(store.resumes()) == 1
@@ -234,3 +236,32 @@ def test_token_budget_and_gp_at_matched_evaluations(tmp_path):
     assert tokens == run["tokens"] and 0 < settled == run["tokens_before_tail"] < 1000
     assert gp["runs"][0]["evaluations"] == run["evaluations"] and gp["runs"][0]["llm_calls"] == 0
     assert rows(tmp_path / "gp-seed3.db", "llm_calls") == 0
+
+
+def test_ctrl_c_stops_the_experiment_and_a_rerun_resumes(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", TOY, "--llm", "fake", "--budget-llm-calls", "24", "--seeds", "0,1"]
+    args += [arg for item in [*FAST, "llm.latency=0.2"] for arg in ("--set", item)]
+    args += ["--arm", "me=", "--out", out]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    cmd = [sys.executable, "-c", "from evolm.cli import app; app()", *map(str, args)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = out / "me-seed0.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the first run has told a batch or two
+        try:
+            if db.exists() and rows(db, "llm_calls") >= 4:
+                break
+        except sqlite3.OperationalError:  # created, its tables not yet
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err.decode()
+    assert not (out / "me-seed1.db").exists()  # the experiment stopped, not just the run
+    with RunStore(db, readonly=True) as store:
+        assert store.run_info()["status"] == "interrupted"
+    p = evolm(*args)
+    assert p.returncode == 0 and "resuming me seed 0" in p.stderr, p.stderr
+    assert rows(db, "llm_calls") == 24 and rows(out / "me-seed1.db", "llm_calls") == 24

@@ -400,6 +400,9 @@ def execute_run(path: Path, config: dict[str, Any], event: dict[str, Any], resum
 
     The ``experiment`` event is stored before a new run begins. A run that fails before it
     begins leaves no database behind (as :func:`evolm.run` does).
+
+    Raises:
+        KeyboardInterrupt: the run was interrupted (it is stored, and resumable).
     """
     import asyncio
 
@@ -410,7 +413,7 @@ def execute_run(path: Path, config: dict[str, Any], event: dict[str, Any], resum
 
     if resume:
         result = evolm.resume(path)
-        return f"{result.status}: {result.reason}"
+        return _ended(result)
     cfg = RunConfig.model_validate(config)
     with RunLock(path, command="evolm compare"):
         if path.exists():
@@ -429,6 +432,14 @@ def execute_run(path: Path, config: dict[str, Any], event: dict[str, Any], resum
             if not began:
                 evolm._remove_db(path)
             raise
+    return _ended(result)
+
+
+def _ended(result: Any) -> str:
+    """How a run ended, as text; an interrupted run (Ctrl-C) stops the experiment too, so a
+    Ctrl-C does not just move on to the next run."""
+    if result.status == "interrupted":
+        raise KeyboardInterrupt
     return f"{result.status}: {result.reason}"
 
 
@@ -557,7 +568,7 @@ def run_experiment(
                 log(f"    {end}")
             return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
@@ -566,7 +577,8 @@ def run_experiment(
                 assert run.config is not None
                 args = (str(run.path), run.config.model_dump(mode="json"), _event(exp, run), resume)
                 futures[pool.submit(_execute_job, args)] = run
-            for fut, run in futures.items():
+            for fut in as_completed(futures):
+                run = futures[fut]
                 end = fut.result()
                 counter["n"] += 1
                 outcomes[run.path] = end

@@ -24,6 +24,7 @@ from evolm.cli.common import (
     parse_llm_spec,
 )
 from evolm.config import ConfigError
+from evolm.store import StoreError
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -190,9 +191,17 @@ def compare(
             console.print(escape(text), highlight=False)
 
         result = run_experiment(exp, jobs=jobs, log=say)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, StoreError) as exc:
         _fail(str(exc))
         return
+    except KeyboardInterrupt:
+        console.print(
+            f"\ninterrupted: what ran is stored in {out}; run the same command again to go on "
+            "(finished runs are skipped, the interrupted one is resumed)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     print(result["table"])
     console.print(
         f"written: {out / 'compare.json'}, {out / 'compare.md'}", markup=False, highlight=False

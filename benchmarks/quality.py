@@ -1,8 +1,8 @@
 """Search quality: MAP-Elites against best-of-N, the GA and the GP operator at equal budgets.
 
-    python benchmarks/quality.py                                    # embedded model, 64 calls, 3 seeds
-    python benchmarks/quality.py --calls 128 --seeds 0 1 2 3 4      # a bigger comparison
-    python benchmarks/quality.py --llm fake --calls 8 --seeds 0 1   # a smoke test (seconds)
+    python benchmarks/quality.py                                  # embedded, 64 calls, 3 seeds
+    python benchmarks/quality.py --calls 128 --seeds 0 1 2 3 4    # a bigger comparison
+    python benchmarks/quality.py --llm fake --calls 8 --seeds 0 1 # a smoke test (seconds)
 
 For each domain (Sodarace and image by default) this runs ``evolm compare`` through the library
 (:mod:`evolm.experiment`): the domain's default preset (a MAP-Elites grid, prompt mutation, the
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         result = run_experiment(exp, jobs=args.jobs, log=lambda s: print(s, file=sys.stderr))
         seconds = time.monotonic() - t0
-        print(f"\n## {domain}: {args.calls} LLM calls per run, seeds {args.seeds}, --llm {args.llm}")
+        what = f"{args.calls} LLM calls per run, seeds {args.seeds}, --llm {args.llm}"
+        print(f"\n## {domain}: {what}")
         print(f"({seconds:.0f} s for the runs this call made; runs in {exp.out})\n")
         print(result["table"])
         for note in [s["reason"] for s in result["skipped"]] + result["warnings"]:

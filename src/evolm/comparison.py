@@ -185,7 +185,9 @@ def ratios(
 def _num(x: float) -> str:
     if not math.isfinite(x):
         return str(x)
-    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
+    if abs(x) >= 1e4:
+        return f"{x:.0f}"  # token counts: whole numbers read better than 1.254e+04
+    if x != 0 and abs(x) < 1e-3:
         return f"{x:.3g}"
     return f"{x:.4g}"
 

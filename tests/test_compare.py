@@ -27,6 +27,7 @@ from evolm.experiment import (
     PlannedRun,
     check_budget,
     parse_arm,
+    plan_runs,
     run_experiment,
 )
 from evolm.store import RunStore
@@ -265,3 +266,27 @@ def test_ctrl_c_stops_the_experiment_and_a_rerun_resumes(tmp_path):
     p = evolm(*args)
     assert p.returncode == 0 and "resuming me seed 0" in p.stderr, p.stderr
     assert rows(db, "llm_calls") == 24 and rows(out / "me-seed1.db", "llm_calls") == 24
+
+
+def test_plan_skips_baselines_that_do_not_apply(tmp_path):
+    exp = Experiment(
+        domain={"name": "poetry"},
+        arms=[parse_arm("lmx=")],
+        seeds=[0, 1],
+        budget=ExperimentBudget("llm_calls", 8),
+        out=tmp_path,
+        baselines=["best-of-n", "gp", "random"],
+        preset="poetry-lexicon",
+    )
+    runs, skipped = plan_runs(exp)
+    assert [(r.label, r.seed) for r in runs] == [
+        ("lmx", 0),
+        ("best-of-n", 0),
+        ("lmx", 1),
+        ("best-of-n", 1),
+    ]
+    assert {s["label"] for s in skipped} == {"gp", "random"}
+    assert "text, not Python programs" in next(s for s in skipped if s["label"] == "gp")["reason"]
+    assert all(r.config is not None and r.config.budget.llm_calls == 8 for r in runs)
+    assert runs[1].config is not None and runs[1].config.archive.kind == "best_of_n"
+    assert runs[2].config is not None and runs[2].config.seed == 1

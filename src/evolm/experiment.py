@@ -62,6 +62,16 @@ NO_RANDOM = (
     "`random_program(rng)` method; no domain evolm ships has one)"
 )
 
+NO_GP = (
+    "gp baseline skipped: the domain {domain} evolves text, not Python programs, and the GP "
+    "operator edits Python syntax trees"
+)
+
+
+def _python_programs(domain: Any) -> bool:
+    """Whether the domain's candidates are Python programs (what the GP operator can edit)."""
+    return domain.scoring != "llm" and domain.context().language == "python"
+
 
 @dataclass(frozen=True)
 class ArmSpec:
@@ -316,14 +326,18 @@ def plan_runs(exp: Experiment) -> tuple[list[PlannedRun], list[dict[str, str]]]:
         base.append((arm, data))
     skipped: list[dict[str, str]] = []
     first_arm, first = base[0]
+    name = first["domain"]["name"]
+    domain = get_domain(name, first["domain"].get("params") or {}) if exp.baselines else None
     for kind in dict.fromkeys(exp.baselines):
         if kind == "random":
-            domain = get_domain(first["domain"]["name"], first["domain"].get("params") or {})
             if not callable(getattr(domain, "random_program", None)):
-                reason = NO_RANDOM.format(domain=first["domain"]["name"])
+                reason = NO_RANDOM.format(domain=name)
             else:
                 reason = "random search is not implemented yet for domains with a generator"
             skipped.append({"label": "random", "reason": reason})
+            continue
+        if kind == "gp" and domain is not None and not _python_programs(domain):
+            skipped.append({"label": "gp", "reason": NO_GP.format(domain=name)})
             continue
         text = f"baseline {kind} of arm {first_arm.name} ({first_arm.text})"
         spec = ArmSpec(kind, text=text, baseline=kind)

@@ -159,6 +159,8 @@ def test_equal_budgets_baselines_rerun_and_resume(tmp_path):
     p = evolm(*args)
     assert p.returncode == 0, p.stderr
     assert "random search skipped" in p.stderr and "warning" not in p.stderr
+    # --report: the report of every run, or a note while this evolm has no `evolm report`
+    assert f"report: {out / 'report.html'}" in p.stderr or "no `evolm report`" in p.stderr
     labels = ["me", "best-of-n", "ga", "gp"]
     for label in labels:
         assert f"| {label} " in p.stdout

@@ -38,13 +38,19 @@ from evolm.config import ConfigError, RunConfig
 
 __all__ = [
     "BASELINES",
+    "EVENT_KIND",
     "ArmSpec",
     "Experiment",
     "ExperimentBudget",
     "PlannedRun",
+    "check_budget",
+    "compare_runs",
+    "execute_run",
     "parse_arm",
     "plan_runs",
+    "reference_grid",
     "run_experiment",
+    "run_state",
 ]
 
 BASELINES = ("best-of-n", "ga", "gp", "random")

@@ -95,6 +95,8 @@ def test_bad_arm_configs_fail_before_any_run(tmp_path):
     assert res.exit_code == 2 and "arm x" in res.output and "archive.binz" in res.output
     res = cli.invoke(app, [*map(str, common), "--arm", "x=preset:sodarace"])
     assert res.exit_code == 2 and "is for the domain sodarace, not image" in res.output
+    res = cli.invoke(app, [*map(str, common), "--arm", 'rw=operators.kinds=["rewrite"]'])
+    assert res.exit_code == 2 and 'operators=[{kind="rewrite"}]' in res.output
     res = cli.invoke(app, [*map(str, common), "--arm", 'gp-only=operators=[{kind="gp"}]'])
     assert res.exit_code == 2 and "--budget-evals" in res.output and "no LLM operator" in res.output
     res = cli.invoke(app, [*map(str, common[:-2]), "--budget-evals", "4", "--out", str(out)])

@@ -248,7 +248,14 @@ def _arm_data(exp: Experiment, arm: ArmSpec) -> dict[str, Any]:
         data = _merge(data, {"engine": exp.engine})
     for items in (exp.assignments, arm.assignments):
         if items:
-            data = _merge(data, parse_assignments(list(items)))
+            table = parse_assignments(list(items))
+            if isinstance(table.get("operators"), dict):
+                raise ConfigError(
+                    f"{where}: operators is a list of tables, one per operator: write "
+                    'operators=[{kind="rewrite"}] or operators=[{kind="rewrite"}, '
+                    '{kind="search_replace", weight=2}], not operators.KEY=...'
+                )
+            data = _merge(data, table)
     return data
 
 

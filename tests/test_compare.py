@@ -294,3 +294,25 @@ def test_plan_skips_baselines_that_do_not_apply(tmp_path):
     assert all(r.config is not None and r.config.budget.llm_calls == 8 for r in runs)
     assert runs[1].config is not None and runs[1].config.archive.kind == "best_of_n"
     assert runs[2].config is not None and runs[2].config.seed == 1
+
+
+def test_a_run_that_misses_its_budget_is_named_in_a_warning(tmp_path):
+    # A replay of a cassette recorded on another domain cannot answer: every call fails, the run
+    # ends "failed" after 0 of its 8 LLM calls, and compare says so as soon as the run ends.
+    cassette = ROOT / "src" / "evolm" / "cassettes" / "quickstart-image.db"
+    out = tmp_path / "cmp"
+    args = ["compare", TOY, "--llm", f"replay:{cassette}", "--budget-llm-calls", "8"]
+    args += ["--seeds", "0", "--arm", "me=", "--out", out]
+    args += [arg for item in FAST for arg in ("--set", item)]
+    p = evolm(*args)
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("warning: run me-seed0.db"))
+    assert "ended failed" in lines[at] and "CassetteMiss" in lines[at]
+    assert at < next(i for i, line in enumerate(lines) if line.startswith("written:"))
+    result = json.loads((out / "compare.json").read_text())
+    (run,) = result["arms"][0]["runs"]
+    assert (
+        run["budget_ok"] is False and run["llm_calls"] == rows(out / "me-seed0.db", "llm_calls") < 8
+    )
+    assert result["warnings"] == [lines[at].removeprefix("warning: ")]

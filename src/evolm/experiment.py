@@ -46,6 +46,7 @@ __all__ = [
     "check_budget",
     "compare_runs",
     "execute_run",
+    "measure_and_check",
     "parse_arm",
     "plan_runs",
     "reference_grid",
@@ -558,6 +559,21 @@ def run_experiment(
     total = len(runs)
     counter = {"n": 0}
     outcomes: dict[Path, str] = {}
+    measured: dict[Path, tuple[dict[str, Any] | None, str | None]] = {}
+    grid = reference_grid(exp, runs)
+
+    def ended(run: PlannedRun, end: str, head: str) -> None:
+        """Record how a run ended, then check its budget at once (a warning names it)."""
+        counter["n"] += 1
+        outcomes[run.path] = end
+        log(head.format(n=counter["n"]) + end)
+        measured[run.path] = measure_and_check(exp, run, grid, end)
+        m, note = measured[run.path]
+        if note is not None:
+            warn(f"warning: {note}")
+        elif m is not None:
+            spent = f"{m['llm_calls']} LLM calls, {m['evaluations']} evaluations"
+            log(f"    spent {spent}, {m['tokens']} tokens (budget checked)")
 
     def start(batch: Sequence[PlannedRun]) -> None:
         todo = []
@@ -590,9 +606,7 @@ def run_experiment(
                 end = _execute_job(
                     (str(run.path), run.config.model_dump(mode="json"), _event(exp, run), resume)
                 )
-                counter["n"] += 1
-                outcomes[run.path] = end
-                log(f"    {end}")
+                ended(run, end, "    ")
             return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -606,14 +620,12 @@ def run_experiment(
                 futures[pool.submit(_execute_job, args)] = run
             for fut in as_completed(futures):
                 run = futures[fut]
-                end = fut.result()
-                counter["n"] += 1
-                outcomes[run.path] = end
-                log(f"[{counter['n']}/{total}] {run.label} seed {run.seed}: {end}")
+                head = f"[{{n}}/{total}] {run.label} seed {run.seed}: "
+                ended(run, fut.result(), head)
 
     start(first_pass)
     start(second_pass)
-    return compare_runs(exp, runs, skipped, outcomes, warn)
+    return compare_runs(exp, runs, skipped, outcomes, warn, measured)
 
 
 def reference_grid(exp: Experiment, runs: Sequence[PlannedRun]) -> ReferenceGrid:
@@ -628,16 +640,36 @@ def reference_grid(exp: Experiment, runs: Sequence[PlannedRun]) -> ReferenceGrid
     return ReferenceGrid(bins=bins, qd_offset=cfg.archive.qd_offset)
 
 
+def measure_and_check(
+    exp: Experiment, run: PlannedRun, grid: ReferenceGrid, outcome: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The run's figures (see :func:`evolm.comparison.measure_run`) with its seed, budget and
+    ``budget_ok``, and the warning to print about it (a budget missed, no data), or None."""
+    from evolm.store import StoreError
+
+    if run.config is None or not run.path.exists():
+        return None, f"run {run.path.name} has no data ({outcome or 'not run'})"
+    try:
+        m = measure_run(run.path, grid)
+    except (StoreError, ConfigError) as exc:
+        return None, f"run {run.path.name} cannot be measured: {exc}"
+    m["seed"] = run.seed
+    note = check_budget(exp, run, m)
+    m["budget"] = run.config.budget.model_dump(mode="json", exclude_none=True)
+    m["budget_ok"] = note is None
+    return m, note
+
+
 def compare_runs(
     exp: Experiment,
     runs: Sequence[PlannedRun],
     skipped: Sequence[dict[str, str]],
     outcomes: dict[Path, str],
     warn: Callable[[str], None],
+    measured: dict[Path, tuple[dict[str, Any] | None, str | None]] | None = None,
 ) -> dict[str, Any]:
-    """Measure every stored run, check its budget, and write the comparison files."""
-    from evolm.store import StoreError
-
+    """Measure every stored run (``measured`` holds those measured, and warned about, as they
+    ended), check its budget, and write the comparison files."""
     grid = reference_grid(exp, runs)
     arms: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -646,26 +678,16 @@ def compare_runs(
             run.label,
             {"label": run.label, "spec": run.arm.text, "baseline": run.arm.baseline, "runs": []},
         )
-        if run.config is None or not run.path.exists():
-            msg = f"run {run.path.name} has no data ({outcomes.get(run.path, 'not run')})"
-            warnings.append(msg)
-            warn(f"warning: {msg}")
-            continue
-        try:
-            m = measure_run(run.path, grid)
-        except (StoreError, ConfigError) as exc:
-            msg = f"run {run.path.name} cannot be measured: {exc}"
-            warnings.append(msg)
-            warn(f"warning: {msg}")
-            continue
-        m["seed"] = run.seed
-        note = check_budget(exp, run, m)
-        m["budget"] = run.config.budget.model_dump(mode="json", exclude_none=True)
-        m["budget_ok"] = note is None
+        if measured is not None and run.path in measured:
+            m, note = measured[run.path]
+        else:
+            m, note = measure_and_check(exp, run, grid, outcomes.get(run.path))
+            if note is not None:
+                warn(f"warning: {note}")
         if note is not None:
             warnings.append(note)
-            warn(f"warning: {note}")
-        arm["runs"].append(m)
+        if m is not None:
+            arm["runs"].append(m)
     rows = list(arms.values())
     for arm in rows:
         arm["summary"] = summarise(arm["runs"])

@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--llm", default="llama_cpp", help="as `evolm run --llm` (fake: smoke test)")
     ap.add_argument("--baselines", nargs="+", default=["best-of-n", "ga", "gp", "random"])
+    ap.add_argument(
+        "--preset",
+        default="",
+        help="the MAP-Elites arm's preset for every domain (e.g. embedded); default: the domain's",
+    )
     ap.add_argument("--set", dest="assignments", action="append", default=[], metavar="K=V")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each loads its model)")
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for domain in args.domains:
         exp = Experiment(
             domain={"name": domain},
-            arms=[parse_arm("map-elites=")],
+            arms=[parse_arm(f"map-elites=preset:{args.preset}" if args.preset else "map-elites=")],
             seeds=list(args.seeds),
             budget=ExperimentBudget("llm_calls", args.calls),
             out=args.out / domain,

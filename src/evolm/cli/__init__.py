@@ -4,7 +4,8 @@ This module builds the typer ``app`` and registers the commands, in the order ``
 lists them; they live by concept in :mod:`evolm.cli.running` (run, resume),
 :mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.report` (report) and
 :mod:`evolm.cli.tools` (prompt-test, models, doctor, judge-audit, finetune), and share
-:mod:`evolm.cli.common` (the stderr ``console``, :func:`_fail`, :func:`_guarded`, the budget and sandbox options).
+:mod:`evolm.cli.common` (the stderr ``console``, :func:`_fail`, :func:`_guarded`, the budget
+and sandbox options).
 """
 
 from __future__ import annotations

@@ -74,6 +74,17 @@ def _run_state(path: Path, stored: str) -> str:
     return "interrupted" if stored == "running" else stored
 
 
+EXPERIMENT_EVENT = "experiment"
+"""The event ``evolm compare`` records in each of its runs: ``{"label", "spec", "seed", ...}``."""
+
+
+def _experiment_label(store: RunStore) -> str | None:
+    """The arm label ``evolm compare`` gave this run, or None for a run made otherwise."""
+    event = store.last_event(EXPERIMENT_EVENT)
+    label = event["payload"].get("label") if event else None
+    return str(label) if label else None
+
+
 def _connect_ro(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -187,6 +198,7 @@ def _views(
                 "fitness": e["fitness"],
                 "descriptors": e["descriptors"],
                 "extras": ev.extras if ev else {},
+                "error": ev.error if ev else None,
             }
             html = domain_views.view(domain, params, program)
         except Exception as exc:  # a view must never stop the report
@@ -196,14 +208,17 @@ def _views(
     return out, None
 
 
-def _animations(path: Path, ids: list[int]) -> tuple[dict[int, str], str | None]:
-    domain_views = _domain_views()
-    if domain_views is None or not hasattr(domain_views, "animations"):
+def _reruns(path: Path, domain: str, ids: list[int]) -> tuple[dict[int, str], str | None]:
+    """Fragments that need the programs re-run in the sandbox (what the database does not
+    store): Sodarace gait animations, image pictures. Other domains have none."""
+    mod = _domain_views()
+    name = {"sodarace": "animations", "image": "renders"}.get(domain)
+    if mod is None or name is None or not hasattr(mod, name):
         return {}, None
     try:
-        return dict(domain_views.animations(path, ids)), None
-    except Exception as exc:
-        return {}, f"animations failed: {type(exc).__name__}: {exc}"
+        return dict(getattr(mod, name)(path, ids)), None
+    except Exception as exc:  # the page is still worth having without them
+        return {}, f"{name} failed: {type(exc).__name__}: {exc}"
 
 
 def load_run(
@@ -353,7 +368,7 @@ def load_run(
                 notes.append(note)
         anim_html: dict[int, str] = {}
         if animations and lim.animations > 0 and shown:
-            anim_html, note = _animations(path, shown[: lim.animations])
+            anim_html, note = _reruns(path, cfg.domain.name, shown[: lim.animations])
             if note:
                 notes.append(note)
         for pid, html in view_html.items():
@@ -398,7 +413,7 @@ def load_run(
                 "versions": info["versions"],
                 "config": info["config"],
                 "label_key": config_label_key(info["config"]),
-                "label": info["config"].get("label"),
+                "label": _experiment_label(store),
                 "sandbox": sandbox[-1].to_payload() if sandbox else None,
             },
             "totals": {

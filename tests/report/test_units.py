@@ -115,7 +115,7 @@ def _lineage_db(path: Path) -> Path:
                     batch=gen[i],
                 )
                 for i in range(6)
-            ]  # fmt: skip
+            ]
         )
     return path
 

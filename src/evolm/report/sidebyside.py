@@ -74,8 +74,10 @@ def group_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         flats = [_flatten(json.loads(g["key"])) for g in unnamed]
         keys = sorted(set().union(*flats))
         differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+        # settings every group has first (archive.kind before a kind's own parameters)
+        differing.sort(key=lambda k: not all(k in f for f in flats))
         for g, flat in zip(unnamed, flats, strict=True):
-            parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in differing[:4]]
+            parts = [f"{k}={json.loads(flat[k])}" for k in differing[:3] if k in flat]
             first = runs[g["members"][0]]["info"]
             g["label"] = ", ".join(parts) or f"{first['domain']} ({first['archive']})"
     return list(groups.values())

@@ -210,7 +210,7 @@
     label.textContent = "batch " + snap.batch + (snap.evaluations !== null ? ", " + fmt(snap.evaluations) + " evaluations" : "") +
       (snap.llm_calls !== null ? ", " + fmt(snap.llm_calls) + " LLM calls" : "") + ": " + snap.ids.length + " elites";
     var traces, xl = a.names[xd], yl = yd === null ? "" : a.names[yd], filled = 0, extra = {};
-    var hover = "%{xaxis.title.text}: %{x}<br>%{yaxis.title.text}: %{y}<br>fitness %{marker.color}<br>program %{customdata}<extra></extra>";
+    var hover = a.names[xd] + ": %{x}<br>" + (yd === null ? "fitness" : a.names[yd]) + ": %{y}<br>fitness %{marker.color}<br>program %{customdata}<extra></extra>";
     if (a.mode === "grid") {
       var nx = a.dims[xd], ny = yd === null ? 1 : a.dims[yd];
       var z = [], ids = [];

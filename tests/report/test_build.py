@@ -133,6 +133,17 @@ def test_report_of_every_domain(name: str, domain_runs: dict[str, Path], tmp_pat
         for parent in node["parents"]:
             assert str(parent) in run["lineage"]
     assert run["info"]["state"] == "completed"
+    # the domain's own view of the best elite (walker, picture, packing, puzzle, text, ...)
+    assert "<" in shown.get("view", "") and "<script" not in shown["view"].lower()
+
+
+def test_sodarace_gait_animations(domain_runs: dict[str, Path], tmp_path: Path) -> None:
+    html, data, page = report([domain_runs["sodarace"]], tmp_path / "r.html")
+    check_page(html, page)
+    run = data["runs"][0]
+    best = run["elites"][str(run["best"][0])]
+    assert "<svg" in best["view"] and "<svg" in best["animation"]  # re-run in the sandbox
+    assert not [n for n in run["notes"] if "failed" in n]
 
 
 def test_report_with_three_descriptors_and_snapshots(

@@ -233,6 +233,36 @@ def test_runs_side_by_side(domain_runs: dict[str, Path], runs_dir: Path, tmp_pat
     assert groups[0]["label"] != groups[1]["label"]
 
 
+def test_finetune_rounds_and_experiment_label(domain_runs: dict[str, Path], tmp_path: Path) -> None:
+    """A copy of a real run given a fine-tuning round and the label `evolm compare` records,
+    both written through the store's public methods as the engine writes them."""
+    from evolm.events import FinetuneRoundEvent
+
+    db = tmp_path / "ft.db"
+    db.write_bytes(domain_runs["image"].read_bytes())
+    with RunStore(db) as store:
+        last = store.last_step()
+        assert last is not None
+        store.record(
+            FinetuneRoundEvent(
+                batch=1, round=1, status="ok", accepted=5, examples={"train": 4, "val": 1},
+                metrics={"val_loss_before": 2.5, "val_loss_after": 1.25}, seconds=3.0,
+                adapter="a.gguf", applied=("fake",),
+            )
+        )  # fmt: skip
+        store.add_event("experiment", {"label": "arm-a", "seed": 1})
+    _, data, _ = report([db], tmp_path / "r.html", "--no-animations")
+    run = data["runs"][0]
+    assert run["info"]["label"] == "arm-a"
+    (only,) = run["finetune"]["rounds"]
+    assert only["round"] == 1 and only["metrics"]["val_loss_after"] == 1.25
+    periods = run["finetune"]["periods"]
+    assert [p["period"] for p in periods] == ["before round 1", "after round 1"]
+    assert sum(p["candidates"] for p in periods) == sum(
+        int(a["chosen"]) for a in run["arm_totals"].values()
+    )
+
+
 def test_clear_errors(domain_runs: dict[str, Path], tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello, not a database\n" * 100)

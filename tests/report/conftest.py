@@ -22,6 +22,7 @@ TOY = "tests.toy_domain:ToyDomain"
 DOMAIN_RUNS = {
     "image": ["image"],
     "image-cvt": ["image", "--preset", "image-cvt"],
+    "image-ga": ["image", "--set", "archive.kind=population"],
     "parity": ["parity"],
     "poetry": ["poetry"],
     "prompts": ["prompts"],
@@ -29,7 +30,8 @@ DOMAIN_RUNS = {
     "sodarace": ["sodarace"],
     "task": [str(ROOT / "examples" / "circle_packing")],
 }
-"""Runs of every registered domain (``task`` through the circle packing example)."""
+"""Runs of every registered domain (``task`` through the circle packing example), and of the
+image domain on a CVT archive and on a GA population (no cells)."""
 
 
 def evolm(*args: object, check: bool = True, timeout: float = 240, env: dict | None = None):

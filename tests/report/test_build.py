@@ -112,7 +112,7 @@ def test_report_of_every_domain(name: str, domain_runs: dict[str, Path], tmp_pat
     if run["archive"]["mode"] != "points":
         assert sorted(final["cell"]) == sorted(e["cell"] for e in export)
     assert run["totals"]["elites"] == len(export)
-    expected_mode = "cvt" if name == "image-cvt" else "grid"
+    expected_mode = {"image-cvt": "cvt", "image-ga": "points"}.get(name, "grid")
     assert run["archive"]["mode"] == expected_mode
     # the best elite first, with its code as stored
     best = max(export, key=lambda e: (e["fitness"], -e["id"]))
@@ -261,6 +261,19 @@ def test_finetune_rounds_and_experiment_label(domain_runs: dict[str, Path], tmp_
     assert sum(p["candidates"] for p in periods) == sum(
         int(a["chosen"]) for a in run["arm_totals"].values()
     )
+
+
+def test_a_run_being_written_reads_as_running(domain_runs: dict[str, Path], tmp_path: Path) -> None:
+    from evolm.report.data import load_run
+    from evolm.runlock import RunLock
+
+    db = tmp_path / "live.db"
+    db.write_bytes(domain_runs["parity"].read_bytes())
+    with RunStore(db) as store:
+        store.set_status("running")
+    with RunLock(db, command="a test holding the writer's lock"):
+        assert load_run(db, animations=False)["info"]["state"] == "running"
+    assert load_run(db, animations=False)["info"]["state"] == "interrupted"  # writer gone
 
 
 def test_clear_errors(domain_runs: dict[str, Path], tmp_path: Path) -> None:

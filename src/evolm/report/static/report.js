@@ -242,7 +242,9 @@
                               colorbar: { title: { text: "fitness" } }, line: { width: 0.5, color: "#333" } },
                     hovertemplate: hover });
       filled = snap.ids.length;
-      extra = { showlegend: false, xaxis: { title: { text: xl } }, yaxis: { title: { text: yd === null ? "fitness" : yl } } };
+      var pad = function (b) { var d = 0.03 * (b[1] - b[0]); return [b[0] - d, b[1] + d]; };
+      extra = { showlegend: false, xaxis: { title: { text: xl }, range: pad(a.bounds[xd]) },
+                yaxis: yd === null ? { title: { text: "fitness" } } : { title: { text: yl }, range: pad(a.bounds[yd]) } };
     }
     div.setAttribute("data-cells", String(filled));
     Plotly.react(div, traces, layout("", xl, yl, extra), PCONF_BAR).then(function () {

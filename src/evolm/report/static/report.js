@@ -480,10 +480,10 @@
       if (!c) return;
       var m = c.metrics[cmp.metric], lo = [], hi = [];
       m.mean.forEach(function (v, j) { var h = m.half[j]; lo.push(v === null || h === null ? v : v - h); hi.push(v === null || h === null ? v : v + h); });
-      traces.push({ type: "scatter", mode: "lines", x: c.x, y: lo, line: { width: 0 }, hoverinfo: "skip", showlegend: false, legendgroup: g.label });
-      traces.push({ type: "scatter", mode: "lines", x: c.x, y: hi, fill: "tonexty", fillcolor: color + "33", line: { width: 0 },
+      traces.push({ type: "scatter", mode: "lines", x: c.x, y: lo, line: { width: 0, shape: "hv" }, hoverinfo: "skip", showlegend: false, legendgroup: g.label });
+      traces.push({ type: "scatter", mode: "lines", x: c.x, y: hi, fill: "tonexty", fillcolor: color + "33", line: { width: 0, shape: "hv" },
                     hoverinfo: "skip", showlegend: false, legendgroup: g.label });
-      traces.push({ type: "scatter", mode: "lines", x: c.x, y: m.mean, name: g.label + " (n=" + g.members.length + ")", line: { color: color }, legendgroup: g.label });
+      traces.push({ type: "scatter", mode: "lines", x: c.x, y: m.mean, name: g.label + " (n=" + g.members.length + ")", line: { color: color, shape: "hv" }, legendgroup: g.label });
     });
     Plotly.react("compare-plot", traces, layout(METRICS[cmp.metric] + " across seeds", AXES[cmp.axis], METRICS[cmp.metric]), PCONF_BAR);
   }

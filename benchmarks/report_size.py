@@ -14,7 +14,8 @@ Run: ``.venv/bin/python benchmarks/report_size.py [--sizes 1000,10000,100000] [-
 
 Columns: ``build s`` (reading the database and writing the page, animations off), ``MiB``
 (the HTML file), ``DOMContentLoaded`` and ``drawn`` (milliseconds from navigation start until
-the DOM is parsed, and until every plot holds an SVG), in headless Debian chromium.
+the DOM is parsed, and until every plot holds an SVG; median of 3 loads), in headless Debian
+chromium.
 """
 
 from __future__ import annotations
@@ -196,27 +197,39 @@ def synthetic_run(db: Path, n: int, seed: int = 0) -> None:
         store.set_status("completed")
 
 
-def browser_times(html: Path) -> tuple[float, float]:
-    """Milliseconds from navigation start to DOMContentLoaded, and to every plot drawn."""
+_DRAWN = (
+    "var p = document.querySelectorAll('div.plot');"
+    "return document.body.getAttribute('data-ready') === '1' && p.length > 0 &&"
+    " Array.prototype.every.call(p, function (x) { return x.querySelector('svg'); });"
+)
+
+
+def browser_times(html: Path, repeats: int = 3) -> tuple[float, float]:
+    """Milliseconds from navigation start to DOMContentLoaded, and to every plot drawn: the
+    median over ``repeats`` loads of the page in one headless chromium."""
+    import statistics
+
     from selenium.webdriver.support.ui import WebDriverWait
     from tests.report.browser import chromium
 
+    dcls, drawns = [], []
     with chromium() as driver:
-        driver.get("about:blank")
-        driver.get(html.resolve().as_uri())
-        WebDriverWait(driver, 120, poll_frequency=0.02).until(
-            lambda d: d.execute_script(
-                "var p = document.querySelectorAll('div.plot');"
-                "return document.body.getAttribute('data-ready') === '1' && p.length > 0 &&"
-                " Array.prototype.every.call(p, function (x) { return x.querySelector('svg'); });"
+        for _ in range(repeats):
+            driver.get("about:blank")
+            driver.get(html.resolve().as_uri())
+            WebDriverWait(driver, 120, poll_frequency=0.02).until(
+                lambda d: d.execute_script(_DRAWN)
             )
-        )
-        drawn = driver.execute_script("return performance.now();")
-        dcl = driver.execute_script(
-            "var t = performance.getEntriesByType('navigation')[0];"
-            "return t.domContentLoadedEventEnd;"
-        )
-    return float(dcl), float(drawn)
+            drawns.append(float(driver.execute_script("return performance.now();")))
+            dcls.append(
+                float(
+                    driver.execute_script(
+                        "return performance.getEntriesByType('navigation')[0]"
+                        ".domContentLoadedEventEnd;"
+                    )
+                )
+            )
+    return statistics.median(dcls), statistics.median(drawns)
 
 
 def main() -> None:
@@ -231,6 +244,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"# evolm report size and load time ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()})")  # fmt: skip
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     print("| programs | create s | build s | MiB | DOMContentLoaded ms | drawn ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     try:

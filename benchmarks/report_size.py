@@ -246,7 +246,9 @@ def main() -> None:
     print(f"# evolm report size and load time ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()})")  # fmt: skip
     print(f"load average before: {os.getloadavg()[0]:.2f}")
-    print("| programs | create s | build s | MiB | DOMContentLoaded ms | drawn ms | drawn, median |")
+    header = ["programs", "create s", "build s", "MiB", "DOMContentLoaded ms", "drawn ms",
+              "drawn, median"]  # fmt: skip
+    print("| " + " | ".join(header) + " |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     try:
         for n in (int(s) for s in args.sizes.split(",")):

@@ -190,3 +190,37 @@ def test_runs_group_by_config_minus_seed_and_get_intervals() -> None:
     # a label given by `evolm compare` wins over the configuration
     runs[1]["info"]["label"] = runs[0]["info"]["label"] = "arm"
     assert [g["members"] for g in group_runs(runs)] == [[0, 1], [2, 3]]
+
+
+def test_page_data_cannot_end_its_script_element() -> None:
+    from html.parser import HTMLParser
+
+    from evolm.report.html import render_html
+
+    hostile = "x = '</script><script>alert(1)</script><!--'"
+    page = render_html([{"name": "r.db", "code": hostile, "nan": float("nan"), "inf": [1e400]}])
+
+    class Scripts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n, self.data, self._in = 0, "", False
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag == "script":
+                self.n += 1
+                self._in = ("id", "evolm-data") in attrs
+
+        def handle_data(self, data: str) -> None:
+            if self._in:
+                self.data += data
+
+        def handle_endtag(self, tag: str) -> None:
+            self._in = False
+
+    parser = Scripts()
+    parser.feed(page)
+    assert parser.n == 3  # the data, plotly.js and the page's script: nothing injected
+    import json
+
+    (run,) = json.loads(parser.data)["runs"]
+    assert run["code"] == hostile and run["nan"] is None and run["inf"] == [None]

@@ -10,6 +10,7 @@ without reloading anything.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -36,10 +37,22 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with non-finite floats replaced by None: JSON has no NaN or Infinity, and a
+    configuration or an extras value may hold one."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _script_json(data: Any) -> str:
     """``data`` as JSON that is safe inside a ``<script>`` element: no ``</`` and no ``<!--``
     sequence can end the element or start a comment early."""
-    text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
+    text = json.dumps(_finite(data), separators=(",", ":"), default=str, allow_nan=False)
     return text.replace("</", "<\\/").replace("<!--", "<\\u0021--")
 
 

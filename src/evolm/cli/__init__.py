@@ -1,8 +1,10 @@
-"""The ``evolm`` command line: run, resume, status, export, report, prompt-test, models.
+"""The ``evolm`` command line: run, resume, status, export, report, compare, prompt-test,
+models.
 
 This module builds the typer ``app`` and registers the commands, in the order ``evolm --help``
 lists them; they live by concept in :mod:`evolm.cli.running` (run, resume),
-:mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.report` (report) and
+:mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.report` (report),
+:mod:`evolm.cli.compare` (compare) and
 :mod:`evolm.cli.tools` (prompt-test, models, doctor, judge-audit, finetune), and share
 :mod:`evolm.cli.common` (the stderr ``console``, :func:`_fail`, :func:`_guarded`, the budget
 and sandbox options).
@@ -31,6 +33,7 @@ from evolm.cli.common import _kinds as _kinds
 from evolm.cli.common import _load_domain as _load_domain
 from evolm.cli.common import _sandbox_overrides as _sandbox_overrides
 from evolm.cli.common import console, parse_llm_spec
+from evolm.cli.compare import compare
 from evolm.cli.reading import export, show, status
 from evolm.cli.report import report
 from evolm.cli.running import resume, run
@@ -38,6 +41,7 @@ from evolm.cli.tools import doctor, finetune, judge_audit, models, prompt_test
 
 __all__ = [
     "app",
+    "compare",
     "console",
     "doctor",
     "export",
@@ -64,6 +68,7 @@ app.command()(resume)
 app.command()(status)
 app.command()(export)
 app.command()(report)
+app.command()(compare)
 app.command("prompt-test")(prompt_test)
 app.command()(models)
 app.command()(doctor)

@@ -231,6 +231,17 @@ def test_runs_side_by_side(domain_runs: dict[str, Path], runs_dir: Path, tmp_pat
     assert groups[0]["final"]["qd_score"]["mean"] == pytest.approx(mean, rel=1e-5)
     assert groups[0]["final"]["qd_score"]["half"] == pytest.approx(half, rel=1e-5)
     assert groups[0]["label"] != groups[1]["label"]
+    # every run measured on one reference grid (the first grid run's bins), as `evolm compare`
+    # measures its runs: the CVT run's figures agree with evolm.comparison's
+    from evolm.comparison import ReferenceGrid, measure_run
+
+    assert data["compare"]["reference_bins"] == [6, 6, 6]
+    cvt = data["runs"][2]["reference"]["series"]
+    measured = measure_run(dbs[2], ReferenceGrid(bins=(6, 6, 6)))
+    assert cvt["qd_score"][-1] == pytest.approx(measured["qd_score"], rel=1e-5)
+    assert cvt["coverage"][-1] == pytest.approx(measured["coverage"], rel=1e-5)
+    assert groups[1]["final"]["qd_score"]["mean"] == pytest.approx(measured["qd_score"], rel=1e-5)
+    assert len(cvt["qd_score"]) == len(data["runs"][2]["series"]["batch"])
 
 
 def test_finetune_rounds_and_experiment_label(domain_runs: dict[str, Path], tmp_path: Path) -> None:

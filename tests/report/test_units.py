@@ -224,3 +224,13 @@ def test_page_data_cannot_end_its_script_element() -> None:
 
     (run,) = json.loads(parser.data)["runs"]
     assert run["code"] == hostile and run["nan"] is None and run["inf"] == [None]
+
+
+def test_reference_bins_come_from_the_first_grid_run() -> None:
+    from evolm.report.reference import DEFAULT_BINS, reference_bins
+
+    grid = {"archive": {"kind": "grid", "bins": [6, 6, 6]}}
+    cvt = {"archive": {"kind": "cvt", "cells": 64}}
+    assert reference_bins([cvt, grid]) == [6, 6, 6]
+    assert reference_bins([{"archive": {"kind": "deep_grid", "bins": 4}}]) == 4
+    assert reference_bins([cvt, {"archive": {"kind": "best_of_n"}}]) == DEFAULT_BINS

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evolm.report.data import ReportLimits, load_run
+from evolm.report.reference import reference_bins, reference_series
 from evolm.report.sidebyside import compare_runs
 
 __all__ = ["build_report", "render_html"]
@@ -119,6 +120,12 @@ def build_report(
             "choose another path"
         )
     runs = [load_run(p, limits, animations=animations, views=views) for p in run_dbs]
+    if len(runs) > 1:  # side by side: every run also measured on one reference grid
+        bins = reference_bins([run["info"]["config"] for run in runs])
+        for path, run in zip(run_dbs, runs, strict=True):
+            ref = reference_series(path, bins, run["series"]["batch"])
+            if ref is not None:
+                run["reference"] = {"bins": bins, "series": ref}
     html = render_html(runs)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")

@@ -5,7 +5,8 @@ Runs whose configurations are equal except for the seed form one group (or share
 ``label`` a run's configuration carries, as ``evolm compare`` writes it). Curves are put on a
 common axis per group (LLM calls, evaluations, tokens or seconds) by carrying each run's last
 value forward, only up to where every run of the group still has data, so a mean never mixes
-finished and unfinished seeds.
+finished and unfinished seeds. Where :func:`evolm.report.html.build_report` measured the runs on
+a reference grid (``run["reference"]``), QD score, coverage, best and mean fitness are those.
 """
 
 from __future__ import annotations
@@ -83,11 +84,19 @@ def group_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+def _series(run: dict[str, Any]) -> dict[str, list[Any]]:
+    """The run's curves, with the search-quality metrics measured on the comparison's reference
+    grid when there is one (:mod:`evolm.report.reference`)."""
+    ref = run.get("reference")
+    return {**run["series"], **ref["series"]} if ref else run["series"]
+
+
 def _curves(runs: Sequence[dict[str, Any]], points: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    series = [_series(r) for r in runs]
     for axis in AXES:
-        finals = [r["series"][axis][-1] for r in runs if r["series"][axis]]
-        firsts = [r["series"][axis][0] for r in runs if r["series"][axis]]
+        finals = [s[axis][-1] for s in series if s[axis]]
+        firsts = [s[axis][0] for s in series if s[axis]]
         if len(finals) < len(runs) or not finals:
             continue
         lo, hi = min(firsts), min(finals)
@@ -107,7 +116,7 @@ def _curves(runs: Sequence[dict[str, Any]], points: int) -> dict[str, Any]:
 
 
 def _final(run: dict[str, Any]) -> dict[str, Any]:
-    s = run["series"]
+    s = _series(run)
     return {k: (s[k][-1] if s.get(k) else None) for k in FINAL}
 
 
@@ -132,4 +141,11 @@ def compare_runs(runs: Sequence[dict[str, Any]], *, points: int = 120) -> dict[s
          **_final(r)}
         for i, r in enumerate(runs)
     ]  # fmt: skip
-    return {"groups": groups, "runs": rows, "axes": list(AXES), "metrics": list(METRICS)}
+    measured = [r["reference"]["bins"] for r in runs if r.get("reference")]
+    return {
+        "groups": groups,
+        "runs": rows,
+        "axes": list(AXES),
+        "metrics": list(METRICS),
+        "reference_bins": measured[0] if len(measured) == len(runs) and runs else None,
+    }

@@ -456,7 +456,9 @@
   function renderCompare() {
     var C = D.compare, s = section("compare", "Runs side by side");
     s.appendChild(el("p", { class: "note", text: D.runs.length + " runs in " + C.groups.length +
-      " groups (runs equal but for the seed form a group). Lines: mean over the group's seeds; bands: 95 % Student-t interval." }));
+      " groups (runs equal but for the seed form a group). Lines: mean over the group's seeds; bands: 95 % Student-t interval." +
+      (C.reference_bins !== null ? " QD score, coverage and fitness are measured on one reference grid (" + JSON.stringify(C.reference_bins) +
+       " bins per descriptor) into which every valid program of each run is inserted, as `evolm compare` does, so runs with different archives compare." : "") }));
     s.appendChild(el("div", { class: "controls" },
       el("label", null, "metric ", select(Object.keys(METRICS).map(function (k) { return [k, METRICS[k]]; }), cmp.metric, function (v) { cmp.metric = v; drawCompare(); })),
       el("label", null, "x axis ", select(Object.keys(AXES).map(function (k) { return [k, AXES[k]]; }), cmp.axis, function (v) { cmp.axis = v; drawCompare(); }))));

@@ -102,6 +102,9 @@ def test_single_run_in_chromium(killed_and_resumed: tuple[Path, Path], tmp_path:
         WebDriverWait(driver, 10).until(lambda d: box.get_attribute("data-program") == str(best))
         code = data["elites"][str(best)]["code"]
         assert box.find_element(By.CSS_SELECTOR, "pre.code").text.strip() == code.strip()
+        # the domain's view is shown, without a second copy of the code
+        assert box.find_elements(By.CSS_SELECTOR, "div.view .evolm-view")
+        assert not box.find_elements(By.CSS_SELECTOR, "div.view figure.evolm-code")
         tree = box.find_element(By.ID, "lineage")
         nodes = tree.find_elements(By.TAG_NAME, "details")
         assert nodes and nodes[0].text.startswith(f"#{best} ")

@@ -422,7 +422,16 @@
       ["generation / batch", e.generation + " / " + e.batch],
       ["parents", e.parents.length ? e.parents.map(function (p) { return "#" + p; }).join(", ") : "none (seed)"]
     ], { cls: "kv" }));
-    if (e.view) box.appendChild(el("div", { class: "view", html: e.view }));
+    if (e.view) {
+      var view = el("div", { class: "view", html: e.view });
+      /* the panel already shows the summary line and the code: drop the view's copies */
+      view.querySelectorAll("p.evolm-summary").forEach(function (p) { p.remove(); });
+      view.querySelectorAll("figure.evolm-code").forEach(function (f) {
+        var c = f.querySelector("code");
+        if (c && c.textContent.trim() === e.code.trim()) f.remove();
+      });
+      box.appendChild(view);
+    }
     if (e.animation) box.appendChild(el("div", { class: "view", html: e.animation }));
     box.appendChild(el("h3", { text: "Code" + (e.code_cut ? " (first " + e.code.length + " characters; " + e.code_cut + " more not shown)" : "") }));
     box.appendChild(el("pre", { class: "code", text: e.code }));

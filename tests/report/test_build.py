@@ -315,6 +315,35 @@ def test_clear_errors(domain_runs: dict[str, Path], tmp_path: Path) -> None:
         assert p.returncode == 2 and str(locked) in p.stderr
 
 
+_IMPORTS_CHILD = """
+import json, sys
+from typer.testing import CliRunner
+from evolm.cli import app
+result = CliRunner().invoke(app, ["report", sys.argv[1], "--out", sys.argv[2], "--no-animations"])
+assert result.exit_code == 0, result.output
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_report_imports_no_runner_sandbox_or_llm_client(
+    domain_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_CHILD, str(domain_runs["image"]), str(tmp_path / "r.html")],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "evolm.scheduler.rebuild" in modules and "evolm.report.domain_views" in modules
+    heavy = ("evolm.runner", "evolm.engine", "evolm.sandbox.pool", "llama_cpp", "openai")
+    assert [m for m in heavy if m in modules] == []
+
+
 def test_status_and_show_still_work(domain_runs: dict[str, Path]) -> None:
     st = evolm("status", domain_runs["image"])
     assert "QD score" in st.stdout and "best program" in st.stdout

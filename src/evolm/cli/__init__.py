@@ -1,8 +1,10 @@
-"""The ``evolm`` command line: run, resume, status, export, compare, prompt-test, models.
+"""The ``evolm`` command line: run, resume, status, export, report, compare, prompt-test,
+models.
 
 This module builds the typer ``app`` and registers the commands, in the order ``evolm --help``
 lists them; they live by concept in :mod:`evolm.cli.running` (run, resume),
-:mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.compare` (compare) and
+:mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.report` (report),
+:mod:`evolm.cli.compare` (compare) and
 :mod:`evolm.cli.tools` (prompt-test, models, doctor, judge-audit, finetune), and share
 :mod:`evolm.cli.common` (the stderr ``console``, :func:`_fail`, :func:`_guarded`, the budget
 and sandbox options).
@@ -33,6 +35,7 @@ from evolm.cli.common import _sandbox_overrides as _sandbox_overrides
 from evolm.cli.common import console, parse_llm_spec
 from evolm.cli.compare import compare
 from evolm.cli.reading import export, show, status
+from evolm.cli.report import report
 from evolm.cli.running import resume, run
 from evolm.cli.tools import doctor, finetune, judge_audit, models, prompt_test
 
@@ -47,6 +50,7 @@ __all__ = [
     "models",
     "parse_llm_spec",
     "prompt_test",
+    "report",
     "resume",
     "run",
     "show",
@@ -63,6 +67,7 @@ app.command()(run)
 app.command()(resume)
 app.command()(status)
 app.command()(export)
+app.command()(report)
 app.command()(compare)
 app.command("prompt-test")(prompt_test)
 app.command()(models)

@@ -16,7 +16,8 @@ nothing the program says:
 A packing that breaks a rule is scored ``{"error": "<what is wrong>"}``, which evolm records as
 an invalid program naming the rule. ``violation`` is the largest amount by which any rule is
 broken (0 for a valid packing), so the same run tells what a looser tolerance would accept:
-``valid_at_1e-6`` is 1.0 when the packing is valid with a tolerance of 1e-6.
+``valid_at_1e-6`` is 1.0 when the packing is valid with a tolerance of 1e-6. ``centers`` and
+``radii`` repeat the circles, so ``evolm report`` can draw the packing (valid or not).
 
 Descriptors (declared in task.toml): ``radius_spread``, the standard deviation of the radii, and
 ``on_border``, the share of circles within 1e-3 of a side.
@@ -147,6 +148,10 @@ def score(data: Any) -> dict[str, Any]:
             for (x, y), r in zip(points, radii, strict=True)
         )
         / N,
+        # the circles themselves, for pictures (evolm stores lists of numbers as they are);
+        # neither the fitness nor a descriptor
+        "centers": [[x, y] for x, y in points],
+        "radii": list(radii),
     }
     if worst > TOLERANCE:
         metrics["error"] = f"{where} (tolerance {TOLERANCE:g})"
@@ -175,4 +180,5 @@ def evaluate(program_path: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(evaluate(sys.argv[1] if len(sys.argv) > 1 else "initial.py"))
+    shown = evaluate(sys.argv[1] if len(sys.argv) > 1 else "initial.py")
+    print({k: v for k, v in shown.items() if k not in ("centers", "radii")})

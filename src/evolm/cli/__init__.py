@@ -1,10 +1,13 @@
-"""The ``evolm`` command line: run, resume, status, export, prompt-test, models.
+"""The ``evolm`` command line: run, resume, status, export, report, compare, prompt-test,
+models.
 
 This module builds the typer ``app`` and registers the commands, in the order ``evolm --help``
 lists them; they live by concept in :mod:`evolm.cli.running` (run, resume),
-:mod:`evolm.cli.reading` (status, export, show) and :mod:`evolm.cli.tools` (prompt-test,
-models, doctor, judge-audit, finetune), and share :mod:`evolm.cli.common` (the stderr
-``console``, :func:`_fail`, :func:`_guarded`, the budget and sandbox options).
+:mod:`evolm.cli.reading` (status, export, show), :mod:`evolm.cli.report` (report),
+:mod:`evolm.cli.compare` (compare) and
+:mod:`evolm.cli.tools` (prompt-test, models, doctor, judge-audit, finetune), and share
+:mod:`evolm.cli.common` (the stderr ``console``, :func:`_fail`, :func:`_guarded`, the budget
+and sandbox options).
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ from evolm.cli.common import _kinds as _kinds
 from evolm.cli.common import _load_domain as _load_domain
 from evolm.cli.common import _sandbox_overrides as _sandbox_overrides
 from evolm.cli.common import console, parse_llm_spec
+from evolm.cli.compare import compare
 from evolm.cli.reading import export, show, status
+from evolm.cli.report import report
 from evolm.cli.running import resume, run
 from evolm.cli.tools import doctor, finetune, judge_audit, models, prompt_test
 
 __all__ = [
     "app",
+    "compare",
     "console",
     "doctor",
     "export",
@@ -44,6 +50,7 @@ __all__ = [
     "models",
     "parse_llm_spec",
     "prompt_test",
+    "report",
     "resume",
     "run",
     "show",
@@ -60,6 +67,8 @@ app.command()(run)
 app.command()(resume)
 app.command()(status)
 app.command()(export)
+app.command()(report)
+app.command()(compare)
 app.command("prompt-test")(prompt_test)
 app.command()(models)
 app.command()(doctor)

@@ -106,6 +106,11 @@ class Domain(ABC):
             (relative) each time, else it is ``rejected``. 0 (the default) turns this off.
         reevaluate_fresh_seeds: re-evaluations use seeds derived from the candidate's seed
             (True) or the candidate's seed itself (False).
+
+    A domain may also define ``report_view(program: dict) -> str | None``: its own HTML
+    fragment of a stored program for ``evolm report``, used before the built-in views (see
+    :func:`evolm.report.domain_views.view` and docs/domains.md). It runs in the report's process,
+    so it must never run the program.
     """
 
     name: str = "domain"

@@ -136,8 +136,10 @@ class SodaraceDomain(Domain):
         muscle_hz: muscle oscillation frequency.
         descriptor_bounds: overrides of :data:`DESCRIPTOR_BOUNDS`, e.g.
             ``{"mass": [0, 400]}``.
-        record_fps: when > 0, ``extras`` also holds the walker, the terrain geometry and the
-            joint positions sampled this many times per simulated second (for viewing).
+        record_fps: when > 0, ``extras`` also holds the terrain geometry and the joint
+            positions sampled this many times per simulated second (for viewing), and the
+            walker unrounded. Without it, ``extras["walker"]`` holds the body (``joints`` and
+            ``muscles`` as :meth:`Walker.to_dict`, rounded to 4 decimals) for pictures.
 
     Raises:
         ValueError: any parameter out of range (the message names it).
@@ -316,6 +318,8 @@ class SodaraceDomain(Domain):
             joints=len(walker.joints),
             muscles=len(walker.muscles),
             active_muscles=walker.active_muscles,
+            # the body, rounded, so a report can draw any stored walker without re-running it
+            walker=_rounded(walker.to_dict()),
         )
         if result.trajectory is not None:
             extras.update(
@@ -332,6 +336,15 @@ class SodaraceDomain(Domain):
             descriptors=(walker.height, walker.width, walker.mass),
             extras=extras,
         )
+
+
+def _rounded(walker: dict[str, Any]) -> dict[str, Any]:
+    """``Walker.to_dict()`` with coordinates, amplitudes and phases rounded to 4 decimals (a
+    drawing needs no more, and the run database stores one per evaluation)."""
+    return {
+        "joints": [[round(x, 4), round(y, 4)] for x, y in walker["joints"]],
+        "muscles": [[a, b, round(amp, 4), round(ph, 4)] for a, b, amp, ph in walker["muscles"]],
+    }
 
 
 def _finite(x: Any) -> bool:

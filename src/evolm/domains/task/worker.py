@@ -164,11 +164,63 @@ def _number(value: Any) -> float | str:
     return x if math.isfinite(x) else f"is {x}, not a finite number"
 
 
-def _plain(value: Any) -> Any:
+MAX_METRIC_NUMBERS = 1024
+"""The most numbers list-valued metrics may hold, all together, to be stored as lists (see
+:func:`_plain`): about 20 KB of JSON, well inside the store's 64 KiB of extras per evaluation,
+so a long list never makes the store drop the scalar metrics with it."""
+
+
+def _numbers(value: Any, depth: int = 0) -> list[Any] | None:
+    """``value`` (a list, tuple or numpy array nested at most 3 deep, of finite real numbers)
+    as nested lists of floats, or None when it is anything else or holds more than
+    :data:`MAX_METRIC_NUMBERS` numbers."""
+    if hasattr(value, "tolist") and callable(value.tolist) and depth == 0:
+        try:
+            value = value.tolist()
+        except Exception:
+            return None
+    if depth > 3 or not isinstance(value, list | tuple):
+        return None
+    out: list[Any] = []
+    count = 0
+    for v in value:
+        if isinstance(v, list | tuple):
+            inner = _numbers(v, depth + 1)
+            if inner is None:
+                return None
+            count += _count(inner)
+            out.append(inner)
+        elif not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v):
+            count += 1
+            out.append(float(v))
+        else:
+            return None
+        if count > MAX_METRIC_NUMBERS:
+            return None
+    return out
+
+
+def _count(values: list[Any]) -> int:
+    return sum(_count(v) if isinstance(v, list) else 1 for v in values)
+
+
+def _plain(value: Any, budget: list[int] | None = None) -> Any:
+    """A metric as stored: numbers, bools, None and strings (cut to 200 characters) as they
+    are; lists of finite numbers (nested up to 3 deep) as lists of floats while ``budget[0]``
+    (default :data:`MAX_METRIC_NUMBERS`) numbers remain, which it is charged, so an evaluator
+    can keep what a view draws (a packing's ``centers`` and ``radii``); anything else as its
+    repr cut to 200 characters."""
     if isinstance(value, bool | int | str) or value is None:
         return value if not isinstance(value, str) else value[:200]
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
+    numbers = _numbers(value)
+    if numbers is not None:
+        left = budget if budget is not None else [MAX_METRIC_NUMBERS]
+        n = _count(numbers)
+        if n <= left[0]:
+            left[0] -= n
+            return numbers
     return _cut(repr(value))[:200]
 
 
@@ -180,7 +232,8 @@ def check_metrics(dom: TaskDomain, metrics: Any, features: list[float]) -> Evalu
         )
     spec = dom.spec
     shown = dict(list(metrics.items())[:_MAX_METRICS])
-    extras: dict[str, Any] = {"metrics": {k: _plain(v) for k, v in shown.items()}}
+    budget = [MAX_METRIC_NUMBERS]  # numbers kept in lists, over all the metrics
+    extras: dict[str, Any] = {"metrics": {k: _plain(v, budget) for k, v in shown.items()}}
     reason = metrics.get("error")
     if isinstance(reason, str) and reason.strip():
         # The OpenEvolve convention: the evaluator rejects the program's output, saying why.

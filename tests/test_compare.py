@@ -349,3 +349,28 @@ def test_random_search_baseline_on_image_matches_the_first_arms_evaluations(tmp_
     assert [a["label"] for a in result["arms"]] == ["me", "random"] and result["skipped"] == []
     (run,) = result["arms"][1]["runs"]
     assert run["budget_ok"] and run["llm_calls"] == 0 and run["evaluations"] == evals
+
+
+def test_plan_matches_random_search_to_the_first_arm_where_a_generator_exists(tmp_path):
+    exp = Experiment(
+        domain={"name": "image"},
+        arms=[parse_arm("me=")],
+        seeds=[0, 1],
+        budget=ExperimentBudget("llm_calls", 8),
+        out=tmp_path,
+        baselines=["random"],
+        llm={"backend": "fake"},
+    )
+    runs, skipped = plan_runs(exp)
+    assert skipped == []
+    assert [(r.label, r.seed) for r in runs] == [("me", 0), ("random", 0), ("me", 1), ("random", 1)]
+    for run in runs[1::2]:  # budgets come from the first arm's run of the same seed, once it ran
+        assert run.config is None and run.arm.baseline == "random"
+        assert run.reference == str(tmp_path / f"me-seed{run.seed}.db")
+        assert run.data["operators"] == [{"kind": "random"}] and run.data["models"] == []
+    toy = dataclasses.replace(exp, domain={"name": TOY}, assignments=FAST)
+    runs, skipped = plan_runs(toy)
+    assert [r.label for r in runs] == ["me", "me"]
+    (skip,) = skipped
+    assert skip["label"] == "random" and "no random program generator" in skip["reason"]
+    assert "image, parity and sodarace have one" in skip["reason"]

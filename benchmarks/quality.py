@@ -1,4 +1,5 @@
-"""Search quality: MAP-Elites against best-of-N, the GA and the GP operator at equal budgets.
+"""Search quality: MAP-Elites against best-of-N, the GA, the GP operator and random search at
+equal budgets.
 
     python benchmarks/quality.py                                  # embedded, 64 calls, 3 seeds
     python benchmarks/quality.py --calls 128 --seeds 0 1 2 3 4    # a bigger comparison
@@ -8,12 +9,13 @@ For each domain (Sodarace and image by default) this runs ``evolm compare`` thro
 (:mod:`evolm.experiment`): the domain's default preset (a MAP-Elites grid, prompt mutation, the
 embedded model unless ``--llm`` says otherwise) as the arm ``map-elites``, and the baselines
 derived from it: ``best-of-n`` (every parent a seed, the same LLM calls), ``ga`` (a GA
-population, the same LLM calls) and ``gp`` (the GP operator, no LLM, at the evaluations the
-MAP-Elites run of the same seed counted). Random search is skipped: no shipped domain has a
-random program generator. Every run is stored in ``OUT/DOMAIN/ARM-seedN.db`` (a second call
-with the same ``--out`` skips finished runs and resumes interrupted ones), and the table (mean
-± 95 % Student-t interval across seeds; QD score and coverage on the preset's grid holding every
-valid program a run evaluated) is printed and written to ``OUT/DOMAIN/compare.md``.
+population, the same LLM calls), ``gp`` (the GP operator, no LLM, at the evaluations the
+MAP-Elites run of the same seed counted) and ``random`` (random search: the domain's random
+programs, no LLM, at those evaluations too). Every run is stored in
+``OUT/DOMAIN/ARM-seedN.db`` (a second call with the same ``--out`` skips finished runs and
+resumes interrupted ones), and the table (mean ± 95 % Student-t interval across seeds; QD score
+and coverage on the preset's grid holding every valid program a run evaluated) is printed and
+written to ``OUT/DOMAIN/compare.md``.
 """
 
 from __future__ import annotations

@@ -316,3 +316,61 @@ def test_a_run_that_misses_its_budget_is_named_in_a_warning(tmp_path):
         run["budget_ok"] is False and run["llm_calls"] == rows(out / "me-seed0.db", "llm_calls") < 8
     )
     assert result["warnings"] == [lines[at].removeprefix("warning: ")]
+
+
+def test_random_search_baseline_on_image_matches_the_first_arms_evaluations(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "image", "--llm", "fake", "--budget-llm-calls", "8", "--seeds", "0"]
+    args += ["--set", "engine.batch_size=4", "--set", "engine.workers=1"]
+    args += ["--arm", "me=", "--baselines", "random", "--out", out]
+    p = evolm(*args)
+    assert p.returncode == 0, p.stderr
+    assert "skipped" not in p.stderr and "warning" not in p.stderr
+    assert "| me " in p.stdout and "| random " in p.stdout
+    me, rnd = out / "me-seed0.db", out / "random-seed0.db"
+    evals = rows(me, "evaluations")
+    assert evals == 4 + 8  # the image domain's 4 seeds, then one candidate per call
+    assert rows(rnd, "evaluations") == evals and rows(rnd, "llm_calls") == 0
+    event = experiment_event(rnd)
+    assert event["baseline"] == "random" and event["budget"] == {"evaluations": evals}
+    assert event["reference"] == str(me)
+    with sqlite3.connect(rnd) as conn:
+        programs = conn.execute("SELECT operator, parent_ids, code FROM programs").fetchall()
+    seeds = [r for r in programs if r[0] == "seed"]
+    drawn = [r for r in programs if r[0] != "seed"]
+    assert len(seeds) == 4 and len(drawn) == 8
+    assert {r[0] for r in drawn} == {"random"} and all(r[1] == "[]" for r in drawn)
+    assert len({r[2] for r in drawn}) == 8  # eight different random programs
+    with RunStore(rnd, readonly=True) as store:
+        config = store.run_info()["config"]
+    assert [o["kind"] for o in config["operators"]] == ["random"]
+    assert config["archive"]["bins"] == [6, 6, 6]  # the first arm's archive (the image preset)
+    result = json.loads((out / "compare.json").read_text())
+    assert [a["label"] for a in result["arms"]] == ["me", "random"] and result["skipped"] == []
+    (run,) = result["arms"][1]["runs"]
+    assert run["budget_ok"] and run["llm_calls"] == 0 and run["evaluations"] == evals
+
+
+def test_plan_matches_random_search_to_the_first_arm_where_a_generator_exists(tmp_path):
+    exp = Experiment(
+        domain={"name": "image"},
+        arms=[parse_arm("me=")],
+        seeds=[0, 1],
+        budget=ExperimentBudget("llm_calls", 8),
+        out=tmp_path,
+        baselines=["random"],
+        llm={"backend": "fake"},
+    )
+    runs, skipped = plan_runs(exp)
+    assert skipped == []
+    assert [(r.label, r.seed) for r in runs] == [("me", 0), ("random", 0), ("me", 1), ("random", 1)]
+    for run in runs[1::2]:  # budgets come from the first arm's run of the same seed, once it ran
+        assert run.config is None and run.arm.baseline == "random"
+        assert run.reference == str(tmp_path / f"me-seed{run.seed}.db")
+        assert run.data["operators"] == [{"kind": "random"}] and run.data["models"] == []
+    toy = dataclasses.replace(exp, domain={"name": TOY}, assignments=FAST)
+    runs, skipped = plan_runs(toy)
+    assert [r.label for r in runs] == ["me", "me"]
+    (skip,) = skipped
+    assert skip["label"] == "random" and "no random program generator" in skip["reason"]
+    assert "image, parity and sodarace have one" in skip["reason"]

@@ -15,8 +15,10 @@ Baselines are derived from the *first* arm, so each differs from it in one respe
 ``best-of-n`` (archive kind best_of_n: every parent is a seed, nothing breeds from offspring;
 same LLM budget), ``ga`` (a GA population of the same operators, tournament selection), ``gp``
 (the GP operator on the same archive, no LLM, at the evaluations the first arm's run of the same
-seed counted) and ``random`` (random programs; skipped when the domain has no generator, which
-is the case for every domain evolm ships).
+seed counted) and ``random`` (random search: the ``random`` operator, which samples the domain's
+``random_program(rng)`` with no parents and no LLM, on the same archive at the same matched
+evaluations as ``gp``; skipped when the domain has no generator: image, parity and sodarace
+have one).
 
 Each run is ``OUT/<label>-seed<N>.db`` and records an ``experiment`` event (batch NULL) before
 it begins: ``{"label", "spec", "seed", "budget", "baseline", "reference"}``; runs that differ
@@ -66,8 +68,12 @@ _BUDGET_KEYS = ("llm_calls", "evaluations", "tokens")
 _EXAMPLE = "e.g. --arm 'rewrite=preset:embedded;operators=[{kind=\"rewrite\"}]'"
 NO_RANDOM = (
     "random search skipped: the domain {domain} has no random program generator (a "
-    "`random_program(rng)` method; no domain evolm ships has one)"
+    "`random_program(rng)` method; image, parity and sodarace have one, and a domain of your "
+    "own gets one by defining it)"
 )
+
+MATCHED = ("gp", "random")
+"""The baselines that call no LLM and run at the evaluations the first arm's run counted."""
 
 NO_GP = (
     "gp baseline skipped: the domain {domain} evolves text, not Python programs, and the GP "
@@ -134,8 +140,8 @@ class PlannedRun:
     seed: int
     path: Path
     data: dict[str, Any]  # the merged configuration, budget and seed not yet set
-    config: RunConfig | None = None  # None for gp until its reference run is measured
-    reference: str | None = None  # gp: the run whose evaluations it matches
+    config: RunConfig | None = None  # None for gp and random until their reference is measured
+    reference: str | None = None  # gp and random: the run whose evaluations they match
 
     @property
     def label(self) -> str:
@@ -267,8 +273,8 @@ def _baseline_data(reference: dict[str, Any], kind: str) -> dict[str, Any]:
         return _merge(reference, {"archive": {"kind": "best_of_n"}})
     if kind == "ga":
         return _merge(reference, {"archive": {"kind": "population", "selection": "fitness"}})
-    if kind == "gp":
-        out = _merge(reference, {"operators": [{"kind": "gp"}], "models": []})
+    if kind in MATCHED:
+        out = _merge(reference, {"operators": [{"kind": kind}], "models": []})
         out.pop("operator", None)
         return out
     raise ConfigError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
@@ -309,7 +315,7 @@ def plan_runs(exp: Experiment) -> tuple[list[PlannedRun], list[dict[str, str]]]:
         ConfigError: no arm, repeated labels, a bad arm configuration, an arm without an LLM
             operator under an LLM-call or token budget, an unknown baseline.
     """
-    from evolm.domains.base import get_domain
+    from evolm.domains.base import get_domain, operator_context
 
     if not exp.arms:
         raise ConfigError(
@@ -343,12 +349,8 @@ def plan_runs(exp: Experiment) -> tuple[list[PlannedRun], list[dict[str, str]]]:
     name = first["domain"]["name"]
     domain = get_domain(name, first["domain"].get("params") or {}) if exp.baselines else None
     for kind in dict.fromkeys(exp.baselines):
-        if kind == "random":
-            if not callable(getattr(domain, "random_program", None)):
-                reason = NO_RANDOM.format(domain=name)
-            else:
-                reason = "random search is not implemented yet for domains with a generator"
-            skipped.append({"label": "random", "reason": reason})
+        if kind == "random" and (domain is None or operator_context(domain).random_program is None):
+            skipped.append({"label": "random", "reason": NO_RANDOM.format(domain=name)})
             continue
         if kind == "gp" and domain is not None and not _python_programs(domain):
             skipped.append({"label": "gp", "reason": NO_GP.format(domain=name)})
@@ -356,14 +358,14 @@ def plan_runs(exp: Experiment) -> tuple[list[PlannedRun], list[dict[str, str]]]:
         text = f"baseline {kind} of arm {first_arm.name} ({first_arm.text})"
         spec = ArmSpec(kind, text=text, baseline=kind)
         data = _baseline_data(first, kind)
-        if kind != "gp":
+        if kind not in MATCHED:
             _with_budget(data, exp.seeds[0], budget, f"baseline {kind}")
         base.append((spec, data))
     runs = []
     for seed in exp.seeds:
         for arm, data in base:
             path = exp.out / f"{arm.name}-seed{seed}.db"
-            if arm.baseline == "gp":
+            if arm.baseline in MATCHED:
                 ref = exp.out / f"{first_arm.name}-seed{seed}.db"
                 runs.append(PlannedRun(arm, seed, path, data, None, str(ref)))
             else:
@@ -490,7 +492,7 @@ def check_budget(exp: Experiment, run: PlannedRun, m: dict[str, Any]) -> str | N
         return f"run {run.path.name} ended {m['status']}: {reason or 'no reason stored'}"
     if reason.startswith("target fitness"):
         return None
-    if run.arm.baseline == "gp" or b.evaluations is not None:
+    if run.arm.baseline in MATCHED or b.evaluations is not None:
         want, got, unit = b.evaluations, m["evaluations"], "evaluations"
     elif b.llm_calls is not None:
         want, got, unit = b.llm_calls, m["llm_calls"], "LLM calls"
@@ -511,9 +513,9 @@ def check_budget(exp: Experiment, run: PlannedRun, m: dict[str, Any]) -> str | N
     return None
 
 
-def _gp_config(exp: Experiment, run: PlannedRun) -> RunConfig | None:
-    """The gp baseline's configuration at the evaluations its reference run counted, or None
-    when that run has none to match."""
+def _matched_config(exp: Experiment, run: PlannedRun) -> RunConfig | None:
+    """The configuration of a baseline with matched evaluations (gp, random) at the
+    evaluations its reference run counted, or None when that run has none to match."""
     from evolm.store import RunStore
 
     ref = Path(str(run.reference))
@@ -528,7 +530,7 @@ def _gp_config(exp: Experiment, run: PlannedRun) -> RunConfig | None:
     budget = {"evaluations": evals}
     if exp.target_fitness is not None:
         budget["target_fitness"] = exp.target_fitness  # type: ignore[assignment]
-    return _with_budget(run.data, run.seed, budget, "baseline gp")
+    return _with_budget(run.data, run.seed, budget, f"baseline {run.label}")
 
 
 def run_experiment(
@@ -554,8 +556,8 @@ def run_experiment(
     for run in runs:  # refuse a mismatched directory before anything runs
         if run.config is not None:
             run_state(run)
-    first_pass = [r for r in runs if r.arm.baseline != "gp"]
-    second_pass = [r for r in runs if r.arm.baseline == "gp"]
+    first_pass = [r for r in runs if r.arm.baseline not in MATCHED]
+    second_pass = [r for r in runs if r.arm.baseline in MATCHED]
     total = len(runs)
     counter = {"n": 0}
     outcomes: dict[Path, str] = {}
@@ -579,7 +581,7 @@ def run_experiment(
         todo = []
         for run in batch:
             if run.config is None:
-                run.config = _gp_config(exp, run)
+                run.config = _matched_config(exp, run)
                 if run.config is None:
                     counter["n"] += 1
                     outcomes[run.path] = f"skipped: no evaluations in {run.reference} to match"

@@ -36,7 +36,7 @@ import numpy as np
 
 from evolm import __version__
 from evolm.config import ConfigError, RunConfig
-from evolm.domains.base import Domain, get_domain
+from evolm.domains.base import Domain, get_domain, operator_context
 from evolm.evaluators import EvalJob, Evaluator, build_evaluator
 from evolm.events import EndEvent, ResumeEvent, SandboxEvent, StepEvent
 from evolm.finetune.loop import FinetuneLoop, swap_adapter
@@ -171,7 +171,7 @@ class Runner:
         self.llms: list[LLMBackend] = [primary, *others]
         self._judge_llm = judge
         self._finetune = FinetuneLoop(config, store.path) if config.finetune else None
-        arms = build_arms(config, self.domain.context(), self.llms)
+        arms = build_arms(config, operator_context(self.domain), self.llms)
         self.budget = Budget(config.budget, counts_calls=any(a.llm is not None for a in arms))
         self.scheduler = Scheduler(
             config,

@@ -226,6 +226,8 @@ def test_garbage_parents_give_a_proposal_not_an_exception(
             assert proposal.request is not None
             answer = f"```python\ndef {fn}():\n    return 1\n```"
             _check_result(op.finish(proposal, answer), fn, _writes_text(type(op)))
+        elif op.num_parents == 0:  # takes no parents (random search): never reads them
+            assert proposal.code is not None and proposal.parent_ids == ()
         else:
             assert proposal.code is None and proposal.error
 

@@ -24,6 +24,7 @@ process.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from evolm.registry import Registry
 from evolm.types import DescriptorSpace, Evaluation
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from evolm.llm.client import LLMClient, Role
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "Domain",
     "DomainContext",
     "get_domain",
+    "operator_context",
     "register_domain",
     "registered_domains",
 ]
@@ -59,6 +63,10 @@ class DomainContext:
         optional_api: API text shown only for programs that use it: each key is a name, and
             its text follows ``api`` when a program shown in the prompt mentions the name. A
             small model copes better with a prompt that holds only what its parent uses.
+        random_program: the domain's random program generator (its ``random_program(rng)``),
+            or None when it has none; the ``random`` operator (random search) calls it. It is
+            no part of any prompt, and is left out of comparisons and the repr, so a context
+            with it equals one without.
     """
 
     description: str
@@ -67,6 +75,9 @@ class DomainContext:
     language: str = "python"
     file_name: str = "program.py"
     optional_api: dict[str, str] = field(default_factory=dict)
+    random_program: Callable[[np.random.Generator], str] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def api_for(self, *codes: str) -> str:
         """``api`` plus the :attr:`optional_api` texts whose names one of ``codes`` mentions
@@ -111,6 +122,13 @@ class Domain(ABC):
     fragment of a stored program for ``evolm report``, used before the built-in views (see
     :func:`evolm.report.domain_views.view` and docs/domains.md). It runs in the report's process,
     so it must never run the program.
+
+    A domain may also define ``random_program(rng: numpy.random.Generator) -> str``: a random
+    program of its own kind, the same for the same generator state, meant to be valid most of
+    the time. It is what random search (the ``random`` operator, the ``random`` baseline of
+    ``evolm compare``) samples, so it should cover the domain's space broadly rather than write
+    good programs. :func:`operator_context` hands it to operators through
+    :attr:`DomainContext.random_program`. The image, Sodarace and parity domains define one.
     """
 
     name: str = "domain"
@@ -212,6 +230,18 @@ DOMAINS: Registry[Callable[..., Domain]] = Registry(
 )
 """Domain classes (or factories) by name, imported on first use; a user domain is
 ``package.module:Class``, which a sandbox worker can import too."""
+
+
+def operator_context(domain: Domain) -> DomainContext:
+    """The context operators get for ``domain``: its :meth:`Domain.context`, with
+    :attr:`DomainContext.random_program` filled from the domain's ``random_program`` method
+    when the domain defines one and its context does not name it already (so a user domain
+    needs only the method)."""
+    ctx = domain.context()
+    method = getattr(domain, "random_program", None)
+    if ctx.random_program is None and callable(method):
+        ctx = dataclasses.replace(ctx, random_program=method)
+    return ctx
 
 
 def register_domain(name: str) -> Callable[[Callable[..., Domain]], Callable[..., Domain]]:

@@ -55,7 +55,7 @@ from evolm.domains.program import (
 )
 from evolm.types import DescriptorSpace, Evaluation, Status
 
-__all__ = ["ImageDomain", "make_target"]
+__all__ = ["ImageDomain", "make_target", "random_draw_program"]
 
 _RANGE_TOLERANCE = 1e-6
 _METRICS = ("l2", "l1")
@@ -186,6 +186,88 @@ def draw():
     return [black, square, gradient, disk]
 
 
+# -- random programs (random search) ------------------------------------------------------------
+# A small grammar of what draw() programs do: a background (a flat colour or a gradient between
+# two colours), then one to four shapes, each painted over or blended in with its own colour.
+_SHAPES = ("disk", "rect", "ring", "triangle", "stripes")
+
+
+def _num(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _colour(rng: np.random.Generator) -> str:
+    return "(" + ", ".join(_num(v) for v in rng.random(3)) + ")"
+
+
+def _mask(kind: str, rng: np.random.Generator) -> str:
+    """A boolean expression over the unit pixel centres ``x`` and ``y`` for shape ``kind``."""
+    cx, cy = (_num(v) for v in rng.uniform(0.1, 0.9, 2))
+    if kind == "disk":
+        return f"(x - {cx}) ** 2 + (y - {cy}) ** 2 <= {_num(rng.uniform(0.05, 0.45))} ** 2"
+    if kind == "rect":
+        hw, hh = (_num(v) for v in rng.uniform(0.05, 0.45, 2))
+        return f"(np.abs(x - {cx}) <= {hw}) & (np.abs(y - {cy}) <= {hh})"
+    if kind == "ring":
+        radius, half = _num(rng.uniform(0.08, 0.4)), _num(rng.uniform(0.015, 0.1))
+        return f"np.abs(np.sqrt((x - {cx}) ** 2 + (y - {cy}) ** 2) - {radius}) <= {half}"
+    if kind == "triangle":
+        top = rng.uniform(0.0, 0.6)
+        bottom = top + rng.uniform(0.15, 1.0 - top)
+        spread = rng.uniform(0.1, 0.45)  # half the base
+        return (
+            f"(y >= {_num(top)}) & (y <= {_num(bottom)}) & (np.abs(x - {cx}) <= "
+            f"{_num(spread)} * (y - {_num(top)}) / {_num(bottom - top)})"
+        )
+    axis = ("x", "y", "(x + y)", "(x - y)")[int(rng.integers(4))]
+    freq, phase = rng.uniform(4.0, 40.0), rng.uniform(0.0, 2 * np.pi)
+    return f"np.sin({axis} * {_num(freq)} + {_num(phase)}) > {_num(rng.uniform(-0.8, 0.8))}"
+
+
+def random_draw_program(size: int, rng: np.random.Generator) -> str:
+    """A random ``draw()`` program for pictures of ``size`` pixels: a flat or gradient
+    background and one to four random shapes (disks, rectangles, rings, triangles, stripes),
+    each painted over or blended in. Every colour lies in [0, 1] and blending is convex, so
+    the picture always does too. The same generator state gives the same program.
+    """
+    lines = [
+        "import numpy as np",
+        "",
+        "",
+        "def draw():",
+        f"    c = (np.arange({size}) + 0.5) / {size}",
+        "    x, y = np.meshgrid(c, c)",
+        f"    img = np.empty(({size}, {size}, 3))",
+    ]
+    background = ("flat", "x", "y", "radial")[int(rng.integers(4))]
+    if background == "flat":
+        lines.append(f"    img[:] = {_colour(rng)}")
+    else:
+        ramp = {
+            "x": "x",
+            "y": "y",
+            "radial": "np.minimum(np.sqrt((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.7, 1.0)",
+        }[background]
+        lines += [
+            f"    t = {ramp}[:, :, None]",
+            f"    start, end = np.array({_colour(rng)}), np.array({_colour(rng)})",
+            "    img[:] = (1 - t) * start + t * end",
+        ]
+    for _ in range(int(rng.integers(1, 5))):
+        kind = _SHAPES[int(rng.integers(len(_SHAPES)))]
+        lines.append(f"    mask = {_mask(kind, rng)}")
+        colour = _colour(rng)
+        if rng.random() < 0.3:
+            alpha = _num(rng.uniform(0.2, 0.8))
+            lines.append(
+                f"    img[mask] = (1 - {alpha}) * img[mask] + {alpha} * np.array({colour})"
+            )
+        else:
+            lines.append(f"    img[mask] = {colour}")
+    lines.append("    return img")
+    return "\n".join(lines) + "\n"
+
+
 class ImageDomain(Domain):
     """Match a procedurally drawn target image (OpenELM's image environment).
 
@@ -249,8 +331,16 @@ class ImageDomain(Domain):
             f"# library is available.\n"
         )
         return DomainContext(
-            description=description, function_name="draw", api=api, file_name="image.py"
+            description=description,
+            function_name="draw",
+            api=api,
+            file_name="image.py",
+            random_program=self.random_program,
         )
+
+    def random_program(self, rng: np.random.Generator) -> str:
+        """A random ``draw()`` program (see :func:`random_draw_program`), for random search."""
+        return random_draw_program(self.size, rng)
 
     def _check(self, value: Any) -> np.ndarray | str:
         """The picture as float64 in [0, 1], or the reason ``value`` is not an acceptable one."""

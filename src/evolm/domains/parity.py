@@ -65,6 +65,7 @@ __all__ = [
     "ParityScore",
     "bug_ids",
     "parity_program",
+    "random_parity_program",
     "score_answers",
     "score_function",
 ]
@@ -237,6 +238,31 @@ def score_answers(answers: Any, first_problem: Any = None) -> ParityScore | str:
     return ParityScore(tuple(answers), right, problem)
 
 
+# -- random programs (random search) ------------------------------------------------------------
+_GATES = ("^", "&", "|")
+_LEAVES = ("b1", "b2", "b3", "b4")
+
+
+def _circuit(rng: np.random.Generator, depth: int) -> str:
+    """A random expression of the four input bits: XOR, AND and OR gates (``^ & |``) and
+    NOT (``1 - e``), at most ``depth`` gates deep. Every value it takes is the int 0 or 1."""
+    if depth == 0 or rng.random() < 0.25:
+        return _LEAVES[int(rng.integers(len(_LEAVES)))]
+    if rng.random() < 0.15:
+        return f"(1 - {_circuit(rng, depth - 1)})"
+    gate = _GATES[int(rng.integers(len(_GATES)))]
+    return f"({_circuit(rng, depth - 1)} {gate} {_circuit(rng, depth - 1)})"
+
+
+def random_parity_program(rng: np.random.Generator) -> str:
+    """A random ``parity`` program: one circuit of XOR, AND, OR and NOT gates over the four
+    bits, up to four gates deep. The same generator state gives the same program."""
+    body = _circuit(rng, int(rng.integers(1, 5)))
+    if body.startswith("(") and body.endswith(")") and not body.startswith("(1 - "):
+        body = body[1:-1]
+    return f"def parity(b1, b2, b3, b4):\n    return {body}\n"
+
+
 class ParityDomain(Domain):
     """Repair a bugged 4-bit parity function (ELM's 4-Parity experiment).
 
@@ -286,8 +312,17 @@ class ParityDomain(Domain):
             "# parity(b1, b2, b3, b4) takes four ints, each 0 or 1, and returns 0 or 1 as an int.\n"
         )
         return DomainContext(
-            description=description, function_name="parity", api=api, file_name="parity.py"
+            description=description,
+            function_name="parity",
+            api=api,
+            file_name="parity.py",
+            random_program=self.random_program,
         )
+
+    def random_program(self, rng: np.random.Generator) -> str:
+        """A random circuit of logic gates (see :func:`random_parity_program`), for random
+        search."""
+        return random_parity_program(rng)
 
     def run(self, code: str, seed: int = 0) -> dict[str, Any] | Evaluation:
         """Run ``code`` in a fresh namespace and call its ``parity`` on the 16 inputs:

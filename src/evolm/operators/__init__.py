@@ -12,6 +12,7 @@ from evolm.operators.extract import extract_code
 from evolm.operators.gp import GPMutation
 from evolm.operators.lmx import LMXCrossover
 from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
+from evolm.operators.random_search import RandomSearch
 from evolm.operators.search_replace import SearchReplace
 from evolm.registry import Registry
 
@@ -26,6 +27,7 @@ __all__ = [
     "Operator",
     "PromptMutation",
     "Proposal",
+    "RandomSearch",
     "Result",
     "SearchReplace",
     "Selector",
@@ -43,6 +45,7 @@ OPERATORS: Registry[type[Operator]] = Registry(
         "search_replace": "evolm.operators.search_replace:SearchReplace",
         "elm_diff": "evolm.operators.elm_diff:ElmDiff",
         "gp": "evolm.operators.gp:GPMutation",
+        "random": "evolm.operators.random_search:RandomSearch",
         "text_rewrite": "evolm.operators.text:TextRewrite",
         "text_lmx": "evolm.operators.text:TextLMX",
     },

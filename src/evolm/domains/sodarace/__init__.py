@@ -28,6 +28,7 @@ import numpy as np
 from evolm.domains.base import Domain, DomainContext
 from evolm.domains.program import ProgramFailure, call_program, load_function
 from evolm.domains.sodarace.helpers import query_cppn
+from evolm.domains.sodarace.random_walker import random_walker_program
 from evolm.domains.sodarace.terrains import TERRAINS, Terrain, directional_fitness, make_terrain
 from evolm.domains.sodarace.walker import (
     AMPLITUDE_LIMIT,
@@ -230,7 +231,13 @@ class SodaraceDomain(Domain):
             # query_cppn's listing (600 tokens) only for parents that call it
             optional_api={"query_cppn": helper_code()},
             file_name="walker.py",
+            random_program=self.random_program,
         )
+
+    def random_program(self, rng: np.random.Generator) -> str:
+        """A random ``make_walker()`` program (a cloud, ring or ladder body with random
+        muscles; see :mod:`~evolm.domains.sodarace.random_walker`), for random search."""
+        return random_walker_program(rng)
 
     def build(self, code: str, seed: int = 0) -> Walker | Evaluation:
         """Run ``code`` and return its walker, or the failed :class:`Evaluation` saying why.

@@ -374,3 +374,16 @@ def test_plan_matches_random_search_to_the_first_arm_where_a_generator_exists(tm
     (skip,) = skipped
     assert skip["label"] == "random" and "no random program generator" in skip["reason"]
     assert "image, parity and sodarace have one" in skip["reason"]
+
+
+def test_a_run_stored_by_an_earlier_evolm_is_the_same_configuration():
+    # A key a later evolm added (with its default) is not a difference; a changed value is.
+    from evolm.config import load_config
+    from evolm.experiment import _same_config
+
+    cfg = load_config(overrides={"domain": {"name": TOY}, "llm": {"backend": "fake"}})
+    stored = cfg.model_dump(mode="json")
+    del stored["engine"]["evaluator"]  # what a run stored before the key existed holds
+    assert _same_config(stored, cfg) == []
+    stored["archive"]["bins"] = [3, 3]
+    assert _same_config(stored, cfg) == ["archive"]

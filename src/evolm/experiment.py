@@ -28,6 +28,7 @@ interrupted ones, and refuses a file that holds a run of another configuration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -388,7 +389,15 @@ def _event(exp: Experiment, run: PlannedRun) -> dict[str, Any]:
 
 
 def _same_config(stored: dict[str, Any], cfg: RunConfig) -> list[str]:
-    """The top-level keys where a stored configuration differs from the planned one."""
+    """The top-level keys where a stored configuration differs from the planned one.
+
+    The stored configuration is read through this version's defaults first (as `evolm resume`
+    reads it), so a key a later evolm added does not make an earlier run "another
+    configuration"."""
+    from evolm.config import load_config
+
+    with contextlib.suppress(ConfigError):  # else compared as stored: still names the keys
+        stored = load_config(overrides=stored).model_dump(mode="json")
     mine = cfg.model_dump(mode="json")
     keys = sorted(set(stored) | set(mine))
     return [

@@ -113,8 +113,10 @@ def char_tokenizer() -> Any:
     return tok
 
 
-def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
-    """A randomly initialised 2-layer Llama (hidden 64, 4 heads, 2 key/value heads)."""
+def tiny_llama(vocab_size: int, seed: int = 0, initializer_range: float = 0.02) -> Any:
+    """A randomly initialised 2-layer Llama (hidden 64, 4 heads, 2 key/value heads);
+    ``initializer_range`` above the default 0.02 gives it peaked, non-uniform next-token
+    distributions that a few RL steps can move."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -127,6 +129,7 @@ def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
+        initializer_range=initializer_range,
     )
     return LlamaForCausalLM(config)
 

@@ -32,6 +32,7 @@ from evolm.cli.common import _sandbox_overrides as _sandbox_overrides
 from evolm.cli.common import console, parse_llm_spec
 from evolm.cli.reading import export, show, status
 from evolm.cli.running import resume, run
+from evolm.cli.stages import distill, rl
 from evolm.cli.tools import doctor, finetune, judge_audit, models, prompt_test
 
 __all__ = [
@@ -66,6 +67,8 @@ app.command()(doctor)
 app.command("judge-audit")(judge_audit)
 app.command()(show)
 app.command()(finetune)
+for _stage in (distill, rl):  # ELM Stages 2 and 3
+    app.command()(_stage)
 
 
 @app.callback()

@@ -76,7 +76,8 @@ def test_examples_condition_on_the_niche_only_when_asked(archive_db):
     assert "# Target niche: mean_r 0.95, mean_g 0.95, mean_b 0.95\n" in by_id[5].prompt
     assert "# Target niche: mean_r 0.05" in by_id[4].prompt
     for ex in niche.train:
-        assert isinstance(ex.prompt, str) and ex.prompt.startswith("# image.py: a program for the image domain.\n")
+        assert isinstance(ex.prompt, str)
+        assert ex.prompt.startswith("# image.py: a program for the image domain.\n")
         assert ex.completion.endswith(f"\n\n{END}\n")
         assert extract_program(ex.completion).startswith("import numpy as np")
 

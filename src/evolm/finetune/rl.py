@@ -98,6 +98,8 @@ class RLConfig:
         device: ``cpu``, ``cuda`` or ``auto``.
         use_vllm: generate with vLLM (colocated; needs a CUDA GPU and ``pip install vllm``).
         workers: sandbox workers per terrain.
+        extra: more :class:`trl.GRPOConfig` fields, passed as they are (``loss_type``,
+            ``vllm_gpu_memory_utilization`` ...); for library users, not the command line.
     """
 
     terrains: tuple[str, ...] = ALL_TERRAINS

@@ -15,20 +15,23 @@ cores with the defaults).
 4. ELM §6: per terrain, the Stage-3 model's mean distance over ``--k`` samples, the Stage-2
    model's, the single best archive walker's and the per-terrain best (oracle).
 
-Prints both tables and the minutes each part took. Everything it writes stays in ``--out``.
+Prints both tables and the minutes each part took. Everything it writes stays in ``--out``; a
+second call with the same ``--out`` reuses a finished Stage-2 round and its evaluation, and
+resumes (or reuses) the Stage-3 run, so a long benchmark can be run in parts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import evolm
-from evolm.finetune.distill import distill, evaluate_stage2
-from evolm.finetune.rl import RLConfig, train_rl
+from evolm.finetune.distill import distill, evaluate_stage2, read_stage2
+from evolm.finetune.rl import RL_FILE, RLConfig, train_rl
 from evolm.finetune.terrain_eval import evaluate_terrains
 from evolm.finetune.train import TrainConfig
 
@@ -75,16 +78,22 @@ def main() -> None:
 
     t0 = time.perf_counter()
     s2 = args.out / "stage2"
-    record = distill(
-        [db],
-        s2,
-        cut=args.cut,
-        config=TrainConfig(max_steps=args.s2_steps, batch_size=4, device=args.device),
-    )
-    minutes["Stage 2 training"] = (time.perf_counter() - t0) / 60
+    if (s2 / "stage2.json").is_file():  # a finished round from an earlier call
+        record = read_stage2(s2)
+    else:
+        record = distill(
+            [db],
+            s2,
+            cut=args.cut,
+            config=TrainConfig(max_steps=args.s2_steps, batch_size=4, device=args.device),
+        )
+        minutes["Stage 2 training"] = (time.perf_counter() - t0) / 60
     t0 = time.perf_counter()
-    ev2 = evaluate_stage2(s2, k=args.k, max_tokens=args.max_tokens, seed=args.seed)
-    minutes["Stage 2 evaluation"] = (time.perf_counter() - t0) / 60
+    ev2 = record.get("evaluation") or evaluate_stage2(
+        s2, k=args.k, max_tokens=args.max_tokens, seed=args.seed
+    )
+    if "evaluation" not in record:
+        minutes["Stage 2 evaluation"] = (time.perf_counter() - t0) / 60
 
     t0 = time.perf_counter()
     s3 = args.out / "stage3"
@@ -98,8 +107,14 @@ def main() -> None:
         seed=args.seed,
         device=args.device,
     )
-    run = train_rl(s2, s3, config=config)
-    minutes["Stage 3 training"] = (time.perf_counter() - t0) / 60
+    if (s3 / RL_FILE).is_file():  # finish (or reuse) the run an earlier call started
+        run = json.loads((s3 / RL_FILE).read_text())
+        if run["status"] != "completed":
+            run = train_rl(None, s3, resume=True)
+            minutes["Stage 3 training (resumed)"] = (time.perf_counter() - t0) / 60
+    else:
+        run = train_rl(s2, s3, config=config)
+        minutes["Stage 3 training"] = (time.perf_counter() - t0) / 60
     t0 = time.perf_counter()
     ev3 = evaluate_terrains(s3, k=args.k, max_tokens=args.max_tokens, seed=args.seed)
     minutes["ELM 6 evaluation"] = (time.perf_counter() - t0) / 60

@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cut", type=float, default=0.5)
-    parser.add_argument("--s2-steps", type=int, default=8)
+    parser.add_argument("--s2-steps", type=int, default=16)
+    parser.add_argument("--s2-lr", type=float, default=1e-3)
+    parser.add_argument("--s2-batch", type=int, default=2)
     parser.add_argument("--rl-steps", type=int, default=3)
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--beta", type=float, default=0.04)
@@ -85,7 +87,13 @@ def main() -> None:
             [db],
             s2,
             cut=args.cut,
-            config=TrainConfig(max_steps=args.s2_steps, batch_size=4, device=args.device),
+            config=TrainConfig(
+                max_steps=args.s2_steps,
+                lr=args.s2_lr,
+                batch_size=args.s2_batch,
+                max_len=512,
+                device=args.device,
+            ),
         )
         minutes["Stage 2 training"] = (time.perf_counter() - t0) / 60
     t0 = time.perf_counter()

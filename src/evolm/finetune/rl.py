@@ -400,6 +400,7 @@ def train_rl(
     t0 = time.perf_counter()
     try:
         loaded = load_base(stage2["base_model"]["path"])
+        _forget_gguf_origin(loaded.model)
         from peft import PeftModel
 
         tokenizer = loaded.tokenizer
@@ -467,6 +468,22 @@ def train_rl(
     run["summary"] = _summary(metrics)
     _write_json(out / RL_FILE, run)
     return run
+
+
+def _forget_gguf_origin(model: Any) -> None:
+    """Let transformers' Trainer train a model loaded from a GGUF file.
+
+    transformers de-quantizes a GGUF into ordinary float32 weights but keeps a "GGUF quantizer"
+    on the model, and ``Trainer`` refuses to train any model with a quantizer that does not
+    support training. The weights are plain tensors, so the marker is dropped.
+    """
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
 
 
 def _summary(metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:

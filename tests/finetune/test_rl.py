@@ -123,3 +123,23 @@ def test_bad_settings_are_refused_before_training(stage2_dir, tmp_path):
         train_rl(None, tmp_path / "empty", resume=True)
     with pytest.raises(Exception, match="evolm distill --out"):
         train_rl(tmp_path, tmp_path / "s3", reward=lowercase_share)
+
+
+@pytest.mark.slow
+def test_stage3_trains_the_bundled_gguf_model_and_exports_its_adapter(soda_db, tmp_path):
+    """The bundled SmolLM2 is loaded from a GGUF file, which transformers marks as quantized and
+    its Trainer then refuses to train; Stage 3 must train it and write a llama.cpp adapter."""
+    pytest.importorskip("llama_cpp")
+    from evolm.finetune.distill import distill
+    from evolm.finetune.train import TrainConfig
+
+    s2 = tmp_path / "s2"
+    distill([soda_db], s2, config=TrainConfig(max_steps=1, batch_size=1, max_len=512))
+    out = tmp_path / "s3"
+    cfg = _config(steps=1, generations=2, max_completion_length=8, lr=1e-4)
+    run = train_rl(s2, out, config=cfg, reward=lowercase_share)
+    assert run["status"] == "completed" and run["gguf"] == "adapter.gguf"
+    codes = sample_programs(
+        ModelSpec("llama_cpp", str(out / "adapter.gguf")), ["# walker.py\n"], 1, max_tokens=4
+    )
+    assert len(codes[0]) == 1

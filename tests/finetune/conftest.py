@@ -54,7 +54,8 @@ def make_db(
     calls: dict[int, tuple[Request, str]] | None = None,
 ) -> Path:
     """A run database of the image domain holding exactly ``programs``: dicts with ``id``,
-    ``code``, ``parents`` and, for evaluated ones, ``status``, ``fitness``, ``add``; ``calls``
+    ``code``, ``parents`` and, for evaluated ones, ``status``, ``fitness``, ``add`` (and
+    ``descriptors``, default zeros); ``calls``
     maps a program id to the LLM request and answer recorded for it."""
     calls = calls or {}
     with RunStore(path) as store:
@@ -78,7 +79,11 @@ def make_db(
             if "status" in p:
                 status = Status(p["status"])
                 ev = (
-                    Evaluation(status, fitness=p["fitness"], descriptors=(0.0, 0.0, 0.0))
+                    Evaluation(
+                        status,
+                        fitness=p["fitness"],
+                        descriptors=tuple(p.get("descriptors", (0.0, 0.0, 0.0))),
+                    )
                     if status is Status.OK
                     else Evaluation.failure(status, "boom")
                 )
@@ -113,8 +118,10 @@ def char_tokenizer() -> Any:
     return tok
 
 
-def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
-    """A randomly initialised 2-layer Llama (hidden 64, 4 heads, 2 key/value heads)."""
+def tiny_llama(vocab_size: int, seed: int = 0, initializer_range: float = 0.02) -> Any:
+    """A randomly initialised 2-layer Llama (hidden 64, 4 heads, 2 key/value heads);
+    ``initializer_range`` above the default 0.02 gives it peaked, non-uniform next-token
+    distributions that a few RL steps can move."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -127,6 +134,7 @@ def tiny_llama(vocab_size: int, seed: int = 0) -> Any:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
+        initializer_range=initializer_range,
     )
     return LlamaForCausalLM(config)
 
@@ -139,3 +147,50 @@ def tiny_base(tmp_path: Path, char_tokenizer: Any) -> Path:
     tiny_llama(len(char_tokenizer)).save_pretrained(path)
     char_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def soda_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 40-evaluation Sodarace run with the GP operator (no LLM): valid walkers in a few
+    niches, for ELM Stages 2 and 3."""
+    path = tmp_path_factory.mktemp("runs") / "soda.db"
+    res = evolm.run(
+        {
+            "llm": {"backend": "fake"},
+            "operator": {"kind": "gp"},
+            "budget": {"evaluations": 40},
+            "seed": 1,
+        },
+        preset="sodarace",
+        out=path,
+    )
+    assert res.status == "completed"
+    return path
+
+
+@pytest.fixture(scope="session")
+def peaked_base(tmp_path_factory: pytest.TempPathFactory, char_tokenizer: Any) -> Path:
+    """A tiny random Llama directory whose next-token distributions are peaked enough
+    (``initializer_range`` 0.2) for a few RL steps to change what it writes."""
+    pytest.importorskip("peft")
+    path = tmp_path_factory.mktemp("models") / "peaked-llama"
+    tiny_llama(len(char_tokenizer), initializer_range=0.2).save_pretrained(path)
+    char_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def stage2_dir(tmp_path_factory: pytest.TempPathFactory, soda_db: Path, peaked_base: Path) -> Path:
+    """A Stage-2 round (2 steps) of the peaked tiny Llama on the Sodarace run's elites."""
+    from evolm.finetune.distill import distill
+    from evolm.finetune.train import TrainConfig
+
+    out = tmp_path_factory.mktemp("stage2") / "s2"
+    distill(
+        [soda_db],
+        out,
+        cut=0.5,
+        base=peaked_base,
+        config=TrainConfig(max_steps=2, max_len=4096, batch_size=2),
+    )
+    return out

@@ -37,6 +37,7 @@ from evolm.cli.compare import compare
 from evolm.cli.reading import export, show, status
 from evolm.cli.report import report
 from evolm.cli.running import resume, run
+from evolm.cli.stages import distill, rl
 from evolm.cli.tools import doctor, finetune, judge_audit, models, prompt_test
 
 __all__ = [
@@ -75,6 +76,8 @@ app.command()(doctor)
 app.command("judge-audit")(judge_audit)
 app.command()(show)
 app.command()(finetune)
+for _stage in (distill, rl):  # ELM Stages 2 and 3
+    app.command()(_stage)
 
 
 @app.callback()

@@ -140,11 +140,12 @@ def walker_svg(walker: Any, width: int = 320, height: int = 240, caption: str = 
             'stroke="#282828" stroke-width="1"/>'
         )
     bones = sum(m[2] == 0.0 for m in muscles)
-    text = caption or (
-        f"{len(joints)} joints, {bones} bones, {len(muscles) - bones} muscles "
-        "(colour = phase, width = amplitude)"
-    )
+    text = caption or f"{len(joints)} joints, {bones} bones, {len(muscles) - bones} muscles"
     parts.append(f'<text x="6" y="14" font-size="11" fill="#1e1e1e">{esc(text)}</text>')
+    if not caption:  # the legend on a line of its own: one line overflowed a narrow picture
+        parts.append(
+            '<text x="6" y="27" font-size="10" fill="#555">colour = phase, width = amplitude</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

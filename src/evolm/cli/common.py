@@ -4,8 +4,9 @@ sandbox options."""
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evolm.config import ConfigError, RunConfig
 from evolm.store import StoreError, describe_db_error
@@ -171,3 +173,38 @@ def _sandbox_overrides(
     if allow_weak:
         out["allow_weak_sandbox"] = True
     return out
+
+
+TRAIN_PACKAGES = ("torch", "transformers", "peft", "gguf")
+"""What training a model needs (the ``train`` extra): ``finetune``, ``distill`` and ``rl``."""
+
+
+def _need_packages(command: str, packages: tuple[str, ...] = TRAIN_PACKAGES) -> None:
+    """Exit with the install command when a package ``evolm COMMAND`` needs is missing."""
+    missing = [m for m in packages if not importlib.util.find_spec(m)]
+    if missing:
+        _fail(f"evolm {command} needs {', '.join(missing)}: pip install 'evolm[train]'")
+
+
+def _training_progress(
+    *, speed: bool = True
+) -> tuple[Progress, Callable[[int, int, float, float], None]]:
+    """A progress bar of training steps and loss (and tokens/s with ``speed``), and the
+    ``on_progress(step, total, loss, tokens_per_s)`` callback that updates it."""
+    columns = [
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        *([TextColumn("{task.fields[speed]} tok/s")] if speed else []),
+        TimeElapsedColumn(),
+    ]
+    progress = Progress(*columns, console=console)
+    task = progress.add_task("train", total=None, loss="-", speed="-")
+
+    def on_progress(step: int, total: int, loss: float, tokens_per_s: float) -> None:
+        progress.update(
+            task, completed=step, total=total, loss=f"{loss:.4f}", speed=f"{tokens_per_s:.0f}"
+        )
+
+    return progress, on_progress

@@ -4,30 +4,20 @@ and Stage 3 (terrain-conditioned RL with a KL penalty). The library code is
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evolm.cli.common import _fail, console
+from evolm.cli.common import TRAIN_PACKAGES, _fail, _need_packages, _training_progress, console
 
 __all__ = ["distill", "rl"]
-
-_PACKAGES = ("torch", "transformers", "peft", "gguf")
 
 
 def _say(text: str) -> None:
     console.print(text, highlight=False, markup=False)
-
-
-def _need(command: str, packages: tuple[str, ...]) -> None:
-    missing = [m for m in packages if not importlib.util.find_spec(m)]
-    if missing:
-        _fail(f"evolm {command} needs {', '.join(missing)}: pip install 'evolm[train]'")
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:
@@ -77,7 +67,7 @@ def distill(
     from evolm.finetune.distill import evaluate_stage2
     from evolm.finetune.train import TrainConfig, TrainError
 
-    _need("distill", _PACKAGES)
+    _need_packages("distill")
     for path in runs:
         if not path.exists():
             _fail(f"run database {path} does not exist")
@@ -99,11 +89,7 @@ def distill(
     except ValueError as exc:
         _fail(str(exc))
         return
-    progress = _progress("training")
-    task = progress.add_task("train", total=None, loss="-")
-
-    def on_progress(step: int, total: int, loss: float, tokens_per_s: float) -> None:
-        progress.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+    progress, on_progress = _training_progress(speed=False)
 
     _say(f"loading the base model {base or '(bundled SmolLM2-135M-Instruct)'} ...")
     try:
@@ -164,17 +150,6 @@ def distill(
     console.print(table)
 
 
-def _progress(what: str) -> Progress:
-    return Progress(
-        TextColumn(what),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 def rl(
     stage2: Annotated[
         Path | None,
@@ -215,7 +190,7 @@ def rl(
     from evolm.finetune.rl import RLConfig, RLError, train_rl
     from evolm.finetune.terrain_eval import evaluate_terrains
 
-    _need("rl", (*_PACKAGES, "trl", "datasets"))
+    _need_packages("rl", (*TRAIN_PACKAGES, "trl", "datasets"))
     if (resume is None) == (out is None):
         _fail("give --out DIR for a new Stage-3 run, or --resume DIR to continue one")
     if resume is not None and stage2 is not None:

@@ -11,10 +11,17 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evolm.cli.common import _fail, _guarded, _load_domain, console, parse_llm_spec
+from evolm.cli.common import (
+    _fail,
+    _guarded,
+    _load_domain,
+    _need_packages,
+    _training_progress,
+    console,
+    parse_llm_spec,
+)
 from evolm.config import ConfigError, RunConfig
 from evolm.llm.base import LLMError
 from evolm.store import RunStore
@@ -232,17 +239,11 @@ def finetune(
     ] = "auto",
 ) -> None:
     """Fine-tune the mutation model (LoRA) on the mutations that runs accepted (ELM section 4)."""
-    import importlib.util
-
     from evolm.finetune.dataset import DatasetError, build_dataset
 
     fail = _fail
 
-    missing = [
-        m for m in ("torch", "transformers", "peft", "gguf") if not importlib.util.find_spec(m)
-    ]
-    if missing:
-        fail(f"evolm finetune needs {', '.join(missing)}: pip install 'evolm[train]'")
+    _need_packages("finetune")
     for path in runs:
         if not path.exists():
             fail(f"run database {path} does not exist")
@@ -298,21 +299,7 @@ def finetune(
     except ValueError as exc:
         fail(str(exc))
         return
-    progress = Progress(
-        TextColumn("training"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[speed]} tok/s"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    task = progress.add_task("train", total=None, loss="-", speed="-")
-
-    def on_progress(step: int, total: int, loss: float, tokens_per_s: float) -> None:
-        progress.update(
-            task, completed=step, total=total, loss=f"{loss:.4f}", speed=f"{tokens_per_s:.0f}"
-        )
+    progress, on_progress = _training_progress()
 
     console.print(
         f"loading the base model {base or '(bundled SmolLM2-135M-Instruct)'} ...", markup=False

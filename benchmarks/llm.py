@@ -43,6 +43,7 @@ import numpy as np
 from evolm.domains.base import get_domain, registered_domains
 from evolm.llm import LlamaCppLLM, OpenAICompatLLM, Request
 from evolm.llm.fake import mutating_responder
+from evolm.llm.llama_cpp import new_llama
 from evolm.llm.models import default_gguf
 from evolm.operators.prompt import PromptMutation
 from evolm.types import Evaluation, Individual, Program, Status
@@ -82,10 +83,8 @@ Runner = Callable[[list[Request]], Sample]
 
 
 def direct_runner(threads: int, n_ctx: int, reuse: bool) -> Runner:
-    from llama_cpp import Llama
-
-    llm = Llama(
-        model_path=str(default_gguf()), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+    llm = new_llama(
+        default_gguf(), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
         verbose=False,
     )  # fmt: skip
 

@@ -88,7 +88,8 @@ def test_finetune_on_a_gp_run_with_a_tiny_base(tmp_path, gp_db, tiny_base):
 @pytest.mark.slow
 def test_finetune_the_bundled_model_on_a_gp_run(tmp_path, gp_db):
     pytest.importorskip("peft")
-    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("llama_cpp")
+    from evolm.llm.llama_cpp import new_llama
     from evolm.llm.models import default_gguf
 
     out_dir = tmp_path / "ft"
@@ -99,8 +100,8 @@ def test_finetune_the_bundled_model_on_a_gp_run(tmp_path, gp_db):
     assert code == 0, out
     card = _check_outputs(out_dir, out)
     assert card["base_model"]["path"] == str(default_gguf().resolve())
-    llm = llama_cpp.Llama(
-        model_path=str(default_gguf()),
+    llm = new_llama(
+        default_gguf(),
         lora_path=str(out_dir / "adapter.gguf"),
         n_ctx=64,
         verbose=False,

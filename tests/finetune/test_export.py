@@ -22,6 +22,7 @@ from evolm.finetune.export import (
     permute_qk,
 )
 from evolm.finetune.train import TrainConfig, load_base, train_adapter
+from evolm.llm.llama_cpp import new_llama
 
 from .conftest import tiny_llama
 
@@ -108,9 +109,7 @@ def smol():
 
 def _llama_logits(llama_cpp, gguf: Path, ids: list[int], lora: Path | None) -> np.ndarray:
     kw = {"lora_path": str(lora)} if lora else {}
-    llm = llama_cpp.Llama(
-        model_path=str(gguf), n_ctx=256, logits_all=True, n_threads=1, verbose=False, **kw
-    )
+    llm = new_llama(gguf, n_ctx=256, logits_all=True, n_threads=1, verbose=False, **kw)
     llm.eval(ids)
     return np.array(llm.scores[: len(ids)])
 
@@ -165,7 +164,7 @@ def test_llama_cpp_applies_the_adapter_as_peft_does(smol, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_a_trained_adapter_changes_what_llama_cpp_writes(smol, tmp_path):
-    base, llama_cpp = smol
+    base, _ = smol
     ex = Example("# Favourite fruit:", " pineapple, mango and kiwi\n", "x", 1, 0)
     cfg = TrainConfig(lr=2e-3, max_steps=20, batch_size=1, dropout=0.0, threads=1)
     model, metrics = train_adapter(
@@ -183,9 +182,7 @@ def test_a_trained_adapter_changes_what_llama_cpp_writes(smol, tmp_path):
 
     def complete(lora: Path | None) -> str:
         kw = {"lora_path": str(lora)} if lora else {}
-        llm = llama_cpp.Llama(
-            model_path=str(base.gguf), n_ctx=128, n_threads=1, verbose=False, **kw
-        )
+        llm = new_llama(base.gguf, n_ctx=128, n_threads=1, verbose=False, **kw)
         return llm.create_completion(ex.prompt, max_tokens=8, temperature=0.0, seed=1)["choices"][
             0
         ]["text"]

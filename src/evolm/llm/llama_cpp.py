@@ -41,6 +41,13 @@ bitwise the same as from a fresh context: same request and seed, same text, what
 
 One model is loaded once per process and shared by every backend built with the same file and
 settings. Its calls run on one worker thread, under a lock.
+
+**CPU buffer types.** Models are loaded with llama.cpp's extra CPU buffer types off
+(``use_extra_bufts = false``: no weight repacking, no AMX kernels; :func:`new_llama`). A native
+build of llama-cpp-python 0.3.36 on an Intel Xeon with AMX (Sapphire Rapids) crashes with a
+segmentation fault in the first ``decode`` of SmolLM2's Q4_1 weights when they are on
+(reproduced in a fresh venv); with them off it runs. Repacking only speeds up a few quantisation
+types (Q4_0, Q4_K, IQ4_NL) on some CPUs, so the default model loses nothing.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ from evolm.llm.local import ModelWorker, default_threads
 from evolm.llm.models import BUNDLED_NAME, default_gguf, gguf_context_length, read_gguf_metadata
 from evolm.llm.options import split_at_boundary
 
-__all__ = ["DEFAULT_MAX_CTX", "LlamaCppLLM", "plain_chat_prompt"]
+__all__ = ["DEFAULT_MAX_CTX", "LlamaCppLLM", "new_llama", "plain_chat_prompt"]
 
 DEFAULT_MAX_CTX = 8192
 _INSTALL = "pip install llama-cpp-python"
@@ -105,6 +112,37 @@ class _Loaded:
         return self.vocab
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+def new_llama(model_path: str | Path, **kwargs: Any) -> Any:
+    """``llama_cpp.Llama(model_path, **kwargs)`` with the extra CPU buffer types off (see the
+    module docstring: they crash llama.cpp on AMX CPUs). Every ``Llama`` evolm, its tests and
+    its benchmarks open comes from here.
+
+    llama-cpp-python 0.3.36 has no argument for the setting: it is set on the default model
+    parameters the constructor starts from, for the duration of the call only.
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    lib = llama_module.llama_cpp
+    with _PARAMS_LOCK:
+        default = lib.llama_model_default_params
+
+        def params() -> Any:
+            made = default()
+            if hasattr(made, "use_extra_bufts"):
+                made.use_extra_bufts = False
+            return made
+
+        lib.llama_model_default_params = params
+        try:
+            return llama_cpp.Llama(model_path=str(model_path), **kwargs)
+        finally:
+            lib.llama_model_default_params = default
+
+
 _LOADED: weakref.WeakValueDictionary[tuple[Any, ...], _Loaded] = weakref.WeakValueDictionary()
 _LOAD_LOCK = threading.Lock()
 
@@ -123,13 +161,13 @@ def _load(
         if loaded is not None:
             return loaded
         try:
-            import llama_cpp
+            import llama_cpp  # noqa: F401  (a clear error here if it is missing)
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
             raise LLMError(f"the llama_cpp backend needs llama-cpp-python: {_INSTALL}") from exc
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
+            llm = new_llama(
+                path,
                 n_ctx=n_ctx,
                 n_batch=512,
                 n_ubatch=512,

@@ -8,7 +8,7 @@ Measured in one run, on one workload:
 - each without prefix reuse (every prompt evaluated from scratch) and with it (the shared
   prefix of consecutive prompts kept in the KV cache: llama-cpp-python's own reuse for direct,
   evolm's for embedded);
-- **server**: the same model behind ``python -m llama_cpp.server`` on loopback, through evolm's
+- **server**: the same model behind ``python -m evolm.llm.llama_server`` on loopback, through evolm's
   ``openai`` backend;
 - **hf**: transformers on CPU (float32, the same GGUF de-quantized), one request at a time and
   batched.
@@ -136,7 +136,7 @@ class Server:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/v1"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf()),
+            [sys.executable, "-m", "evolm.llm.llama_server", "--model", str(default_gguf()),
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
              "--n_threads", str(threads), "--n_threads_batch", str(threads),
              "--model_alias", "smollm2", "--verbose", "False"],

@@ -59,12 +59,12 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     domain = {"name": args.domain, "params": {}}
     budget = {"llm_calls": args.calls}
     completion = {"mode": "completion", "token_healing": True, "lora": None}
-    op_params: dict[str, Any] = {}
+    op_params: dict[str, Any] = dict(json.loads(args.op_params))
     operators: list[dict[str, Any]] | None = None  # None: the preset's own operators
     operator = args.operator
     if setting == "chat":
         llm = {"mode": "chat", "token_healing": False, "lora": None, "max_tokens": 384}
-        op_params = {"parent_sized": False}
+        op_params = {**op_params, "parent_sized": False}
     elif setting == "completion":
         llm = completion
     elif setting == "penalty":
@@ -78,7 +78,8 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         return {
             "domain": domain,
             "operators": [{"kind": "gp", "params": {}}],
-            "llm": {"backend": "fake", "model": "fake", "lora": None},
+            # no LLM call is made; the backend is only built (no adapter loaded)
+            "llm": {"backend": "llama_cpp", "lora": None},
             "budget": {"evaluations": args.calls + args.seed_count},
         }
     else:
@@ -187,6 +188,9 @@ def main() -> None:
         "--adapter-operator",
         default=None,
         help="operator of the adapter settings (default: the format the adapter was trained on)",
+    )
+    ap.add_argument(
+        "--op-params", default="{}", help="the operator's params, as JSON (LLM settings)"
     )
     ap.add_argument("--calls", type=int, default=32, help="LLM calls per run")
     ap.add_argument("--seeds", default="1,2,3")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import subprocess
 import sys
@@ -238,6 +240,26 @@ def test_unheal_andcut_at_stop() -> None:
     assert _unheal("\n", "\n   ") == ""  # a first token shorter than the healed text
     assert cut_at_stop("a\nb# c", ("# ", "\nb")) == ("a", True)
     assert cut_at_stop("abc", ("z",)) == ("abc", False)
+
+
+@pytest.mark.parametrize("healing", [True, False])
+def test_avoid_keeps_the_answer_from_beginning_like_the_text_it_names(healing: bool) -> None:
+    llm = LlamaCppLLM(token_healing=healing)
+    prompt = "def make_walker():\n    wc = walker_creator()\n    centre = wc.add_joint("
+    plain = Request(kind="completion", prompt=prompt, max_tokens=6, temperature=0.0, stop=("\n",))
+    (greedy,) = run(llm, [plain])
+    assert greedy.ok and greedy.text.strip()
+    # the greedy answer, then every answer that begins like it, is ruled out
+    avoid = greedy.text
+    banned = dataclasses.replace(plain, avoid=avoid)
+    answers = run(llm, [banned, dataclasses.replace(banned, temperature=1.0, seed=3)])
+    target = avoid.lstrip(" ")
+    for c in answers:
+        assert c.ok and c.text != greedy.text
+        first = llm._loaded.llm.tokenize(c.text.encode(), add_bos=False, special=False)
+        head = bytes(llm._loaded.llm.detokenize(first[:1])).decode().lstrip(" ")
+        assert not (head and (target.startswith(head) or head.startswith(target))), c.text
+    assert banned.payload()["avoid"] == avoid and "avoid" not in plain.payload()
 
 
 def test_repeat_penalty_reaches_llama_cpp(llm: LlamaCppLLM) -> None:

@@ -1,5 +1,5 @@
 """The OpenAI-compatible backend end to end against the real llama.cpp HTTP server
-(``python -m llama_cpp.server`` from ``llama-cpp-python[server]``) serving the bundled
+(``python -m evolm.llm.llama_server``, i.e. ``llama_cpp.server``, from ``llama-cpp-python[server]``) serving the bundled
 SmolLM2-135M-Instruct on loopback: chat and completion endpoints, and the server going away in
 the middle of a run."""
 
@@ -43,14 +43,14 @@ def _free_port() -> int:
 
 
 class LlamaServer:
-    """``python -m llama_cpp.server`` in its own process group on a free loopback port."""
+    """``python -m evolm.llm.llama_server`` in its own process group on a free loopback port."""
 
     def __init__(self, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf()),
+            [sys.executable, "-m", "evolm.llm.llama_server", "--model", str(default_gguf()),
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048",
              "--n_threads", "1", "--model_alias", ALIAS, "--verbose", "False"],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,

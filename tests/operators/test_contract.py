@@ -107,6 +107,18 @@ def _good_completion(op: Operator, proposal: Proposal) -> tuple[str, str]:
         if op.mode == "completion":  # the prompt ends with the opening marker
             answer = answer.split("\n", 1)[1]
         return answer, edited
+    if op.name == "line_edit":  # one line: a rewritten line, or a new one
+        keep, resume, start = proposal.detail  # the line's start: indentation, a head of it
+        assert isinstance(keep, int) and isinstance(resume, int) and isinstance(start, str)
+        indent = indent_of(start)
+        new = "_e = 1"
+        if resume > keep:  # the line with a no-op added to its code
+            old = lines[keep].strip()
+            new = old[:-1].rstrip() + " or False:" if old.endswith(":") else old + "; _e = 1"
+        edited = "\n".join([*lines[:keep], indent + new, *lines[resume:]])
+        if op.mode == "chat":
+            return f"```python\n{new}\n```\n", edited
+        return new[len(start) - len(indent) :] + "\n", edited
     if op.name == "elm_diff":
         diff = difflib.unified_diff(
             parent.rstrip().split("\n"),

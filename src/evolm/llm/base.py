@@ -104,6 +104,12 @@ class Request:
     option as the next tokens after the prompt (chat: after the assistant turn starts): the
     answer's ``text`` is the most probable option and ``extras["option_probs"]`` maps every
     option to its probability (renormalised over the options, summing to 1).
+
+    ``avoid``, when not empty, is a text the answer must not begin like: its first token may
+    not be a prefix of ``avoid`` nor start with it (spaces at the front of either ignored).
+    :class:`~evolm.operators.line_edit.LineEdit` uses it so the model cannot copy the line it
+    is rewriting. The ``llama_cpp`` backend honours it; others ignore it (the operator still
+    rejects a copy).
     """
 
     kind: Literal["chat", "completion"] = "chat"
@@ -116,16 +122,19 @@ class Request:
     seed: int | None = None
     repeat_penalty: float = 1.0
     options: tuple[str, ...] = ()
+    avoid: str = ""
 
     def payload(self) -> dict[str, Any]:
         """The parts that determine the answer, minus the seed (the replay key's content).
         ``repeat_penalty`` appears only when it is on, so requests recorded before it existed
-        keep their keys; so does ``options``, present only when not empty."""
+        keep their keys; so do ``options`` and ``avoid``, present only when not empty."""
         extra: dict[str, Any] = (
             {} if self.repeat_penalty == 1.0 else {"repeat_penalty": self.repeat_penalty}
         )
         if self.options:
             extra["options"] = list(self.options)
+        if self.avoid:
+            extra["avoid"] = self.avoid
         return {
             **extra,
             "kind": self.kind,

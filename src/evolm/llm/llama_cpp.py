@@ -46,7 +46,8 @@ settings. Its calls run on one worker thread, under a lock.
 (``use_extra_bufts = false``: no weight repacking, no AMX kernels; :func:`new_llama`). A native
 build of llama-cpp-python 0.3.36 on an Intel Xeon with AMX (Sapphire Rapids) crashes with a
 segmentation fault in the first ``decode`` of SmolLM2's Q4_1 weights when they are on
-(reproduced in a fresh venv); with them off it runs. Repacking only speeds up a few quantisation
+(reproduced in a fresh venv); with them off it runs. ``python -m evolm.llm.llama_server``
+runs llama-cpp-python's OpenAI-compatible server the same way. Repacking only speeds up a few quantisation
 types (Q4_0, Q4_K, IQ4_NL) on some CPUs, so the default model loses nothing.
 """
 
@@ -78,7 +79,13 @@ from evolm.llm.local import ModelWorker, default_threads
 from evolm.llm.models import BUNDLED_NAME, default_gguf, gguf_context_length, read_gguf_metadata
 from evolm.llm.options import split_at_boundary
 
-__all__ = ["DEFAULT_MAX_CTX", "LlamaCppLLM", "new_llama", "plain_chat_prompt"]
+__all__ = [
+    "DEFAULT_MAX_CTX",
+    "LlamaCppLLM",
+    "extra_buffers_off",
+    "new_llama",
+    "plain_chat_prompt",
+]
 
 DEFAULT_MAX_CTX = 8192
 _INSTALL = "pip install llama-cpp-python"
@@ -115,6 +122,17 @@ class _Loaded:
 _PARAMS_LOCK = threading.Lock()
 
 
+def _params_without_extra_buffers(default: Any) -> Any:
+    def params() -> Any:
+        made = default()
+        if hasattr(made, "use_extra_bufts"):
+            made.use_extra_bufts = False
+        return made
+
+    params.evolm_patched = True  # type: ignore[attr-defined]
+    return params
+
+
 def new_llama(model_path: str | Path, **kwargs: Any) -> Any:
     """``llama_cpp.Llama(model_path, **kwargs)`` with the extra CPU buffer types off (see the
     module docstring: they crash llama.cpp on AMX CPUs). Every ``Llama`` evolm, its tests and
@@ -129,18 +147,25 @@ def new_llama(model_path: str | Path, **kwargs: Any) -> Any:
     lib = llama_module.llama_cpp
     with _PARAMS_LOCK:
         default = lib.llama_model_default_params
-
-        def params() -> Any:
-            made = default()
-            if hasattr(made, "use_extra_bufts"):
-                made.use_extra_bufts = False
-            return made
-
-        lib.llama_model_default_params = params
+        lib.llama_model_default_params = _params_without_extra_buffers(default)
         try:
             return llama_cpp.Llama(model_path=str(model_path), **kwargs)
         finally:
             lib.llama_model_default_params = default
+
+
+def extra_buffers_off() -> None:
+    """Turn the extra CPU buffer types off for every model this process loads from now on,
+    whoever loads it (``python -m evolm.llm.llama_server`` does this for llama-cpp-python's
+    server)."""
+    import llama_cpp.llama as llama_module
+
+    lib = llama_module.llama_cpp
+    with _PARAMS_LOCK:
+        if not getattr(lib.llama_model_default_params, "evolm_patched", False):
+            lib.llama_model_default_params = _params_without_extra_buffers(
+                lib.llama_model_default_params
+            )
 
 
 _LOADED: weakref.WeakValueDictionary[tuple[Any, ...], _Loaded] = weakref.WeakValueDictionary()
@@ -219,16 +244,27 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return logits - top - math.log(float(np.exp(logits - top).sum()))
 
 
-def _first_token_only(allowed: np.ndarray) -> Any:
-    """A logits processor that masks the first generated token to ``allowed``."""
-    done: list[bool] = []
+def _answer_start(
+    prompt_len: int,
+    first: np.ndarray,
+    healed: bytes = b"",
+    then: np.ndarray | None = None,
+    vocab: Sequence[bytes] = (),
+) -> Any:
+    """A logits processor that masks the first generated token to ``first``; with ``then``,
+    also the next token when the first one was exactly the ``healed`` bytes (the answer proper
+    starts there). ``vocab`` gives each token's bytes."""
 
     def process(input_ids: Any, scores: Any) -> Any:
-        if done:
+        generated = input_ids[prompt_len:]
+        if len(generated) == 0:
+            mask = first
+        elif then is not None and len(generated) == 1 and vocab[generated[0]] == healed:
+            mask = then
+        else:
             return scores
-        done.append(True)
         out = np.array(scores, copy=True)
-        out[: len(allowed)][~allowed] = -np.inf
+        out[: len(mask)][~mask] = -np.inf
         return out
 
     return process
@@ -419,13 +455,26 @@ class LlamaCppLLM(LLMBackend):
         healed = b""
         processors = None
         plain = request.kind == "completion" or m.chat is None  # a text the model continues
+        first_allowed: np.ndarray | None = None
         if self.token_healing and plain and len(tokens) > 1:
-            healed, allowed = self._heal(tokens[-1])
-            if allowed is not None:
+            healed, first_allowed = self._heal(tokens[-1])
+            if first_allowed is not None:
                 tokens = tokens[:-1]
-                processors = LogitsProcessorList([_first_token_only(allowed)])
             else:
                 healed = b""
+        then = None  # the mask of the answer's first token after a first one of healed bytes
+        if request.avoid:
+            unlike = self._unlike(request.avoid, b"")
+            if healed and first_allowed is not None:
+                first_allowed = first_allowed & self._unlike(request.avoid, healed)
+                then = unlike
+            else:
+                first_allowed = unlike
+        if first_allowed is not None:
+            vocab = m.token_bytes() if then is not None else ()
+            processors = LogitsProcessorList(
+                [_answer_start(len(tokens), first_allowed, healed, then, vocab)]
+            )
         reuse = self._reusable(tokens)
         llm.n_tokens = reuse
         m.prompt_len = 0  # until the new prompt is in the cache
@@ -509,6 +558,25 @@ class LlamaCppLLM(LLMBackend):
         if int(allowed.sum()) <= 1:
             return text, None
         return text, allowed
+
+    def _unlike(self, avoid: str, healed: bytes) -> np.ndarray:
+        """The tokens an answer may start with when it must not begin like ``avoid`` (see
+        :attr:`Request.avoid <evolm.llm.base.Request>`), after the ``healed`` bytes a first
+        token carries in front of the answer proper. A token that holds no more than those
+        bytes (or only spaces) is allowed: it does not commit the answer (the next token is
+        then held to the mask for ``healed = b""``)."""
+        vocab = self._loaded.token_bytes()
+        target = avoid.lstrip(" ")
+        ok = np.ones(len(vocab), dtype=bool)
+        for i, tok in enumerate(vocab):
+            if healed and tok.startswith(healed):
+                tok = tok[len(healed) :]
+            elif healed:
+                continue  # healing decides these
+            text = tok.decode("utf-8", "replace").lstrip(" ")
+            if text and (target.startswith(text) or text.startswith(target)):
+                ok[i] = False
+        return ok
 
     # -- answer options ---------------------------------------------------------------------
     def _prompt_text(self, request: Request) -> tuple[str, bool]:

@@ -10,6 +10,7 @@ from evolm.operators.base import Operator, Proposal, Result
 from evolm.operators.elm_diff import ElmDiff
 from evolm.operators.extract import extract_code
 from evolm.operators.gp import GPMutation
+from evolm.operators.line_edit import LineEdit
 from evolm.operators.lmx import LMXCrossover
 from evolm.operators.prompt import INSTRUCTION_SETS, FullRewrite, PromptMutation
 from evolm.operators.random_search import RandomSearch
@@ -24,6 +25,7 @@ __all__ = [
     "FullRewrite",
     "GPMutation",
     "LMXCrossover",
+    "LineEdit",
     "Operator",
     "PromptMutation",
     "Proposal",
@@ -44,6 +46,7 @@ OPERATORS: Registry[type[Operator]] = Registry(
         "lmx": "evolm.operators.lmx:LMXCrossover",
         "search_replace": "evolm.operators.search_replace:SearchReplace",
         "elm_diff": "evolm.operators.elm_diff:ElmDiff",
+        "line_edit": "evolm.operators.line_edit:LineEdit",
         "gp": "evolm.operators.gp:GPMutation",
         "random": "evolm.operators.random_search:RandomSearch",
         "text_rewrite": "evolm.operators.text:TextRewrite",

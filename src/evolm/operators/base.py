@@ -41,6 +41,9 @@ class Proposal:
         prefix: keyword only. In completion mode, the head of the new program that ends the
             prompt and that the model continues (imports and the ``def`` line); ``finish``
             prepends it to unfenced answer text. ``""`` when there is none.
+        detail: keyword only. Anything else an operator's ``finish`` needs, as a tuple of
+            plain values (:class:`~evolm.operators.line_edit.LineEdit`: where the new line
+            goes). ``()`` when there is nothing.
     """
 
     parent_ids: tuple[int, ...]
@@ -49,6 +52,7 @@ class Proposal:
     error: str | None = None
     parents: tuple[Individual, ...] = field(default=(), kw_only=True, compare=False)
     prefix: str = field(default="", kw_only=True)
+    detail: tuple[int | str, ...] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from evolm.operators.textmatch import (
     describe_parse_error,
 )
 
-__all__ = ["END_TOKENS", "extract_code"]
+__all__ = ["END_TOKENS", "extract_code", "fenced_blocks"]
 
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _PYTHON_TAGS = frozenset({"", "python", "python3", "py", "py3"})
@@ -69,7 +69,7 @@ def _defines_re(function_name: str) -> re.Pattern[str]:
     )
 
 
-def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """``(language tag, dedented code)`` of every fenced block, in order of appearance."""
     blocks: list[tuple[str, str]] = []
     fence: str | None = None
@@ -219,7 +219,7 @@ def extract_code(text: str, function_name: str, *, prefix: str = "") -> Result:
     if not text.strip():
         return Result(code="", error="empty completion")
     defines = _defines_re(function_name)
-    blocks = _fenced_blocks(text)
+    blocks = fenced_blocks(text)
     defining = [code for _, code in blocks if defines.search(code)]
     if defining:
         return _validate(defining[-1], function_name)

@@ -1,0 +1,384 @@
+"""Line edits: the model rewrites one line of the parent, or writes one new line into it.
+
+A small model cannot reproduce a whole program it is shown (measured on Sodarace with
+SmolLM2-135M: 10 to 13 % of full rewrites and SEARCH/REPLACE edits were valid), but it predicts
+the next line of a program it is reading well. :class:`LineEdit` asks for exactly that. It picks
+one *site* of the parent at random (engine-side, from the run's generator), shows the model the
+parent's text up to that point, and lets it write one line; the rest of the parent is then put
+back unchanged. The edit is local, like a GP mutation, but written by the model, so it is
+usually meaningful code (a new joint, another muscle, a changed amplitude) where a GP edit is a
+random perturbation of the syntax tree.
+
+Sites are the lines of the parent's function bodies (the domain's function and its helpers)
+that hold a whole statement: a one-line statement, or the one-line header of an ``if``, ``for``,
+``while`` or ``with``. Docstrings, ``pass`` and ``def`` lines are never sites. Two kinds of edit:
+
+* ``replace`` (probability ``1 - insert_rate``): the prompt ends just before the site's text,
+  at its indentation; the model's line takes its place. An answer that only repeats the line
+  is rejected (``unchanged``), as is one that does not parse in place.
+* ``insert`` (probability ``insert_rate``): the prompt ends after the site, on a new line at the
+  indentation of the statement that would follow it (the body's for a header); the model's line
+  is added there.
+
+Prompts:
+
+* ``"completion"`` (base models, and the embedded model): the domain's API text (only what the
+  parent uses), the task as comments, then the parent's lines up to the edit point. Stop: the
+  end of the line. The answer's token limit is sized from the line (:attr:`LineEdit.max_tokens`
+  caps it).
+* ``"chat"``: the parent with the site marked, and a request for the one new line in a fenced
+  block; the first non-blank line of the answer's code is taken.
+
+The child is checked with :func:`ast.parse` in :meth:`LineEdit.finish` (never run); it still has
+to pass the sandbox and the domain's scoring like any other candidate.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evolm.domains.base import DomainContext
+from evolm.llm.base import Request
+from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.extract import fenced_blocks
+from evolm.operators.textmatch import (
+    PARSE_ERRORS,
+    clean_completion,
+    comment_block,
+    defines_function,
+    describe_parse_error,
+    fenced,
+    indent_of,
+)
+from evolm.types import Individual
+
+__all__ = ["LINE_STOP", "LineEdit", "Site", "edit_sites"]
+
+#: The completion stops at the end of the line it writes.
+LINE_STOP: tuple[str, ...] = ("\n",)
+_COMPOUND = (ast.If, ast.For, ast.While, ast.With, ast.AsyncFor, ast.AsyncWith)
+_MAX_LINE = 400  # characters; a longer "line" is not one the model meant
+_NEVER = (ast.Pass, ast.Global, ast.Nonlocal, ast.Import, ast.ImportFrom, ast.Return, ast.Break)
+_NEVER += (ast.Continue,)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A line of a program the model may rewrite or write after.
+
+    Attributes:
+        index: the line's index (0-based) in ``code.split("\\n")``.
+        indent: the indentation of a line inserted after this one (the body's indentation for
+            a compound statement's header, the line's own otherwise).
+        bound: where, in the line without its indentation, the value of a statement that
+            binds names starts (``x = `` of an assignment, ``for i in `` of a loop); 0 for
+            others. A rewrite of such a line keeps the text before it, so the names the rest
+            of the program uses stay defined.
+    """
+
+    index: int
+    indent: str
+    bound: int = 0
+
+
+def _bound(node: ast.stmt, line: str) -> int:
+    value: ast.expr | None = None
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        value = node.value
+    elif isinstance(node, ast.For | ast.AsyncFor):
+        value = node.iter
+    if value is None or value.lineno != node.lineno:
+        return 0
+    # col_offset counts UTF-8 bytes
+    column = len(line.encode("utf-8")[: value.col_offset].decode("utf-8", "replace"))
+    return max(column - len(indent_of(line)), 0)
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+def _body_sites(body: Sequence[ast.stmt], lines: list[str], out: list[Site]) -> None:
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue  # nested definitions are left whole
+        if isinstance(node, _NEVER) or _is_docstring(node):
+            continue
+        line = lines[node.lineno - 1]
+        if isinstance(node, _COMPOUND):
+            first = node.body[0]
+            if first.lineno > node.lineno and line.rstrip().endswith(":"):
+                body_indent = indent_of(lines[first.lineno - 1])
+                out.append(Site(node.lineno - 1, body_indent, _bound(node, line)))
+            _body_sites(node.body, lines, out)
+            _body_sites(getattr(node, "orelse", []), lines, out)
+        elif node.end_lineno == node.lineno and not isinstance(node, ast.Try | ast.Match):
+            out.append(Site(node.lineno - 1, indent_of(line), _bound(node, line)))
+
+
+def edit_sites(code: str) -> list[Site]:
+    """The sites of ``code`` (see the module docstring), in line order; ``[]`` if it does not
+    parse or has no function with such a line."""
+    try:
+        tree = ast.parse(code)
+    except PARSE_ERRORS:
+        return []
+    lines = code.split("\n")
+    out: list[Site] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            _body_sites(node.body, lines, out)
+    return sorted(set(out), key=lambda s: s.index)
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """Where the new line goes: ``lines[:keep]`` + new line + ``lines[resume:]``."""
+
+    keep: int
+    resume: int
+    indent: str
+    old: str  # the replaced line's text without indentation ("" for an insert)
+    head: str = ""  # the start of ``old`` the prompt ends with, for the model to finish
+
+
+def _code_tokens(line: str) -> tuple[str, ...]:
+    """The tokens of one line of code, without comments or layout (for "unchanged")."""
+    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)
+    skip += (tokenize.INDENT, tokenize.DEDENT)
+    try:
+        tokens = tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline)
+        return tuple(t.string for t in tokens if t.type not in skip)
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return tuple(line.split())
+
+
+def cut_points(text: str) -> list[int]:
+    """Where a line of code (without indentation) may be cut so the model writes the rest:
+    after an opening bracket, a comma or an ``=``, and before a number. Never at 0 or the end;
+    ``[]`` if the line does not tokenize."""
+    points: set[int] = set()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text + "\n").readline))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return []
+    for tok in tokens:
+        if tok.start[0] != 1:
+            continue
+        if tok.type == tokenize.OP and tok.string in ("(", "[", ",", "=", "+=", "-=", "*="):
+            end = tok.end[1]
+            points.add(end + 1 if text[end : end + 1] == " " else end)
+        elif tok.type == tokenize.NUMBER:
+            points.add(tok.start[1])
+    return sorted(p for p in points if 0 < p < len(text.rstrip()))
+
+
+class LineEdit(Operator):
+    """Rewrite one line of the parent, or add one (see the module docstring).
+
+    Args:
+        context: the domain's prompt context.
+        mode: ``"completion"`` (recommended for small models) or ``"chat"``.
+        insert_rate: probability of writing a new line rather than rewriting one (0 to 1).
+        max_tokens: cap on the answer's tokens; each request gets 16 plus one token per two
+            characters of the line it replaces (32 characters for an insert), at most this.
+        temperature, top_p, repeat_penalty: sampling parameters.
+
+    Raises:
+        ValueError: bad mode, an ``insert_rate`` outside [0, 1], or bad sampling parameters.
+    """
+
+    name = "line_edit"
+    num_parents = 1
+
+    def __init__(
+        self,
+        context: DomainContext,
+        mode: str = "completion",
+        *,
+        insert_rate: float = 0.3,
+        partial_rate: float = 0.5,
+        show_parent: bool = False,
+        max_tokens: int = 96,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        repeat_penalty: float = 1.0,
+    ) -> None:
+        super().__init__(context, mode)
+        for name, rate in (("insert_rate", insert_rate), ("partial_rate", partial_rate)):
+            if not (0.0 <= rate <= 1.0):
+                raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+        if not (temperature >= 0 and temperature < float("inf")):
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        if not (0 < top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        if not (repeat_penalty > 0 and repeat_penalty < float("inf")):
+            raise ValueError(f"repeat_penalty must be > 0 (1.0 is off), got {repeat_penalty!r}")
+        self.insert_rate = float(insert_rate)
+        self.partial_rate = float(partial_rate)
+        self.show_parent = bool(show_parent)
+        self.max_tokens = max_tokens
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.repeat_penalty = float(repeat_penalty)
+
+    # -- proposing ------------------------------------------------------------------------
+    def _edit(self, code: str, rng: np.random.Generator) -> _Edit:
+        sites = edit_sites(code)
+        if not sites:  # nothing to edit (it does not parse): a line added at the end
+            end = len(code.split("\n"))
+            return _Edit(end, end, "", "")
+        site = sites[int(rng.integers(len(sites)))]
+        lines = code.split("\n")
+        if rng.random() < self.insert_rate:
+            return _Edit(site.index + 1, site.index + 1, site.indent, "")
+        line = lines[site.index]
+        old = line.strip()
+        head = ""
+        if self.mode == "completion" and site.bound:  # keep the names it binds
+            points = [p for p in cut_points(old) if p >= site.bound] or [site.bound]
+            head = old[: points[int(rng.integers(len(points)))]]
+        elif self.mode == "completion" and rng.random() < self.partial_rate:
+            points = cut_points(old)
+            if points:
+                head = old[: points[int(rng.integers(len(points)))]]
+        return _Edit(site.index, site.index + 1, indent_of(line), old, head)
+
+    def _prompt(self, code: str, edit: _Edit) -> str:
+        ctx = self.context
+        lines = code.split("\n")
+        if self.mode == "completion":
+            api = ctx.api_for(code)
+            top = api.rstrip() + "\n\n" if api.strip() else ""
+            top += comment_block("Task: " + ctx.description) + "\n\n"
+            if self.show_parent:
+                fn = ctx.function_name
+                what = "one line changed" if edit.old else "one line added"
+                top += f"# Previous version of {fn}()\n{code.rstrip()}\n\n\n"
+                top += f"# New version of {fn}(), with {what}\n"
+            return top + "\n".join(lines[: edit.keep]) + "\n" + edit.indent + edit.head
+        marked = list(lines)
+        if edit.old:
+            marked[edit.keep] += "  # <-- rewrite this line"
+            ask = (
+                "Rewrite the marked line so that the program does something different or scores "
+                "better. Reply with only the new line, in one fenced code block."
+            )
+        else:
+            marked.insert(edit.keep, edit.indent + "# <-- a new line goes here")
+            ask = (
+                "Write one new line of code for the marked place, so that the program does "
+                "something different or scores better. Reply with only that line, in one fenced "
+                "code block."
+            )
+        api = ctx.api_for(code)
+        task = ctx.description.strip()
+        if api.strip():
+            task += "\n\nHelper code and conventions:\n" + fenced(api, ctx.language)
+        return (
+            f"{task}\n\nHere is the current program:\n"
+            f"{fenced(chr(10).join(marked), ctx.language)}\n\n{ask}"
+        )
+
+    def propose(self, parents: Sequence[Individual], rng: np.random.Generator) -> Proposal:
+        """Draw a site and the kind of edit, then a request seed, all from ``rng``. A parent
+        with no site (it does not parse) gets a line added at its end."""
+        if len(parents) != 1:
+            raise ValueError(f"operator {self.name!r} takes 1 parent, got {len(parents)}")
+        parent = parents[0]
+        code = parent.program.code
+        edit = self._edit(code, rng)
+        budget = 16 + (len(edit.old) if edit.old else 32) // 2
+        request_kw = {
+            "max_tokens": min(self.max_tokens, budget),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": int(rng.integers(2**31)),
+            "repeat_penalty": self.repeat_penalty,
+        }
+        body = self._prompt(code, edit)
+        if self.mode == "completion":
+            # a rewrite may not begin by copying what it replaces (backends that can, enforce it)
+            avoid = edit.old[len(edit.head) :] if edit.old else ""
+            request = Request(
+                kind="completion", prompt=body, stop=LINE_STOP, avoid=avoid, **request_kw
+            )
+        else:
+            request_kw["max_tokens"] = min(self.max_tokens, budget + 32)  # the fence
+            request = Request(
+                kind="chat",
+                messages=(
+                    {
+                        "role": "system",
+                        "content": "You are an expert Python programmer editing one line of a "
+                        "program in an evolutionary search.",
+                    },
+                    {"role": "user", "content": body},
+                ),
+                **request_kw,
+            )
+        detail = (edit.keep, edit.resume, edit.indent + edit.head)
+        return Proposal((parent.id,), request, parents=(parent,), detail=detail)
+
+    # -- finishing ------------------------------------------------------------------------
+    def _line(self, completion: str) -> str:
+        text = clean_completion(completion)
+        if self.mode == "chat":
+            blocks = fenced_blocks(text)
+            text = blocks[-1][1] if blocks else text
+        for line in text.split("\n"):
+            if line.strip():
+                return line.strip()
+        return ""
+
+    def finish(self, proposal: Proposal, completion: str) -> Result:
+        """Put the model's line into the parent at the proposal's edit point."""
+        if not proposal.parents:
+            return Result(code="", error="line_edit: the proposal carries no parent")
+        keep, resume, start = proposal.detail
+        assert isinstance(keep, int) and isinstance(resume, int) and isinstance(start, str)
+        lines = proposal.parents[0].program.code.split("\n")
+        indent = indent_of(start)
+        head = start[len(indent) :]
+        if head:  # the model finishes a line the prompt began
+            rest = clean_completion(completion).split("\n", 1)[0].rstrip()
+            new = head + rest if rest.strip() else ""
+        else:
+            new = self._line(completion)
+        if not new:
+            return Result(code="", error="empty: the model wrote no line")
+        if new.startswith(('"""', "'''", "def ", "async def ", "class ", "@")):
+            return Result(code="", error=f"not a statement: the model wrote {new[:60]!r}")
+        if _code_tokens(new)[:1] in (("return",), ("pass",), ("break",), ("continue",)):
+            return Result(code="", error=f"not an edit: the model wrote {new[:60]!r}")
+        if resume == keep and new.startswith("#"):
+            return Result(code="", error="no code: the model wrote a comment where a line goes")
+        if len(new) > _MAX_LINE:
+            return Result(code="", error=f"too long: the new line has {len(new)} characters")
+        old = lines[keep].strip() if resume > keep else ""
+        if old and _code_tokens(new) == _code_tokens(old):
+            return Result(code="", error="unchanged: the model wrote the line it was to replace")
+        code = "\n".join([*lines[:keep], indent + new, *lines[resume:]])
+        try:
+            ast.parse(code)
+        except PARSE_ERRORS as exc:
+            return Result(
+                code="",
+                error=f"syntax: the new line {new[:80]!r} does not parse in place: "
+                f"{describe_parse_error(exc)}",
+            )
+        if not defines_function(code, self.context.function_name):
+            return Result(code="", error=f"no `{self.context.function_name}` after the edit")
+        return Result(code=code)

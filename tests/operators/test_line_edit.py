@@ -1,0 +1,231 @@
+"""LineEdit: which lines are sites, where the new line goes, prompts, and what finish rejects."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import numpy as np
+import pytest
+
+from evolm.domains.base import get_domain
+from evolm.operators import make_operator
+from evolm.operators.line_edit import LINE_STOP, LineEdit, cut_points, edit_sites
+from evolm.types import Evaluation, Individual, Program, Status
+
+PROGRAM = textwrap.dedent(
+    '''\
+    import math
+
+
+    def helper(wc, n):
+        """Add n joints."""
+        out = []
+        for i in range(n):
+            out.append(wc.add_joint(i, math.sin(i)))
+        return out
+
+
+    def make_walker():
+        wc = walker_creator()
+        joints = helper(wc, 3)
+        if len(joints) > 2:
+            wc.add_muscle(joints[0], joints[1],
+                          0.5, 0.0)
+        else:
+            pass
+        return wc.get_walker()
+    '''
+)
+LINES = PROGRAM.split("\n")
+SODA = get_domain("sodarace")
+
+
+def parent(code: str = PROGRAM) -> Individual:
+    return Individual(Program(id=3, code=code), Evaluation(Status.OK, fitness=1.0))
+
+
+def op(mode: str = "completion", **kw: object) -> LineEdit:
+    made = make_operator("line_edit", SODA.context(), mode, **kw)
+    assert isinstance(made, LineEdit)
+    return made
+
+
+def test_sites_are_whole_one_line_statements_and_headers_inside_functions() -> None:
+    sites = {LINES[s.index].strip(): (s.indent, s.bound) for s in edit_sites(PROGRAM)}
+    assert sites == {
+        "out = []": ("    ", len("out = ")),
+        # an insert after a header goes into its body; a rewrite keeps `for i in `
+        "for i in range(n):": ("        ", len("for i in ")),
+        "out.append(wc.add_joint(i, math.sin(i)))": ("        ", 0),
+        "wc = walker_creator()": ("    ", len("wc = ")),
+        "joints = helper(wc, 3)": ("    ", len("joints = ")),
+        "if len(joints) > 2:": ("        ", 0),
+    }
+    # never: imports, def lines, docstrings, pass, return, or a statement over two lines
+    assert edit_sites("def f(:\n") == []
+    assert edit_sites("x = 1\n") == []  # module level is not a function body
+
+
+def test_cut_points_fall_after_brackets_commas_and_equals_and_before_numbers() -> None:
+    line = "wc.add_muscle(corners[1], centre, 0.4, 0.0)"
+    heads = [line[:p] for p in cut_points(line)]
+    assert heads == [
+        "wc.add_muscle(",
+        "wc.add_muscle(corners[",
+        "wc.add_muscle(corners[1], ",
+        "wc.add_muscle(corners[1], centre, ",
+        "wc.add_muscle(corners[1], centre, 0.4, ",
+    ]
+    assert cut_points('x = "a, (b"') == [len("x = ")]  # never inside a string
+    assert cut_points("f(") == []  # an unfinished line does not tokenize
+
+
+def changed(old: str) -> str:
+    """``old`` with a no-op added to its code (a header keeps its colon)."""
+    return old[:-1].rstrip() + " or False:" if old.endswith(":") else old + "; _e = 1"
+
+
+def _answer(proposal_detail: tuple[object, ...], text: str) -> str:
+    """``text`` as the model must write it after the prompt (without the line's head)."""
+    start = proposal_detail[2]
+    assert isinstance(start, str)
+    return text[len(start.lstrip(" \t")) :]
+
+
+def test_replace_and_insert_put_the_line_where_the_prompt_ended() -> None:
+    seen = set()
+    for seed in range(80):
+        edit = op(insert_rate=0.5)
+        proposal = edit.propose([parent()], np.random.default_rng(seed))
+        keep, resume, start = proposal.detail
+        assert isinstance(keep, int) and isinstance(resume, int) and isinstance(start, str)
+        prompt = proposal.request.prompt
+        # the prompt ends with the parent's text up to the edit point, then the line's start
+        assert prompt.endswith("\n".join(LINES[:keep]) + "\n" + start)
+        assert proposal.request.stop == LINE_STOP
+        kind = "replace" if resume > keep else "insert"
+        head = start.lstrip(" \t")
+        if kind == "replace":
+            old = LINES[keep].strip()
+            assert old.startswith(head)
+            new = changed(old)
+            seen.add("head" if head else "whole")
+        else:
+            assert head == ""
+            new = "xyz = 42"
+        seen.add(kind)
+        result = edit.finish(proposal, _answer(proposal.detail, new) + "\nmore = 1\n")
+        assert result.ok, result.error
+        out = result.code.split("\n")
+        assert out[keep] == start[: len(start) - len(head)] + new  # only the first line
+        assert out[:keep] == LINES[:keep] and out[keep + 1 :] == LINES[resume:]
+        assert len(out) == len(LINES) + (kind == "insert")
+    assert seen == {"replace", "insert", "head", "whole"}
+
+
+def test_a_line_that_binds_names_keeps_them() -> None:
+    edit = op(insert_rate=0.0, partial_rate=0.0)
+    for seed in range(40):
+        proposal = edit.propose([parent()], np.random.default_rng(seed))
+        keep, _, start = proposal.detail
+        assert isinstance(keep, int) and isinstance(start, str)
+        bound = {s.index: s.bound for s in edit_sites(PROGRAM)}[keep]
+        head = start.lstrip(" \t")
+        assert len(head) >= bound
+        assert (head == "") == (bound == 0)  # partial_rate 0: only bound lines get a head
+
+
+def test_insert_rate_one_never_replaces_and_zero_never_inserts() -> None:
+    for rate, grows in ((1.0, True), (0.0, False)):
+        for seed in range(20):
+            p = op(insert_rate=rate).propose([parent()], np.random.default_rng(seed))
+            keep, resume, _ = p.detail
+            assert (resume == keep) is grows
+
+
+def test_unchanged_empty_and_unparsable_lines_are_rejected_with_a_reason() -> None:
+    edit = op(insert_rate=0.0, partial_rate=0.0)
+    rng = np.random.default_rng(0)
+    while True:  # a whole-line rewrite of a simple statement
+        proposal = edit.propose([parent()], rng)
+        keep, _, start = proposal.detail
+        assert isinstance(keep, int) and isinstance(start, str)
+        if not start.strip() and not LINES[keep].rstrip().endswith(":"):
+            break
+    old = LINES[keep].strip()
+    for same in (old.replace(" ", "  "), old + "  # a comment is no change"):
+        result = edit.finish(proposal, "  " + same + "  \n")
+        assert not result.ok and (result.error or "").startswith("unchanged")
+    assert (edit.finish(proposal, "\n\n").error or "").startswith("empty")
+    bad = edit.finish(proposal, "x = (1,\n")
+    assert not bad.ok and "does not parse" in (bad.error or "")
+    for text in ('"""A docstring."""', "def g(x):", "class A:"):
+        assert (edit.finish(proposal, text).error or "").startswith("not a statement")
+    for text in ("return wc", "pass", "break"):  # a cut, not an edit
+        assert (edit.finish(proposal, text).error or "").startswith("not an edit")
+
+
+def test_the_answer_token_limit_is_sized_from_the_line_and_capped() -> None:
+    for seed in range(10):
+        p = op(insert_rate=0.0, partial_rate=0.0).propose([parent()], np.random.default_rng(seed))
+        keep = p.detail[0]
+        assert isinstance(keep, int)
+        assert p.request.max_tokens == 16 + len(LINES[keep].strip()) // 2
+    capped = op(max_tokens=5).propose([parent()], np.random.default_rng(0))
+    assert capped.request.max_tokens == 5
+
+
+def test_the_completion_prompt_shows_only_the_api_the_parent_uses() -> None:
+    ctx = SODA.context()
+    seed = parent(SODA.seeds()[0])
+    prompt = op().propose([seed], np.random.default_rng(0)).request.prompt
+    assert ctx.api.strip().split("\n")[0] in prompt
+    unused = [name for name in ctx.optional_api if name not in seed.program.code]
+    assert unused, "the test needs an optional API text the seed does not use"
+    for name in unused:
+        assert ctx.optional_api[name].strip() not in prompt
+
+
+def test_chat_mode_marks_the_line_and_takes_the_fenced_answer() -> None:
+    edit = op("chat", insert_rate=0.0)
+    proposal = edit.propose([parent()], np.random.default_rng(1))
+    keep = proposal.detail[0]
+    assert isinstance(keep, int)
+    user = proposal.request.messages[-1]["content"]
+    assert LINES[keep] + "  # <-- rewrite this line" in user
+    answer = "Sure:\n```python\n    zz = 7\n```\nThat changes it."
+    result = edit.finish(proposal, answer)
+    if LINES[keep].rstrip().endswith(":"):
+        assert not result.ok
+    else:
+        assert result.ok and result.code.split("\n")[keep].strip() == "zz = 7"
+
+
+def test_a_parent_that_does_not_parse_gets_a_line_at_its_end() -> None:
+    edit = op()
+    proposal = edit.propose([parent("def (")], np.random.default_rng(0))
+    assert proposal.detail == (1, 1, "")
+    result = edit.finish(proposal, "def make_walker(): return 1\n")
+    assert not result.ok  # the broken parent still does not parse
+
+
+def test_children_of_every_sodarace_seed_parse_for_a_plausible_line() -> None:
+    edit = op(insert_rate=0.5)
+    for code in SODA.seeds():
+        lines = code.split("\n")
+        for seed in range(10):
+            proposal = edit.propose([parent(code)], np.random.default_rng(seed))
+            keep, resume, _ = proposal.detail
+            assert isinstance(keep, int) and isinstance(resume, int)
+            new = changed(lines[keep].strip()) if resume > keep else "c2 = wc.add_joint(3, 4)"
+            result = edit.finish(proposal, _answer(proposal.detail, new))
+            assert result.ok, result.error
+            ast.parse(result.code)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+@pytest.mark.parametrize("name", ["insert_rate", "partial_rate"])
+def test_bad_rates_are_refused(name: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be between 0 and 1"):
+        op(**{name: bad})

@@ -8,8 +8,8 @@ Measured in one run, on one workload:
 - each without prefix reuse (every prompt evaluated from scratch) and with it (the shared
   prefix of consecutive prompts kept in the KV cache: llama-cpp-python's own reuse for direct,
   evolm's for embedded);
-- **server**: the same model behind ``python -m evolm.llm.llama_server`` on loopback, through evolm's
-  ``openai`` backend;
+- **server**: the same model behind ``python -m evolm.llm.llama_server`` on loopback, through
+  evolm's ``openai`` backend;
 - **hf**: transformers on CPU (float32, the same GGUF de-quantized), one request at a time and
   batched.
 

@@ -107,6 +107,7 @@ FORMAT_OPERATOR = {
     "full": "prompt_mutation",
     "elm_diff": "elm_diff",
     "search_replace": "search_replace",
+    "line": "line_edit",
 }
 
 

@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument(
         "--format",
         default="search_replace",
-        choices=["full", "elm_diff", "search_replace"],
+        choices=["full", "elm_diff", "search_replace", "line"],
         help="the operator format the adapter learns (the embedded preset's operator)",
     )
     ap.add_argument("--rank", type=int, default=8)

@@ -542,10 +542,10 @@ class FinetuneConfig(_Strict):
         description="which children become training examples: inserted in the archive, "
         "inserted and fitter than their parent, or every child that ran",
     )
-    format: Literal["full", "elm_diff", "search_replace", "stored"] = Field(
+    format: Literal["full", "elm_diff", "search_replace", "line", "stored"] = Field(
         "full",
-        description="example format: the prompt_mutation, elm_diff or search_replace operator's "
-        "prompt re-rendered, or the stored prompt and answer",
+        description="example format: the prompt_mutation, elm_diff, search_replace or line_edit "
+        "operator's prompt re-rendered, or the stored prompt and answer",
     )
     bootstrap: list[str] = Field(
         default_factory=list,

@@ -21,6 +21,7 @@ from evolm.finetune.dataset import (
 from evolm.llm.base import Request
 from evolm.operators.base import Proposal
 from evolm.operators.elm_diff import DIFF_STOP, ElmDiff
+from evolm.operators.line_edit import LINE_STOP, LineEdit
 from evolm.operators.prompt import COMPLETION_STOP, PromptMutation, completion_prefix
 from evolm.operators.search_replace import COMPLETION_STOP as EDITS_STOP
 from evolm.operators.search_replace import SearchReplace
@@ -333,3 +334,76 @@ def test_bad_arguments_and_missing_databases(hand_db, tmp_path):
         build_dataset([hand_db], format="chat")
     with pytest.raises(DatasetError, match="val_fraction"):
         build_dataset([hand_db], val_fraction=1.0)
+
+
+def _line_spot_child(ex: Example, parent: str) -> set[str]:
+    """Every program the line_edit operator can make of ``ex``: the prompt's last line is the
+    new line's start (indentation and a head of the old line), the parent's lines before it
+    are kept, and the new line either rewrites the next parent line or is added there."""
+    op = LineEdit(get_domain(IMAGE["name"], IMAGE["params"]).context(), mode="completion")
+    assert isinstance(ex.prompt, str)
+    body, start = ex.prompt.rsplit("\n", 1)
+    lines = parent.split("\n")
+    stored = Individual(Program(ex.parent_id, parent), Evaluation(Status.OK, fitness=0.0))
+    text = _cut(ex.completion, LINE_STOP)
+    assert text != ex.completion  # the completion ends with the operator's stop
+    made = set()
+    for keep in range(len(lines) + 1):
+        if not body.endswith("\n".join(lines[:keep])):
+            continue
+        for resume in {keep, min(keep + 1, len(lines))}:
+            proposal = Proposal(
+                (ex.parent_id,), Request(kind="completion"), parents=(stored,),
+                detail=(keep, resume, start),
+            )  # fmt: skip
+            result = op.finish(proposal, text)
+            if result.ok:
+                made.add(result.code.rstrip())
+    return made
+
+
+def test_the_line_format_teaches_one_line_edits_of_gp_children(gp_db):
+    d = build_dataset([gp_db], format="line", accept="valid")
+    examples = d.train + d.val
+    assert len(examples) >= 5
+    assert d.counts.skipped.get("not one line", 0) > 0  # GP's swaps, deletions, multi-line edits
+    with RunStore(gp_db, readonly=True) as store:
+        for ex in examples:
+            assert ex.completion.endswith("\n") and ex.completion.count("\n") == 1
+            child = store.program(ex.program_id).program.code
+            parent = store.program(ex.parent_id).program.code
+            assert parent_layout(parent, child).rstrip() in _line_spot_child(ex, parent)
+
+
+def test_the_line_format_cuts_the_old_line_where_the_new_one_departs(tmp_path):
+    parent = "import numpy as np\n\n\ndef draw():\n    img = np.zeros((32, 32, 3))\n"
+    parent += "    img[:, :, 0] = 0.5\n    return img\n"
+    children = {
+        1: parent.replace("0] = 0.5", "0] = 0.75"),  # a rewrite
+        2: parent.replace("np.zeros((32, 32, 3))", "np.ones((32, 32, 3))"),  # keeps `img = `
+        3: parent.replace("    img = np", "    pic = np"),  # the bound name changed
+        4: parent.replace("0.5\n", "0.5\n    img[:, :, 1] = 0.2\n"),  # an added line
+        5: parent.replace("0.5", "0.6").replace("32, 3", "16, 3"),  # two lines
+    }
+    programs = [{"id": 0, "code": parent, "parents": [], "status": "ok", "fitness": -1.0}]
+    for pid, code in children.items():
+        programs.append(
+            {"id": pid, "code": code, "parents": [0], "status": "ok", "fitness": -0.5, "add": NEW}
+        )
+    d = build_dataset([make_db(tmp_path / "r.db", programs)], format="line", val_fraction=0)
+    by_id = {ex.program_id: ex for ex in d.train}
+    assert sorted(by_id) == [1, 2, 4]
+    assert d.counts.skipped == {"binding changed": 1, "not one line": 1}
+    for pid, ex in by_id.items():
+        new_line = next(
+            line for line in children[pid].split("\n") if line not in parent.split("\n")
+        )
+        start = ex.prompt.rsplit("\n", 1)[1]
+        assert start + ex.completion == new_line + "\n"
+        if pid != 4:  # a rewrite: the head is shared by the old line and the new one
+            old_line = next(
+                line for line in parent.split("\n") if line not in children[pid].split("\n")
+            )
+            assert old_line.startswith(start)
+    assert by_id[2].prompt.endswith("    img = ")  # never past the bound name's `=` ...
+    assert by_id[4].prompt.endswith("0.5\n    ")  # an added line starts at the indentation

@@ -1,7 +1,7 @@
 """The OpenAI-compatible backend end to end against the real llama.cpp HTTP server
-(``python -m evolm.llm.llama_server``, i.e. ``llama_cpp.server``, from ``llama-cpp-python[server]``) serving the bundled
-SmolLM2-135M-Instruct on loopback: chat and completion endpoints, and the server going away in
-the middle of a run."""
+(``python -m evolm.llm.llama_server``: ``llama_cpp.server`` from ``llama-cpp-python[server]``)
+serving the bundled SmolLM2-135M-Instruct on loopback: chat and completion endpoints, and the
+server going away in the middle of a run."""
 
 from __future__ import annotations
 

@@ -52,17 +52,24 @@ def op(mode: str = "completion", **kw: object) -> LineEdit:
 
 
 def test_sites_are_whole_one_line_statements_and_headers_inside_functions() -> None:
-    sites = {LINES[s.index].strip(): (s.indent, s.bound) for s in edit_sites(PROGRAM)}
-    assert sites == {
-        "out = []": ("    ", len("out = ")),
-        # an insert after a header goes into its body; a rewrite keeps `for i in `
-        "for i in range(n):": ("        ", len("for i in ")),
-        "out.append(wc.add_joint(i, math.sin(i)))": ("        ", 0),
-        "wc = walker_creator()": ("    ", len("wc = ")),
-        "joints = helper(wc, 3)": ("    ", len("joints = ")),
-        "if len(joints) > 2:": ("        ", 0),
+    sites = {
+        LINES[s.index].strip(): (s.indent, s.bound, s.whole)
+        for s in edit_sites(PROGRAM, "make_walker")
     }
-    # never: imports, def lines, docstrings, pass, return, or a statement over two lines
+    assert sites == {
+        "out = []": ("    ", len("out = "), True),
+        # an insert after a header goes into its body; a rewrite keeps `for i in `
+        "for i in range(n):": ("        ", len("for i in "), True),
+        "out.append(wc.add_joint(i, math.sin(i)))": ("        ", 0, True),
+        "return out": ("    ", len("return "), True),  # a helper's return
+        "wc = walker_creator()": ("    ", len("wc = "), True),
+        "joints = helper(wc, 3)": ("    ", len("joints = "), True),
+        "if len(joints) > 2:": ("        ", 0, True),
+        # the lines of a statement over two lines: rewritten, never followed by a new line
+        "wc.add_muscle(joints[0], joints[1],": ("        ", 0, False),
+        "0.5, 0.0)": (" " * 22, 0, False),
+    }
+    # never: imports, def lines, docstrings, pass, the domain function's return
     assert edit_sites("def f(:\n") == []
     assert edit_sites("x = 1\n") == []  # module level is not a function body
 
@@ -82,8 +89,13 @@ def test_cut_points_fall_after_brackets_commas_and_equals_and_before_numbers() -
 
 
 def changed(old: str) -> str:
-    """``old`` with a no-op added to its code (a header keeps its colon)."""
-    return old[:-1].rstrip() + " or False:" if old.endswith(":") else old + "; _e = 1"
+    """``old`` with its code changed but still a valid line in place (a header keeps its
+    colon, the first line of a call over two lines its comma)."""
+    if old.endswith(":"):
+        return old[:-1].rstrip() + " or False:"
+    if old.endswith(","):
+        return old[:-1] + " + 0,"
+    return old + "; _e = 1"
 
 
 def _answer(proposal_detail: tuple[object, ...], text: str) -> str:
@@ -137,11 +149,15 @@ def test_a_line_that_binds_names_keeps_them() -> None:
 
 
 def test_insert_rate_one_never_replaces_and_zero_never_inserts() -> None:
-    for rate, grows in ((1.0, True), (0.0, False)):
+    whole = {s.index + 1 for s in edit_sites(PROGRAM, "make_walker") if s.whole}
+    for rate in (1.0, 0.0):
         for seed in range(20):
             p = op(insert_rate=rate).propose([parent()], np.random.default_rng(seed))
             keep, resume, _ = p.detail
-            assert (resume == keep) is grows
+            if resume == keep:  # an insert: only at rate 1, after a whole statement
+                assert rate == 1.0 and keep in whole
+            else:  # a rewrite: at rate 0, or of a line a new one may not follow
+                assert rate == 0.0 or keep + 1 not in whole
 
 
 def test_unchanged_empty_and_unparsable_lines_are_rejected_with_a_reason() -> None:
@@ -158,7 +174,7 @@ def test_unchanged_empty_and_unparsable_lines_are_rejected_with_a_reason() -> No
         result = edit.finish(proposal, "  " + same + "  \n")
         assert not result.ok and (result.error or "").startswith("unchanged")
     assert (edit.finish(proposal, "\n\n").error or "").startswith("empty")
-    bad = edit.finish(proposal, "x = (1,\n")
+    bad = edit.finish(proposal, "x = )(\n")
     assert not bad.ok and "does not parse" in (bad.error or "")
     for text in ('"""A docstring."""', "def g(x):", "class A:"):
         assert (edit.finish(proposal, text).error or "").startswith("not a statement")

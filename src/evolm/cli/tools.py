@@ -209,7 +209,9 @@ def finetune(
     ] = "inserted",
     format: Annotated[
         str,
-        typer.Option("--format", help="Training pairs: full, elm_diff, search_replace, stored."),
+        typer.Option(
+            "--format", help="Training pairs: full, elm_diff, search_replace, line, stored."
+        ),
     ] = "full",
     val_fraction: Annotated[float, typer.Option(help="Share held out for validation.")] = 0.1,
     split_by: Annotated[

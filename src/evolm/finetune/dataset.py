@@ -37,6 +37,13 @@ completion is what the operator must receive to produce the child.
   with an opening ``<<<<<<< SEARCH`` line; the completion holds the rest of that block and any
   further blocks (one per group of changed lines, with the fewest context lines, 1, 2, 4 or 8,
   that make the edit apply correctly), then ``# End of edits``, the operator's stop.
+* ``"line"``: :class:`~evolm.operators.line_edit.LineEdit`, for a child that differs from its
+  parent in one line, rewritten or added, at one of the operator's sites (most GP mutations:
+  a constant, an operator or a name changed, a statement duplicated); other children are
+  skipped as ``not one line``, ``not a site`` or ``binding changed`` (a rewrite that changed
+  the names the line binds). A rewrite's prompt ends with a head of the old line drawn as the
+  operator draws it (never past where the old and new lines part); the completion is the rest
+  of the new line and a newline, the operator's stop.
 
 Every re-rendered example is checked by **round trip**: the completion is cut at the first of the
 request's stop sequences (as a backend would), given to the operator's ``finish``, and the code
@@ -87,7 +94,7 @@ __all__ = [
 ]
 
 ACCEPT: tuple[str, ...] = ("inserted", "improved", "valid")
-FORMATS: tuple[str, ...] = ("full", "elm_diff", "search_replace", "stored")
+FORMATS: tuple[str, ...] = ("full", "elm_diff", "search_replace", "line", "stored")
 SPLITS: tuple[str, ...] = ("lineage", "parent")
 _INSERTED = (int(AddStatus.NEW), int(AddStatus.IMPROVED))
 _SR_CONTEXTS = (1, 2, 4, 8)
@@ -375,10 +382,66 @@ def _search_replace(ctx: DomainContext) -> _Render:
     return render
 
 
+def _line_edit(ctx: DomainContext) -> _Render:
+    from evolm.operators.line_edit import LineEdit, LineSpot, cut_points, edit_sites
+    from evolm.operators.textmatch import indent_of
+
+    op = LineEdit(ctx, mode="completion")
+
+    def spot(parent: str, child: str, rng: np.random.Generator) -> tuple[LineSpot, str] | str:
+        old, new = parent.rstrip().split("\n"), child.rstrip().split("\n")
+        edits = [
+            o
+            for o in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+            if o[0] != "equal"
+        ]
+        if len(edits) != 1:
+            return "not one line"
+        tag, i1, i2, j1, j2 = edits[0]
+        sites = {s.index: s for s in edit_sites(parent, ctx.function_name)}
+        if tag == "replace" and i2 - i1 == 1 and j2 - j1 == 1:
+            site = sites.get(i1)
+            if site is None or indent_of(old[i1]) != indent_of(new[j1]):
+                return "not a site"
+            before, after = old[i1].strip(), new[j1].strip()
+            common = next(
+                (i for i, (x, y) in enumerate(zip(before, after, strict=False)) if x != y),
+                min(len(before), len(after)),
+            )
+            if common < site.bound:
+                return "binding changed"
+            cuts = [p for p in cut_points(before) if site.bound <= p <= common]
+            cuts = cuts or ([site.bound] if site.bound else [])
+            cut = ([] if site.bound else [0]) + cuts
+            at = cut[int(rng.integers(len(cut)))]
+            return LineSpot(i1, i1 + 1, indent_of(old[i1]), before, before[:at]), after[at:]
+        if tag == "insert" and j2 - j1 == 1:
+            site = sites.get(i1 - 1)
+            if site is None or not site.whole or site.indent != indent_of(new[j1]):
+                return "not a site"
+            return LineSpot(i1, i1, site.indent, ""), new[j1].strip()
+        return "not one line"
+
+    def render(parent: Individual, child: str, rng: np.random.Generator) -> tuple[str, str] | str:
+        made = spot(parent.program.code, child, rng)
+        if isinstance(made, str):
+            return made
+        edit, target = made
+        proposal = op.proposal(parent, edit, rng)
+        assert proposal.request is not None
+        target += "\n"
+        if _round_trips(op, proposal, target, child):
+            return proposal.request.prompt, target
+        return "round trip failed"
+
+    return render
+
+
 _RENDERERS: dict[str, Callable[[DomainContext], _Render]] = {
     "full": _full,
     "elm_diff": _elm_diff,
     "search_replace": _search_replace,
+    "line": _line_edit,
 }
 
 

@@ -47,8 +47,8 @@ settings. Its calls run on one worker thread, under a lock.
 build of llama-cpp-python 0.3.36 on an Intel Xeon with AMX (Sapphire Rapids) crashes with a
 segmentation fault in the first ``decode`` of SmolLM2's Q4_1 weights when they are on
 (reproduced in a fresh venv); with them off it runs. ``python -m evolm.llm.llama_server``
-runs llama-cpp-python's OpenAI-compatible server the same way. Repacking only speeds up a few quantisation
-types (Q4_0, Q4_K, IQ4_NL) on some CPUs, so the default model loses nothing.
+runs llama-cpp-python's OpenAI-compatible server the same way. Repacking only speeds up a few
+quantisation types (Q4_0, Q4_K, IQ4_NL) on some CPUs, so the default model loses nothing.
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ random perturbation of the syntax tree.
 
 Sites are the lines of the parent's function bodies (the domain's function and its helpers)
 that hold a whole statement: a one-line statement, or the one-line header of an ``if``, ``for``,
-``while`` or ``with``. Docstrings, ``pass`` and ``def`` lines are never sites. Two kinds of edit:
+``while`` or ``with``; and, to be rewritten only, each line of a statement written over several
+lines. Nested functions count as helpers. The ``return`` lines of helpers are sites (a CPPN's
+amplitude function is one line), those of the domain's function are not. Docstrings, ``pass``, ``break``, ``continue`` and ``def``
+lines are never sites. A rewrite of a line that binds names (``x = ...``, ``for i in ...``,
+``return ...``) keeps the text up to its value. Two kinds of edit:
 
 * ``replace`` (probability ``1 - insert_rate``): the prompt ends just before the site's text,
   at its indentation; the model's line takes its place. An answer that only repeats the line
@@ -39,7 +43,7 @@ import ast
 import io
 import tokenize
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,14 +62,15 @@ from evolm.operators.textmatch import (
 )
 from evolm.types import Individual
 
-__all__ = ["LINE_STOP", "LineEdit", "Site", "edit_sites"]
+__all__ = ["LINE_STOP", "LineEdit", "LineSpot", "Site", "cut_points", "edit_sites"]
 
 #: The completion stops at the end of the line it writes.
 LINE_STOP: tuple[str, ...] = ("\n",)
 _COMPOUND = (ast.If, ast.For, ast.While, ast.With, ast.AsyncFor, ast.AsyncWith)
 _MAX_LINE = 400  # characters; a longer "line" is not one the model meant
-_NEVER = (ast.Pass, ast.Global, ast.Nonlocal, ast.Import, ast.ImportFrom, ast.Return, ast.Break)
-_NEVER += (ast.Continue,)
+_NEVER: tuple[type[ast.stmt], ...] = (ast.Pass, ast.Global, ast.Nonlocal, ast.Import)
+_NEVER += (ast.ImportFrom, ast.Break, ast.Continue)
+_FLOW = (("return",), ("pass",), ("break",), ("continue",))
 
 
 @dataclass(frozen=True)
@@ -80,16 +85,20 @@ class Site:
             binds names starts (``x = `` of an assignment, ``for i in `` of a loop); 0 for
             others. A rewrite of such a line keeps the text before it, so the names the rest
             of the program uses stay defined.
+        whole: the line holds a whole statement (or a header). A line of a statement written
+            over several lines (an argument, an item of a tuple) is a site too, but only to
+            be rewritten: no line is added after it.
     """
 
     index: int
     indent: str
     bound: int = 0
+    whole: bool = True
 
 
 def _bound(node: ast.stmt, line: str) -> int:
     value: ast.expr | None = None
-    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Return):
         value = node.value
     elif isinstance(node, ast.For | ast.AsyncFor):
         value = node.iter
@@ -108,11 +117,18 @@ def _is_docstring(node: ast.stmt) -> bool:
     )
 
 
-def _body_sites(body: Sequence[ast.stmt], lines: list[str], out: list[Site]) -> None:
+def _body_sites(
+    body: Sequence[ast.stmt], lines: list[str], out: list[Site], returns: bool = True
+) -> None:
     for node in body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            continue  # nested definitions are left whole
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            _body_sites(node.body, lines, out)  # a nested helper: its return is a site
+            continue
+        if isinstance(node, ast.ClassDef):
+            continue
         if isinstance(node, _NEVER) or _is_docstring(node):
+            continue
+        if isinstance(node, ast.Return) and (not returns or node.value is None):
             continue
         line = lines[node.lineno - 1]
         if isinstance(node, _COMPOUND):
@@ -120,15 +136,23 @@ def _body_sites(body: Sequence[ast.stmt], lines: list[str], out: list[Site]) -> 
             if first.lineno > node.lineno and line.rstrip().endswith(":"):
                 body_indent = indent_of(lines[first.lineno - 1])
                 out.append(Site(node.lineno - 1, body_indent, _bound(node, line)))
-            _body_sites(node.body, lines, out)
-            _body_sites(getattr(node, "orelse", []), lines, out)
-        elif node.end_lineno == node.lineno and not isinstance(node, ast.Try | ast.Match):
+            _body_sites(node.body, lines, out, returns)
+            _body_sites(getattr(node, "orelse", []), lines, out, returns)
+        elif isinstance(node, ast.Try | ast.Match):
+            continue
+        elif node.end_lineno == node.lineno:
             out.append(Site(node.lineno - 1, indent_of(line), _bound(node, line)))
+        elif node.end_lineno is not None:  # a statement over several lines
+            out.append(Site(node.lineno - 1, indent_of(line), _bound(node, line), False))
+            for i in range(node.lineno, node.end_lineno):
+                if lines[i].strip() and not lines[i].lstrip().startswith("#"):
+                    out.append(Site(i, indent_of(lines[i]), 0, False))
 
 
-def edit_sites(code: str) -> list[Site]:
+def edit_sites(code: str, function_name: str = "") -> list[Site]:
     """The sites of ``code`` (see the module docstring), in line order; ``[]`` if it does not
-    parse or has no function with such a line."""
+    parse or has no function with such a line. The ``return`` lines of ``function_name`` (the
+    domain's function) are not sites; those of helpers are."""
     try:
         tree = ast.parse(code)
     except PARSE_ERRORS:
@@ -137,30 +161,45 @@ def edit_sites(code: str) -> list[Site]:
     out: list[Site] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            _body_sites(node.body, lines, out)
+            _body_sites(node.body, lines, out, node.name != function_name)
     return sorted(set(out), key=lambda s: s.index)
 
 
 @dataclass(frozen=True)
-class _Edit:
-    """Where the new line goes: ``lines[:keep]`` + new line + ``lines[resume:]``."""
+class LineSpot:
+    """One edit of a program's lines (``code.split("\\n")``): the child is ``lines[:keep]``,
+    the new line, then ``lines[resume:]``.
+
+    Attributes:
+        keep: the new line's index.
+        resume: ``keep + 1`` for a rewrite of line ``keep``, ``keep`` for an insert.
+        indent: the new line's indentation.
+        old: the rewritten line without its indentation (``""`` for an insert).
+        head: the start of ``old`` the prompt ends with, for the model to finish (``""``:
+            the model writes the whole line).
+    """
 
     keep: int
     resume: int
     indent: str
-    old: str  # the replaced line's text without indentation ("" for an insert)
-    head: str = ""  # the start of ``old`` the prompt ends with, for the model to finish
+    old: str
+    head: str = ""
 
 
 def _code_tokens(line: str) -> tuple[str, ...]:
-    """The tokens of one line of code, without comments or layout (for "unchanged")."""
-    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)
-    skip += (tokenize.INDENT, tokenize.DEDENT)
+    """The tokens of one line of code, without comments or layout (for "unchanged"). A line
+    of a statement over several lines tokenizes up to its end."""
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER}
+    skip |= {tokenize.INDENT, tokenize.DEDENT}
+    out: list[str] = []
     try:
-        tokens = tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline)
-        return tuple(t.string for t in tokens if t.type not in skip)
+        for tok in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
+            if tok.type not in skip:
+                out.append(tok.string)
     except (tokenize.TokenError, SyntaxError, ValueError):
-        return tuple(line.split())
+        if not out:
+            return tuple(line.split())
+    return tuple(out)
 
 
 def cut_points(text: str) -> list[int]:
@@ -208,6 +247,7 @@ class LineEdit(Operator):
         *,
         insert_rate: float = 0.3,
         partial_rate: float = 0.5,
+        avoid_copy: bool = False,
         show_parent: bool = False,
         max_tokens: int = 96,
         temperature: float = 1.0,
@@ -228,6 +268,7 @@ class LineEdit(Operator):
             raise ValueError(f"repeat_penalty must be > 0 (1.0 is off), got {repeat_penalty!r}")
         self.insert_rate = float(insert_rate)
         self.partial_rate = float(partial_rate)
+        self.avoid_copy = bool(avoid_copy)
         self.show_parent = bool(show_parent)
         self.max_tokens = max_tokens
         self.temperature = float(temperature)
@@ -235,15 +276,15 @@ class LineEdit(Operator):
         self.repeat_penalty = float(repeat_penalty)
 
     # -- proposing ------------------------------------------------------------------------
-    def _edit(self, code: str, rng: np.random.Generator) -> _Edit:
-        sites = edit_sites(code)
+    def _edit(self, code: str, rng: np.random.Generator) -> LineSpot:
+        sites = edit_sites(code, self.context.function_name)
         if not sites:  # nothing to edit (it does not parse): a line added at the end
             end = len(code.split("\n"))
-            return _Edit(end, end, "", "")
+            return LineSpot(end, end, "", "")
         site = sites[int(rng.integers(len(sites)))]
         lines = code.split("\n")
-        if rng.random() < self.insert_rate:
-            return _Edit(site.index + 1, site.index + 1, site.indent, "")
+        if rng.random() < self.insert_rate and site.whole:
+            return LineSpot(site.index + 1, site.index + 1, site.indent, "")
         line = lines[site.index]
         old = line.strip()
         head = ""
@@ -254,9 +295,9 @@ class LineEdit(Operator):
             points = cut_points(old)
             if points:
                 head = old[: points[int(rng.integers(len(points)))]]
-        return _Edit(site.index, site.index + 1, indent_of(line), old, head)
+        return LineSpot(site.index, site.index + 1, indent_of(line), old, head)
 
-    def _prompt(self, code: str, edit: _Edit) -> str:
+    def _prompt(self, code: str, edit: LineSpot) -> str:
         ctx = self.context
         lines = code.split("\n")
         if self.mode == "completion":
@@ -298,26 +339,30 @@ class LineEdit(Operator):
         if len(parents) != 1:
             raise ValueError(f"operator {self.name!r} takes 1 parent, got {len(parents)}")
         parent = parents[0]
+        return self.proposal(parent, self._edit(parent.program.code, rng), rng)
+
+    def proposal(self, parent: Individual, edit: LineSpot, rng: np.random.Generator) -> Proposal:
+        """The proposal of one given ``edit`` of ``parent`` (its request seed drawn from
+        ``rng``): :meth:`propose` after drawing the edit, and the ``line`` format of
+        ``evolm finetune``, which renders the edits of any run this way."""
         code = parent.program.code
-        edit = self._edit(code, rng)
         budget = 16 + (len(edit.old) if edit.old else 32) // 2
-        request_kw = {
-            "max_tokens": min(self.max_tokens, budget),
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "seed": int(rng.integers(2**31)),
-            "repeat_penalty": self.repeat_penalty,
-        }
+        request = Request(
+            max_tokens=min(self.max_tokens, budget),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=int(rng.integers(2**31)),
+            repeat_penalty=self.repeat_penalty,
+        )
         body = self._prompt(code, edit)
         if self.mode == "completion":
-            # a rewrite may not begin by copying what it replaces (backends that can, enforce it)
-            avoid = edit.old[len(edit.head) :] if edit.old else ""
-            request = Request(
-                kind="completion", prompt=body, stop=LINE_STOP, avoid=avoid, **request_kw
-            )
+            # with avoid_copy, a rewrite may not begin like what it replaces
+            avoid = edit.old[len(edit.head) :] if edit.old and self.avoid_copy else ""
+            request = replace(request, kind="completion", prompt=body, stop=LINE_STOP, avoid=avoid)
         else:
-            request_kw["max_tokens"] = min(self.max_tokens, budget + 32)  # the fence
-            request = Request(
+            request = replace(
+                request,
+                max_tokens=min(self.max_tokens, budget + 32),  # and the fence
                 kind="chat",
                 messages=(
                     {
@@ -327,7 +372,6 @@ class LineEdit(Operator):
                     },
                     {"role": "user", "content": body},
                 ),
-                **request_kw,
             )
         detail = (edit.keep, edit.resume, edit.indent + edit.head)
         return Proposal((parent.id,), request, parents=(parent,), detail=detail)
@@ -361,13 +405,14 @@ class LineEdit(Operator):
             return Result(code="", error="empty: the model wrote no line")
         if new.startswith(('"""', "'''", "def ", "async def ", "class ", "@")):
             return Result(code="", error=f"not a statement: the model wrote {new[:60]!r}")
-        if _code_tokens(new)[:1] in (("return",), ("pass",), ("break",), ("continue",)):
+        old = lines[keep].strip() if resume > keep else ""
+        first = _code_tokens(new)[:1]
+        if first in _FLOW and first != _code_tokens(old)[:1]:
             return Result(code="", error=f"not an edit: the model wrote {new[:60]!r}")
         if resume == keep and new.startswith("#"):
             return Result(code="", error="no code: the model wrote a comment where a line goes")
         if len(new) > _MAX_LINE:
             return Result(code="", error=f"too long: the new line has {len(new)} characters")
-        old = lines[keep].strip() if resume > keep else ""
         if old and _code_tokens(new) == _code_tokens(old):
             return Result(code="", error="unchanged: the model wrote the line it was to replace")
         code = "\n".join([*lines[:keep], indent + new, *lines[resume:]])

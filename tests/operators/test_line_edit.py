@@ -245,3 +245,20 @@ def test_children_of_every_sodarace_seed_parse_for_a_plausible_line() -> None:
 def test_bad_rates_are_refused(name: str, bad: float) -> None:
     with pytest.raises(ValueError, match=f"{name} must be between 0 and 1"):
         op(**{name: bad})
+
+
+def test_nested_helpers_are_sites_and_their_returns_too() -> None:
+    code = next(c for c in SODA.seeds() if "    def amp(" in c)  # a CPPN seed
+    lines = code.split("\n")
+    sites = {lines[s.index].strip(): s for s in edit_sites(code, "make_walker")}
+    returns = [text for text in sites if text.startswith("return ")]
+    assert returns and all(sites[t].bound == len("return ") for t in returns)
+    assert "return wc.get_walker()" not in sites  # the domain function's own return
+
+
+def test_show_parent_puts_the_whole_parent_above_the_edit() -> None:
+    prompt = op(show_parent=True).propose([parent()], np.random.default_rng(0)).request.prompt
+    assert "# Previous version of make_walker()\n" + PROGRAM.rstrip() in prompt
+    assert "# New version of make_walker(), with one line" in prompt
+    plain = op().propose([parent()], np.random.default_rng(0)).request.prompt
+    assert "# Previous version" not in plain

@@ -45,6 +45,21 @@ def test_completion_prompts_are_tokenized_as_is(char_tokenizer):
     assert with_bos is not None and with_bos.input_ids == (tok.bos_token_id, *enc.input_ids)
 
 
+def test_heal_trains_the_prompts_last_token_as_the_completions_first(char_tokenizer):
+    tok = char_tokenizer
+    ex = Example("def f():\n    ", "return 1\n", "x", 1, 0)
+    plain, _ = encode_example(ex, tok, add_bos=False, max_len=100)
+    healed, _ = encode_example(ex, tok, add_bos=False, max_len=100, heal=True)
+    assert plain is not None and healed is not None
+    assert healed.input_ids == plain.input_ids  # the same tokens ...
+    assert healed.n_prompt == plain.n_prompt - 1  # ... one more of them labelled
+    assert tok.decode(healed.input_ids[healed.n_prompt : healed.n_prompt + 1]) == " "
+    chat = Example([{"role": "user", "content": "hi"}], "yo", "x", 1, 0)
+    a, _ = encode_example(chat, tok, add_bos=False, max_len=100)
+    b, _ = encode_example(chat, tok, add_bos=False, max_len=100, heal=True)
+    assert a == b  # chat prompts are not healed by the backends
+
+
 def test_chat_prompts_go_through_the_chat_template(char_tokenizer):
     ex = Example([{"role": "user", "content": "hi"}], "yo", "x", 1, 0)
     enc, _ = encode_example(ex, char_tokenizer, add_bos=False, max_len=100)

@@ -13,7 +13,15 @@ tokens parsed, with BOS in front only if the model asks for one (a GGUF's
 template with the assistant turn opened (or, without a template, become the plain prompt the
 backends build). The completion is tokenized on its own and followed by the end-of-sequence
 token, so the model also learns to stop where no stop sequence catches it. The loss is the mean
-negative log-likelihood of the completion tokens only (prompt tokens are labelled -100). An
+negative log-likelihood of the completion tokens only (prompt tokens are labelled -100).
+
+**The boundary token** (``heal``, default on). The embedded backend heals completion prompts: it
+takes back the prompt's last token and lets the model write it (or a longer token that starts
+with it). So the distribution that writes the answer's first token is the one *before* the
+prompt's last token, which a loss on the completion alone never trains. An adapter trained so
+learnt to continue after a line's indentation, but under healing wrote a lone newline where the
+indentation token belonged: 16 of 32 Sodarace line edits came back empty. With ``heal``, the
+prompt's last token is labelled too, as the first token of the completion. An
 example longer than ``max_len`` tokens loses the start of its prompt (counted as ``truncated``);
 one whose completion alone does not fit is dropped (``dropped``).
 
@@ -101,6 +109,9 @@ class TrainConfig:
             what copying-heavy edits teach (a REPLACE part that repeats its SEARCH part, an edit
             that changes nothing). Validation loss stays unweighted.
         weight_decay: AdamW weight decay.
+        heal: for completion-mode prompts (text, not chat messages), the prompt's last token
+            is trained as the completion's first (see the module docstring): the position
+            token healing asks the model to write.
         seed: seeds torch (LoRA initialisation, data order, dropout).
         device: ``cpu``, ``cuda``, or ``auto`` (CUDA when available, else CPU).
         threads: CPU threads for torch (default: every core this process may use).
@@ -119,6 +130,7 @@ class TrainConfig:
     max_len: int = 1024
     edit_weight: float = 1.0
     weight_decay: float = 0.0
+    heal: bool = True
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -369,9 +381,10 @@ def _edited_mask(tokenizer: Any, completion: str, n: int) -> tuple[bool, ...]:
 
 
 def encode_example(
-    example: Example, tokenizer: Any, *, add_bos: bool, max_len: int
+    example: Example, tokenizer: Any, *, add_bos: bool, max_len: int, heal: bool = False
 ) -> tuple[Encoded | None, bool]:
-    """Tokenize one example as the module docstring says.
+    """Tokenize one example as the module docstring says (``heal``: a text prompt's last
+    token becomes the completion's first).
 
     Returns:
         ``(encoded, truncated)``; ``encoded`` is None when the prompt is empty or the
@@ -381,6 +394,9 @@ def encode_example(
     prompt = _prompt_ids(tokenizer, example.prompt, add_bos)
     completion = list(tokenizer(example.completion, add_special_tokens=False)["input_ids"])
     edited = _edited_mask(tokenizer, example.completion, len(completion))
+    if heal and isinstance(example.prompt, str) and len(prompt) > 1:
+        completion.insert(0, prompt.pop())
+        edited = (False, *edited) if edited else ()
     if tokenizer.eos_token_id is not None:
         completion.append(int(tokenizer.eos_token_id))
         edited = (*edited, False) if edited else ()
@@ -393,12 +409,12 @@ def encode_example(
 
 
 def _encode_all(
-    examples: Sequence[Example], tokenizer: Any, add_bos: bool, max_len: int
+    examples: Sequence[Example], tokenizer: Any, add_bos: bool, max_len: int, heal: bool
 ) -> tuple[list[Encoded], int, int]:
     out: list[Encoded] = []
     truncated = dropped = 0
     for ex in examples:
-        enc, cut = encode_example(ex, tokenizer, add_bos=add_bos, max_len=max_len)
+        enc, cut = encode_example(ex, tokenizer, add_bos=add_bos, max_len=max_len, heal=heal)
         if enc is None:
             dropped += 1
             continue
@@ -539,9 +555,9 @@ def train_adapter(
     device = _device(torch, cfg.device)
     metrics = TrainMetrics(device=device)
     train_items, metrics.truncated, metrics.dropped = _encode_all(
-        train, tokenizer, add_bos, cfg.max_len
+        train, tokenizer, add_bos, cfg.max_len, cfg.heal
     )
-    val_items, cut, dropped = _encode_all(val, tokenizer, add_bos, cfg.max_len)
+    val_items, cut, dropped = _encode_all(val, tokenizer, add_bos, cfg.max_len, cfg.heal)
     metrics.truncated += cut
     metrics.dropped += dropped
     metrics.train_examples, metrics.val_examples = len(train_items), len(val_items)

@@ -231,6 +231,13 @@ def finetune(
     ] = 1.0,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 4,
     grad_accum: Annotated[int, typer.Option(help="Forward passes per optimizer step.")] = 1,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            help="Train a text prompt's last token as the answer's first (as token healing "
+            "asks the model to write it)."
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the data, split and training.")] = 0,
     base: Annotated[
         Path | None,
@@ -295,6 +302,7 @@ def finetune(
             edit_weight=edit_weight,
             batch_size=batch_size,
             grad_accum=grad_accum,
+            heal=heal,
             seed=seed,
             device=device,
         )

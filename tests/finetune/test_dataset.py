@@ -369,7 +369,9 @@ def test_the_line_format_teaches_one_line_edits_of_gp_children(gp_db):
     assert d.counts.skipped.get("not one line", 0) > 0  # GP's swaps, deletions, multi-line edits
     with RunStore(gp_db, readonly=True) as store:
         for ex in examples:
-            assert ex.completion.endswith("\n") and ex.completion.count("\n") == 1
+            # one line, the stop, the next line's indentation; no EOS in training
+            line, rest = ex.completion.split("\n")
+            assert line.strip() and not rest.strip() and not ex.eos
             child = store.program(ex.program_id).program.code
             parent = store.program(ex.parent_id).program.code
             assert parent_layout(parent, child).rstrip() in _line_spot_child(ex, parent)
@@ -399,7 +401,8 @@ def test_the_line_format_cuts_the_old_line_where_the_new_one_departs(tmp_path):
             line for line in children[pid].split("\n") if line not in parent.split("\n")
         )
         start = ex.prompt.rsplit("\n", 1)[1]
-        assert start + ex.completion == new_line + "\n"
+        following = "    "  # the indentation of the line after the new one
+        assert start + ex.completion == new_line + "\n" + following
         if pid != 4:  # a rewrite: the head is shared by the old line and the new one
             old_line = next(
                 line for line in parent.split("\n") if line not in children[pid].split("\n")

@@ -60,6 +60,16 @@ def test_heal_trains_the_prompts_last_token_as_the_completions_first(char_tokeni
     assert a == b  # chat prompts are not healed by the backends
 
 
+def test_an_example_without_eos_ends_with_its_text(char_tokenizer):
+    tok = char_tokenizer
+    ex = Example("x = ", "1\n    ", "x", 1, 0, eos=False)
+    enc, _ = encode_example(ex, tok, add_bos=False, max_len=100)
+    assert enc is not None and tok.eos_token_id not in enc.input_ids
+    assert enc.input_ids[enc.n_prompt :] == tuple(_ids(tok, ex.completion))
+    assert Example.from_dict(ex.to_dict()) == ex
+    assert "eos" not in Example("a", "b", "x", 1, 0).to_dict()  # files as before the field
+
+
 def test_chat_prompts_go_through_the_chat_template(char_tokenizer):
     ex = Example([{"role": "user", "content": "hi"}], "yo", "x", 1, 0)
     enc, _ = encode_example(ex, char_tokenizer, add_bos=False, max_len=100)

@@ -43,7 +43,11 @@ completion is what the operator must receive to produce the child.
   skipped as ``not one line``, ``not a site`` or ``binding changed`` (a rewrite that changed
   the names the line binds). A rewrite's prompt ends with a head of the old line drawn as the
   operator draws it (never past where the old and new lines part); the completion is the rest
-  of the new line and a newline, the operator's stop.
+  of the new line, a newline (the operator's stop) and the next line's indentation, as the
+  tokenizer writes them together (``"\\n    "`` is one token for SmolLM2), and training appends
+  no end-of-sequence token (:attr:`Example.eos`): token healing makes the model write the
+  indentation token that ends the prompt, so the model must learn that a line ends with that
+  token, not with a bare newline followed by the end of the text.
 
 Every re-rendered example is checked by **round trip**: the completion is cut at the first of the
 request's stop sequences (as a backend would), given to the operator's ``finish``, and the code
@@ -115,6 +119,9 @@ class Example:
         source: the run database it came from.
         program_id: the child's id in that database.
         parent_id: its first parent's id.
+        eos: whether training appends the end-of-sequence token to the completion. False for
+            the ``line`` format: its stop sequence (a newline) ends every answer, and an EOS
+            after a line would teach the model to end where the next line begins.
     """
 
     prompt: str | list[dict[str, str]]
@@ -122,16 +129,27 @@ class Example:
     source: str
     program_id: int
     parent_id: int
+    eos: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.eos:  # the files of examples with an EOS read as before the field existed
+            del d["eos"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:
         prompt = d["prompt"]
         if not isinstance(prompt, str):
             prompt = [dict(m) for m in prompt]
-        return cls(prompt, d["completion"], d["source"], int(d["program_id"]), int(d["parent_id"]))
+        return cls(
+            prompt,
+            d["completion"],
+            d["source"],
+            int(d["program_id"]),
+            int(d["parent_id"]),
+            bool(d.get("eos", True)),
+        )
 
 
 @dataclass
@@ -388,6 +406,10 @@ def _line_edit(ctx: DomainContext) -> _Render:
 
     op = LineEdit(ctx, mode="completion")
 
+    def following(lines: list[str], at: int) -> str:
+        """The indentation of the first non-blank line after ``at`` ("" at the end)."""
+        return next((indent_of(x) for x in lines[at + 1 :] if x.strip()), "")
+
     def spot(parent: str, child: str, rng: np.random.Generator) -> tuple[LineSpot, str] | str:
         old, new = parent.rstrip().split("\n"), child.rstrip().split("\n")
         edits = [
@@ -414,12 +436,14 @@ def _line_edit(ctx: DomainContext) -> _Render:
             cuts = cuts or ([site.bound] if site.bound else [])
             cut = ([] if site.bound else [0]) + cuts
             at = cut[int(rng.integers(len(cut)))]
-            return LineSpot(i1, i1 + 1, indent_of(old[i1]), before, before[:at]), after[at:]
+            rest = after[at:] + "\n" + following(new, j1)
+            return LineSpot(i1, i1 + 1, indent_of(old[i1]), before, before[:at]), rest
         if tag == "insert" and j2 - j1 == 1:
             site = sites.get(i1 - 1)
             if site is None or not site.whole or site.indent != indent_of(new[j1]):
                 return "not a site"
-            return LineSpot(i1, i1, site.indent, ""), new[j1].strip()
+            rest = new[j1].strip() + "\n" + following(new, j1)
+            return LineSpot(i1, i1, site.indent, ""), rest
         return "not one line"
 
     def render(parent: Individual, child: str, rng: np.random.Generator) -> tuple[str, str] | str:
@@ -429,7 +453,6 @@ def _line_edit(ctx: DomainContext) -> _Render:
         edit, target = made
         proposal = op.proposal(parent, edit, rng)
         assert proposal.request is not None
-        target += "\n"
         if _round_trips(op, proposal, target, child):
             return proposal.request.prompt, target
         return "round trip failed"
@@ -525,7 +548,8 @@ def _examples(
             counts.skip(made)
             continue
         group = _root(pid, rows) if split_by == "lineage" else parent_id
-        yield Example(made[0], made[1], source, pid, parent_id), (index, group)
+        example = Example(made[0], made[1], source, pid, parent_id, eos=format != "line")
+        yield example, (index, group)
 
 
 def _rng(seed: int, parent: str, child: str) -> np.random.Generator:

@@ -12,7 +12,8 @@ tokens parsed, with BOS in front only if the model asks for one (a GGUF's
 :class:`~evolm.llm.llama_cpp.LlamaCppLLM` does. Chat prompts go through the tokenizer's chat
 template with the assistant turn opened (or, without a template, become the plain prompt the
 backends build). The completion is tokenized on its own and followed by the end-of-sequence
-token, so the model also learns to stop where no stop sequence catches it. The loss is the mean
+token (unless the example says otherwise, :attr:`~evolm.finetune.dataset.Example.eos`), so the
+model also learns to stop where no stop sequence catches it. The loss is the mean
 negative log-likelihood of the completion tokens only (prompt tokens are labelled -100).
 
 **The boundary token** (``heal``, default on). The embedded backend heals completion prompts: it
@@ -397,7 +398,7 @@ def encode_example(
     if heal and isinstance(example.prompt, str) and len(prompt) > 1:
         completion.insert(0, prompt.pop())
         edited = (False, *edited) if edited else ()
-    if tokenizer.eos_token_id is not None:
+    if tokenizer.eos_token_id is not None and example.eos:
         completion.append(int(tokenizer.eos_token_id))
         edited = (*edited, False) if edited else ()
     if not prompt or len(completion) >= max_len:

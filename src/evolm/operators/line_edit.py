@@ -13,16 +13,18 @@ Sites are the lines of the parent's function bodies (the domain's function and i
 that hold a whole statement: a one-line statement, or the one-line header of an ``if``, ``for``,
 ``while`` or ``with``; and, to be rewritten only, each line of a statement written over several
 lines. Nested functions count as helpers. The ``return`` lines of helpers are sites (a CPPN's
-amplitude function is one line), those of the domain's function are not. Docstrings, ``pass``, ``break``, ``continue`` and ``def``
-lines are never sites. A rewrite of a line that binds names (``x = ...``, ``for i in ...``,
-``return ...``) keeps the text up to its value. Two kinds of edit:
+amplitude function is one line), those of the domain's function are not. Docstrings, ``pass``,
+``break``, ``continue`` and ``def`` lines are never sites. A rewrite of a line that binds names
+(``x = ...``, ``for i in ...``, ``return ...``) keeps the text up to its value. Two kinds of
+edit:
 
 * ``replace`` (probability ``1 - insert_rate``): the prompt ends just before the site's text,
   at its indentation; the model's line takes its place. An answer that only repeats the line
   is rejected (``unchanged``), as is one that does not parse in place.
 * ``insert`` (probability ``insert_rate``): the prompt ends after the site, on a new line at the
   indentation of the statement that would follow it (the body's for a header); the model's line
-  is added there.
+  is added there. A new header line (``if y1 == y2:``) takes the statement after it as its
+  body when that is one line at the same indentation.
 
 Prompts:
 
@@ -222,6 +224,21 @@ def cut_points(text: str) -> list[int]:
     return sorted(p for p in points if 0 < p < len(text.rstrip()))
 
 
+def _adopt(after: list[str], indent: str) -> list[str]:
+    """``after`` with its first statement indented one level when it is a one-line statement
+    at ``indent``: the body a new header line (``if ...:``, ``for ...:``) takes."""
+    if not after or indent_of(after[0]) != indent or not after[0].strip():
+        return after
+    try:
+        tree = ast.parse(after[0].strip())
+    except PARSE_ERRORS:
+        return after
+    if len(tree.body) != 1 or isinstance(tree.body[0], (*_COMPOUND, ast.FunctionDef)):
+        return after
+    step = "\t" if indent.endswith("\t") else "    "
+    return [indent + step + after[0].strip(), *after[1:]]
+
+
 class LineEdit(Operator):
     """Rewrite one line of the parent, or add one (see the module docstring).
 
@@ -229,7 +246,7 @@ class LineEdit(Operator):
         context: the domain's prompt context.
         mode: ``"completion"`` (recommended for small models) or ``"chat"``.
         insert_rate: probability of writing a new line rather than rewriting one (0 to 1).
-        max_tokens: cap on the answer's tokens; each request gets 16 plus one token per two
+        max_tokens: cap on the answer's tokens; each request gets 32 plus one token per two
             characters of the line it replaces (32 characters for an insert), at most this.
         temperature, top_p, repeat_penalty: sampling parameters.
 
@@ -346,7 +363,7 @@ class LineEdit(Operator):
         ``rng``): :meth:`propose` after drawing the edit, and the ``line`` format of
         ``evolm finetune``, which renders the edits of any run this way."""
         code = parent.program.code
-        budget = 16 + (len(edit.old) if edit.old else 32) // 2
+        budget = 32 + (len(edit.old) if edit.old else 32) // 2
         request = Request(
             max_tokens=min(self.max_tokens, budget),
             temperature=self.temperature,
@@ -415,7 +432,10 @@ class LineEdit(Operator):
             return Result(code="", error=f"too long: the new line has {len(new)} characters")
         if old and _code_tokens(new) == _code_tokens(old):
             return Result(code="", error="unchanged: the model wrote the line it was to replace")
-        code = "\n".join([*lines[:keep], indent + new, *lines[resume:]])
+        after = lines[resume:]
+        if resume == keep and new.endswith(":"):
+            after = _adopt(after, indent)
+        code = "\n".join([*lines[:keep], indent + new, *after])
         try:
             ast.parse(code)
         except PARSE_ERRORS as exc:

@@ -57,7 +57,7 @@ def test_missing_training_packages_name_the_extra(tmp_path, gp_db, monkeypatch):
 def test_bad_options_fail_without_a_traceback(tmp_path, gp_db):
     pytest.importorskip("peft")  # the training packages are checked first
     code, out = finetune(gp_db, "--out", tmp_path / "o", "--format", "chat")
-    assert code == 2 and "format must be one of full, elm_diff, search_replace, stored" in out
+    assert code == 2 and "format must be one of full, elm_diff, search_replace, line, stored" in out
     pytest.importorskip("peft")
     code, out = finetune(gp_db, "--out", tmp_path / "o", "--format", "elm_diff", "--rank", "0")
     assert code == 2 and "rank must be an int >= 1" in out

@@ -21,7 +21,7 @@ takes back the prompt's last token and lets the model write it (or a longer toke
 with it). So the distribution that writes the answer's first token is the one *before* the
 prompt's last token, which a loss on the completion alone never trains. An adapter trained so
 learnt to continue after a line's indentation, but under healing wrote a lone newline where the
-indentation token belonged: 16 of 32 Sodarace line edits came back empty. With ``heal``, the
+indentation token belonged: 18 of 32 Sodarace line edits came back empty. With ``heal``, the
 prompt's last token is labelled too, as the first token of the completion. An
 example longer than ``max_len`` tokens loses the start of its prompt (counted as ``truncated``);
 one whose completion alone does not fit is dropped (``dropped``).

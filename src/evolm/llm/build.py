@@ -305,7 +305,8 @@ def resolve_adapter(
     ones evolm ships (``evolm/adapters/smollm2-<domain>[-<tag>].gguf``), the one trained in the
     format of the first of the run's ``operators`` that has one (``line_edit`` takes the
     ``line`` adapter; ``operators`` not given: ``smollm2-<domain>.gguf``). With another model,
-    a domain without one, or operators none was trained for, it is no adapter. ``package:NAME`` names a shipped adapter; anything else is a path.
+    a domain without one, or operators none was trained for, it is no adapter.
+    ``package:NAME`` names a shipped adapter; anything else is a path.
 
     Raises:
         evolm.config.ConfigError: no shipped adapter has that name.

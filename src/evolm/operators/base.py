@@ -10,6 +10,7 @@ LLM-free operators (``uses_llm = False``) implement only ``propose``.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
 from evolm.types import Individual
 
-__all__ = ["Operator", "Proposal", "Result", "choice_weights", "validated_choices"]
+__all__ = [
+    "Operator",
+    "Proposal",
+    "Result",
+    "check_sampling",
+    "choice_weights",
+    "validated_choices",
+]
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,25 @@ class Operator(ABC):
             f"operator {self.name!r} ({type(self).__name__}) sets uses_llm = True but does not "
             "implement finish(proposal, completion); implement it, or set uses_llm = False"
         )
+
+
+def check_sampling(
+    max_tokens: int, temperature: float, top_p: float, repeat_penalty: float
+) -> None:
+    """Check an operator's sampling parameters.
+
+    Raises:
+        ValueError: ``max_tokens`` is not an int >= 1, ``repeat_penalty`` not finite and > 0,
+            ``temperature`` not finite and >= 0, or ``top_p`` not in (0, 1].
+    """
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+    if not (math.isfinite(repeat_penalty) and repeat_penalty > 0):
+        raise ValueError(f"repeat_penalty must be > 0 (1.0 is off), got {repeat_penalty!r}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if not (0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
 def choice_weights(weights: Sequence[float] | None, n: int, what: str) -> np.ndarray:

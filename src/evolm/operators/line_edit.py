@@ -51,7 +51,7 @@ import numpy as np
 
 from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
-from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.base import Operator, Proposal, Result, check_sampling
 from evolm.operators.extract import fenced_blocks
 from evolm.operators.textmatch import (
     PARSE_ERRORS,
@@ -275,14 +275,7 @@ class LineEdit(Operator):
         for name, rate in (("insert_rate", insert_rate), ("partial_rate", partial_rate)):
             if not (0.0 <= rate <= 1.0):
                 raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
-        if not (temperature >= 0 and temperature < float("inf")):
-            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-        if not (0 < top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-        if not (repeat_penalty > 0 and repeat_penalty < float("inf")):
-            raise ValueError(f"repeat_penalty must be > 0 (1.0 is off), got {repeat_penalty!r}")
+        check_sampling(max_tokens, temperature, top_p, repeat_penalty)
         self.insert_rate = float(insert_rate)
         self.partial_rate = float(partial_rate)
         self.avoid_copy = bool(avoid_copy)
@@ -423,14 +416,14 @@ class LineEdit(Operator):
         if new.startswith(('"""', "'''", "def ", "async def ", "class ", "@")):
             return Result(code="", error=f"not a statement: the model wrote {new[:60]!r}")
         old = lines[keep].strip() if resume > keep else ""
-        first = _code_tokens(new)[:1]
-        if first in _FLOW and first != _code_tokens(old)[:1]:
+        new_tokens, old_tokens = _code_tokens(new), _code_tokens(old)
+        if new_tokens[:1] in _FLOW and new_tokens[:1] != old_tokens[:1]:
             return Result(code="", error=f"not an edit: the model wrote {new[:60]!r}")
         if resume == keep and new.startswith("#"):
             return Result(code="", error="no code: the model wrote a comment where a line goes")
         if len(new) > _MAX_LINE:
             return Result(code="", error=f"too long: the new line has {len(new)} characters")
-        if old and _code_tokens(new) == _code_tokens(old):
+        if old and new_tokens == old_tokens:
             return Result(code="", error="unchanged: the model wrote the line it was to replace")
         after = lines[resume:]
         if resume == keep and new.endswith(":"):

@@ -36,7 +36,7 @@ import numpy as np
 
 from evolm.domains.base import DomainContext
 from evolm.llm.base import Request
-from evolm.operators.base import Operator, Proposal, Result, validated_choices
+from evolm.operators.base import Operator, Proposal, Result, check_sampling, validated_choices
 from evolm.operators.extract import extract_code
 from evolm.operators.textmatch import comment_block, fenced
 from evolm.types import Individual
@@ -210,14 +210,7 @@ class _RewriteOperator(Operator):
         parent_sized: bool = True,
     ) -> None:
         super().__init__(context, mode)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
-        if not (math.isfinite(repeat_penalty) and repeat_penalty > 0):
-            raise ValueError(f"repeat_penalty must be > 0 (1.0 is off), got {repeat_penalty!r}")
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-        if not (0 < top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        check_sampling(max_tokens, temperature, top_p, repeat_penalty)
         self.max_tokens = max_tokens
         self.temperature = float(temperature)
         self.top_p = float(top_p)

@@ -286,3 +286,51 @@ def test_a_new_header_takes_the_next_one_line_statement_as_its_body() -> None:
         dataclasses.replace(proposal, detail=(lines_if, lines_if, "    ")), "while True:\n"
     )
     assert not bad.ok and "does not parse" in (bad.error or "")
+
+
+def _line_index(text: str) -> int:
+    return next(i for i, x in enumerate(LINES) if x.strip() == text)
+
+
+def test_a_header_that_replaces_a_statement_guards_it() -> None:
+    keep = _line_index("joints = helper(wc, 3)")
+    proposal = op().propose([parent()], np.random.default_rng(0))
+    rewrite = dataclasses.replace(proposal, detail=(keep, keep + 1, "    "))
+    result = op().finish(rewrite, "if wc is not None:\n")
+    assert result.ok, result.error
+    out = result.code.split("\n")
+    assert out[keep : keep + 2] == ["    if wc is not None:", "        joints = helper(wc, 3)"]
+    assert out[:keep] == LINES[:keep] and out[keep + 2 :] == LINES[keep + 1 :]
+    # a `while` would repeat the statement forever: it is not given it (nor the `if` after
+    # it, a compound statement), so it does not parse
+    looped = op().finish(rewrite, "while wc:\n")
+    assert not looped.ok and "does not parse" in (looped.error or "")
+
+
+def test_a_header_that_replaces_a_header_keeps_its_body() -> None:
+    keep = _line_index("if len(joints) > 2:")
+    proposal = op().propose([parent()], np.random.default_rng(0))
+    result = op().finish(
+        dataclasses.replace(proposal, detail=(keep, keep + 1, "    ")), "if len(joints) > 3:\n"
+    )
+    assert result.ok, result.error
+    out = result.code.split("\n")
+    assert out[keep] == "    if len(joints) > 3:" and out[keep + 1 :] == LINES[keep + 1 :]
+
+
+def test_a_new_header_at_the_end_of_a_block_guards_the_line_before_it() -> None:
+    # after `out.append(...)`, the last line of the loop's body: no statement follows there
+    keep = _line_index("out.append(wc.add_joint(i, math.sin(i)))") + 1
+    proposal = op().propose([parent()], np.random.default_rng(0))
+    insert = dataclasses.replace(proposal, detail=(keep, keep, "        "))
+    result = op().finish(insert, "if i % 2 == 0:\n")
+    assert result.ok, result.error
+    out = result.code.split("\n")
+    assert out[keep - 1 : keep + 1] == [
+        "        if i % 2 == 0:",
+        "            out.append(wc.add_joint(i, math.sin(i)))",
+    ]
+    assert out[keep + 1 :] == LINES[keep:]
+    # a `while` is not given the line before it (it would loop): it does not parse
+    bad = op().finish(insert, "while i < 3:\n")
+    assert not bad.ok and "does not parse" in (bad.error or "")

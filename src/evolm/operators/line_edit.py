@@ -23,8 +23,13 @@ edit:
   is rejected (``unchanged``), as is one that does not parse in place.
 * ``insert`` (probability ``insert_rate``): the prompt ends after the site, on a new line at the
   indentation of the statement that would follow it (the body's for a header); the model's line
-  is added there. A new header line (``if y1 == y2:``) takes the statement after it as its
-  body when that is one line at the same indentation.
+  is added there.
+
+A new header line (``if y1 == y2:``) needs a body: a small model often writes a condition
+where a statement was. In a rewrite, an ``if``/``for``/``with`` header guards the one-line
+statement it replaces (``x = f()`` -> ``if y1 == y2: x = f()``); otherwise the header takes the
+one-line statement at the same indentation after it, or, for a new ``if``/``for``/``with`` line
+at the end of a block, the one before it.
 
 Prompts:
 
@@ -224,19 +229,56 @@ def cut_points(text: str) -> list[int]:
     return sorted(p for p in points if 0 < p < len(text.rstrip()))
 
 
+def _one_line_statement(line: str, indent: str) -> bool:
+    """``line`` sits at ``indent`` and holds one simple statement (not a header, not ``def``):
+    a body a new header line can take."""
+    if indent_of(line) != indent or not line.strip() or line.rstrip().endswith(":"):
+        return False
+    try:
+        tree = ast.parse(line.strip())
+    except PARSE_ERRORS:
+        return False
+    return len(tree.body) == 1 and not isinstance(
+        tree.body[0], (*_COMPOUND, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    )
+
+
+def _step(indent: str) -> str:
+    return "\t" if indent.endswith("\t") else "    "
+
+
 def _adopt(after: list[str], indent: str) -> list[str]:
     """``after`` with its first statement indented one level when it is a one-line statement
     at ``indent``: the body a new header line (``if ...:``, ``for ...:``) takes."""
-    if not after or indent_of(after[0]) != indent or not after[0].strip():
+    if not after or not _one_line_statement(after[0], indent):
         return after
-    try:
-        tree = ast.parse(after[0].strip())
-    except PARSE_ERRORS:
-        return after
-    if len(tree.body) != 1 or isinstance(tree.body[0], (*_COMPOUND, ast.FunctionDef)):
-        return after
-    step = "\t" if indent.endswith("\t") else "    "
-    return [indent + step + after[0].strip(), *after[1:]]
+    return [indent + _step(indent) + after[0].strip(), *after[1:]]
+
+
+def _with_header(lines: list[str], keep: int, resume: int, indent: str, new: str) -> list[str]:
+    """The parent's ``lines`` with the new header line ``new`` (``if ...:``, ``for ...:``) put
+    in at ``keep`` (replacing ``lines[keep:resume]``), given a body: a header needs one, and a
+    small model often writes a condition where a statement was. The body is, in this order of
+    preference, the line it replaces (``x = f()`` rewritten as ``if y > 0:`` becomes
+    ``if y > 0: x = f()``, a guard), the one-line statement after it, or, for a new line, the
+    one-line statement before it. Only an ``if``, ``for`` or ``with`` header guards the line
+    it replaces or follows (a ``while`` would repeat it forever); a header that replaces a
+    header keeps the old body. Without any of them the header is put in as written (and the
+    child does not parse)."""
+    old = lines[keep] if resume > keep else ""
+    after = lines[resume:]
+    body = indent + _step(indent)
+    guard = _code_tokens(new)[:1] in (("if",), ("for",), ("with",))  # not `while`: it would loop
+    if old.rstrip().endswith(":"):  # a header for a header: the old body stays
+        return [*lines[:keep], indent + new, *after]
+    if old and guard and _one_line_statement(old, indent):
+        return [*lines[:keep], indent + new, body + old.strip(), *after]
+    adopted = _adopt(after, indent)
+    if adopted is not after:
+        return [*lines[:keep], indent + new, *adopted]
+    if not old and guard and keep > 0 and _one_line_statement(lines[keep - 1], indent):
+        return [*lines[: keep - 1], indent + new, body + lines[keep - 1].strip(), *after]
+    return [*lines[:keep], indent + new, *after]
 
 
 class LineEdit(Operator):
@@ -425,10 +467,10 @@ class LineEdit(Operator):
             return Result(code="", error=f"too long: the new line has {len(new)} characters")
         if old and new_tokens == old_tokens:
             return Result(code="", error="unchanged: the model wrote the line it was to replace")
-        after = lines[resume:]
-        if resume == keep and new.endswith(":"):
-            after = _adopt(after, indent)
-        code = "\n".join([*lines[:keep], indent + new, *after])
+        if new.endswith(":") and not new.startswith("#"):
+            code = "\n".join(_with_header(lines, keep, resume, indent, new))
+        else:
+            code = "\n".join([*lines[:keep], indent + new, *lines[resume:]])
         try:
             ast.parse(code)
         except PARSE_ERRORS as exc:

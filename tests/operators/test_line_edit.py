@@ -334,3 +334,44 @@ def test_a_new_header_at_the_end_of_a_block_guards_the_line_before_it() -> None:
     # a `while` is not given the line before it (it would loop): it does not parse
     bad = op().finish(insert, "while i < 3:\n")
     assert not bad.ok and "does not parse" in (bad.error or "")
+
+
+def test_a_header_takes_a_return_or_continue_as_its_body() -> None:
+    code = textwrap.dedent(
+        """\
+        def make_walker():
+            wc = walker_creator()
+
+            def amp(x1, y1):
+                if y1 == 0:
+                    return 0.0
+                return 0.2 * x1
+
+            for k in range(3):
+                continue
+            return wc.get_walker()
+        """
+    )
+    lines = code.split("\n")
+    proposal = op().propose([parent(code)], np.random.default_rng(0))
+    ret = lines.index("        return 0.2 * x1")
+    guarded = op().finish(
+        dataclasses.replace(proposal, detail=(ret, ret + 1, "        ")), "if x1 > 2:"
+    )
+    assert guarded.ok, guarded.error
+    assert guarded.code.split("\n")[ret : ret + 2] == [
+        "        if x1 > 2:",
+        "            return 0.2 * x1",
+    ]
+    # a new line at the end of the `if` block, after `return 0.0`: it guards that line
+    end = lines.index("            return 0.0") + 1
+    inner = op().finish(dataclasses.replace(proposal, detail=(end, end, "            ")), "if x1:")
+    assert inner.ok, inner.error
+    assert inner.code.split("\n")[end - 1 : end + 1] == [
+        "            if x1:",
+        "                return 0.0",
+    ]
+    loop = lines.index("        continue")
+    adopted = op().finish(dataclasses.replace(proposal, detail=(loop, loop, "        ")), "if k:")
+    assert adopted.ok, adopted.error
+    assert adopted.code.split("\n")[loop : loop + 2] == ["        if k:", "            continue"]

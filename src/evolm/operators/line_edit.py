@@ -234,12 +234,14 @@ def _one_line_statement(line: str, indent: str) -> bool:
     a body a new header line can take."""
     if indent_of(line) != indent or not line.strip() or line.rstrip().endswith(":"):
         return False
-    try:
-        tree = ast.parse(line.strip())
+    try:  # inside a function and a loop, so that `return x` and `continue` parse
+        tree = ast.parse("def _f():\n    for _i in _j:\n        " + line.strip())
     except PARSE_ERRORS:
         return False
-    return len(tree.body) == 1 and not isinstance(
-        tree.body[0], (*_COMPOUND, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    loop = tree.body[0].body[0]
+    assert isinstance(loop, ast.For)
+    return len(loop.body) == 1 and not isinstance(
+        loop.body[0], (*_COMPOUND, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     )
 
 

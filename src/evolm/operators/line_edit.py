@@ -238,7 +238,9 @@ def _one_line_statement(line: str, indent: str) -> bool:
         tree = ast.parse("def _f():\n    for _i in _j:\n        " + line.strip())
     except PARSE_ERRORS:
         return False
-    loop = tree.body[0].body[0]
+    function = tree.body[0]
+    assert isinstance(function, ast.FunctionDef)
+    loop = function.body[0]
     assert isinstance(loop, ast.For)
     return len(loop.body) == 1 and not isinstance(
         loop.body[0], (*_COMPOUND, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

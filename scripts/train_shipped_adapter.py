@@ -87,8 +87,8 @@ def main() -> None:
                 out=db,
             )
         runs.append(db)
-    runs.extend(args.runs)
     print(f"GP runs: {len(runs)} x {args.gp_evals} evaluations in {time.perf_counter() - t0:.0f} s")
+    runs.extend(args.runs)
 
     dataset = build_dataset(
         runs, accept=args.accept, format=args.format, split_by="parent", seed=args.seed

@@ -78,6 +78,7 @@ _MAX_LINE = 400  # characters; a longer "line" is not one the model meant
 _NEVER: tuple[type[ast.stmt], ...] = (ast.Pass, ast.Global, ast.Nonlocal, ast.Import)
 _NEVER += (ast.ImportFrom, ast.Break, ast.Continue)
 _FLOW = (("return",), ("pass",), ("break",), ("continue",))
+_GUARDS = (("if",), ("for",), ("with",))  # headers that may guard a line (not `while`: a loop)
 
 
 @dataclass(frozen=True)
@@ -232,9 +233,11 @@ def cut_points(text: str) -> list[int]:
 def _one_line_statement(line: str, indent: str) -> bool:
     """``line`` sits at ``indent`` and holds one simple statement (not a header, not ``def``):
     a body a new header line can take."""
-    if indent_of(line) != indent or not line.strip() or line.rstrip().endswith(":"):
+    if indent_of(line) != indent or not line.strip():
         return False
-    try:  # inside a function and a loop, so that `return x` and `continue` parse
+    # parsed inside a function and a loop, so that `return x` and `continue` parse (a header
+    # alone, with no body, does not)
+    try:
         tree = ast.parse("def _f():\n    for _i in _j:\n        " + line.strip())
     except PARSE_ERRORS:
         return False
@@ -247,39 +250,27 @@ def _one_line_statement(line: str, indent: str) -> bool:
     )
 
 
-def _step(indent: str) -> str:
-    return "\t" if indent.endswith("\t") else "    "
-
-
-def _adopt(after: list[str], indent: str) -> list[str]:
-    """``after`` with its first statement indented one level when it is a one-line statement
-    at ``indent``: the body a new header line (``if ...:``, ``for ...:``) takes."""
-    if not after or not _one_line_statement(after[0], indent):
-        return after
-    return [indent + _step(indent) + after[0].strip(), *after[1:]]
-
-
-def _with_header(lines: list[str], keep: int, resume: int, indent: str, new: str) -> list[str]:
+def _with_header(
+    lines: list[str], keep: int, resume: int, indent: str, new: str, guard: bool
+) -> list[str]:
     """The parent's ``lines`` with the new header line ``new`` (``if ...:``, ``for ...:``) put
     in at ``keep`` (replacing ``lines[keep:resume]``), given a body: a header needs one, and a
     small model often writes a condition where a statement was. The body is, in this order of
     preference, the line it replaces (``x = f()`` rewritten as ``if y > 0:`` becomes
     ``if y > 0: x = f()``, a guard), the one-line statement after it, or, for a new line, the
-    one-line statement before it. Only an ``if``, ``for`` or ``with`` header guards the line
-    it replaces or follows (a ``while`` would repeat it forever); a header that replaces a
-    header keeps the old body. Without any of them the header is put in as written (and the
-    child does not parse)."""
+    one-line statement before it. Only a ``guard`` header (``if``, ``for`` or ``with``) takes
+    the line it replaces or follows (a ``while`` would repeat it forever); a header that
+    replaces a header keeps the old body. Without any of them the header is put in as written
+    (and the child does not parse)."""
     old = lines[keep] if resume > keep else ""
     after = lines[resume:]
-    body = indent + _step(indent)
-    guard = _code_tokens(new)[:1] in (("if",), ("for",), ("with",))  # not `while`: it would loop
+    body = indent + ("\t" if indent.endswith("\t") else "    ")  # one level deeper
     if old.rstrip().endswith(":"):  # a header for a header: the old body stays
         return [*lines[:keep], indent + new, *after]
     if old and guard and _one_line_statement(old, indent):
         return [*lines[:keep], indent + new, body + old.strip(), *after]
-    adopted = _adopt(after, indent)
-    if adopted is not after:
-        return [*lines[:keep], indent + new, *adopted]
+    if after and _one_line_statement(after[0], indent):
+        return [*lines[:keep], indent + new, body + after[0].strip(), *after[1:]]
     if not old and guard and keep > 0 and _one_line_statement(lines[keep - 1], indent):
         return [*lines[: keep - 1], indent + new, body + lines[keep - 1].strip(), *after]
     return [*lines[:keep], indent + new, *after]
@@ -472,7 +463,8 @@ class LineEdit(Operator):
         if old and new_tokens == old_tokens:
             return Result(code="", error="unchanged: the model wrote the line it was to replace")
         if new.endswith(":") and not new.startswith("#"):
-            code = "\n".join(_with_header(lines, keep, resume, indent, new))
+            guard = new_tokens[:1] in _GUARDS
+            code = "\n".join(_with_header(lines, keep, resume, indent, new, guard))
         else:
             code = "\n".join([*lines[:keep], indent + new, *lines[resume:]])
         try:

@@ -89,6 +89,47 @@ def test_cut_points_fall_after_brackets_commas_and_equals_and_before_numbers() -
     assert cut_points("f(") == []  # an unfinished line does not tokenize
 
 
+def test_number_cut_points_leave_a_number_for_the_model_to_change() -> None:
+    line = "wc.add_muscle(corners[1], centre, 0.4, 0.0)"
+    heads = [line[:p] for p in cut_points(line, numbers=True)]
+    assert heads == [line[:p] for p in cut_points(line)]  # every cut has 0.4 or 0.0 after it
+    line = "query_cppn(wc, 8, 3, connect, amp, phase)"
+    assert [line[:p] for p in cut_points(line, numbers=True)] == [
+        "query_cppn(",
+        "query_cppn(wc, ",
+        "query_cppn(wc, 8, ",
+    ]
+    assert cut_points("wc = walker_creator()", numbers=True) == []
+    assert cut_points("x = f(a, b)", numbers=True) == []
+    assert cut_points("x = f(a, -2)", numbers=True) == [4, 6, 9, 10]
+
+
+@pytest.mark.parametrize("cuts", ["numbers", "any"])
+def test_a_rewrite_ends_its_prompt_before_a_number_unless_told_otherwise(cuts: str) -> None:
+    edit = op(insert_rate=0.0, partial_rate=1.0, cuts=cuts)
+    sites = {s.index: s for s in edit_sites(PROGRAM, "make_walker")}
+    rests = []
+    for seed in range(200):
+        keep, _, start = edit.propose([parent()], np.random.default_rng(seed)).detail
+        assert isinstance(keep, int) and isinstance(start, str)
+        old = LINES[keep].strip()
+        head = start.lstrip(" \t")
+        assert old.startswith(head)
+        if head and len(head) > sites[keep].bound:
+            rests.append(old[len(head) :])
+    assert rests
+    with_number = [any(ch.isdigit() for ch in rest) for rest in rests]
+    if cuts == "numbers":
+        assert all(with_number), rests
+    else:
+        assert not all(with_number)  # `wc.add_muscle(joints[0], ` leaves only names
+
+
+def test_unknown_cuts_are_refused() -> None:
+    with pytest.raises(ValueError, match="cuts must be one of 'numbers', 'any'"):
+        op(cuts="brackets")
+
+
 def changed(old: str) -> str:
     """``old`` with its code changed but still a valid line in place (a header keeps its
     colon, the first line of a call over two lines its comma)."""

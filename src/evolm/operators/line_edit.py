@@ -19,8 +19,14 @@ amplitude function is one line), those of the domain's function are not. Docstri
 edit:
 
 * ``replace`` (probability ``1 - insert_rate``): the prompt ends just before the site's text,
-  at its indentation; the model's line takes its place. An answer that only repeats the line
-  is rejected (``unchanged``), as is one that does not parse in place.
+  at its indentation; the model's line takes its place. In completion mode the prompt may also
+  end inside the old line (after its ``x = `` always, for a line that binds names; otherwise
+  with probability ``partial_rate``), and by default only where a number literal is still to
+  come (``cuts="numbers"``): the model then finishes the line with a new constant, or more.
+  Measured on Sodarace with the shipped adapter, 71 to 75 % of the rewrites cut before a number
+  were valid against 0 to 27 % of those cut where only names or closing brackets were left
+  (which the model mostly copied or broke). An answer that only repeats the line is rejected
+  (``unchanged``), as is one that does not parse in place.
 * ``insert`` (probability ``insert_rate``): the prompt ends after the site, on a new line at the
   indentation of the statement that would follow it (the body's for a header); the model's line
   is added there.
@@ -69,7 +75,7 @@ from evolm.operators.textmatch import (
 )
 from evolm.types import Individual
 
-__all__ = ["LINE_STOP", "LineEdit", "LineSpot", "Site", "cut_points", "edit_sites"]
+__all__ = ["CUTS", "LINE_STOP", "LineEdit", "LineSpot", "Site", "cut_points", "edit_sites"]
 
 #: The completion stops at the end of the line it writes.
 LINE_STOP: tuple[str, ...] = ("\n",)
@@ -79,6 +85,8 @@ _NEVER: tuple[type[ast.stmt], ...] = (ast.Pass, ast.Global, ast.Nonlocal, ast.Im
 _NEVER += (ast.ImportFrom, ast.Break, ast.Continue)
 _FLOW = (("return",), ("pass",), ("break",), ("continue",))
 _GUARDS = (("if",), ("for",), ("with",))  # headers that may guard a line (not `while`: a loop)
+#: Where a rewrite's prompt may end inside the old line (:class:`LineEdit`'s ``cuts``).
+CUTS = ("numbers", "any")
 
 
 @dataclass(frozen=True)
@@ -210,23 +218,26 @@ def _code_tokens(line: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def cut_points(text: str) -> list[int]:
+def cut_points(text: str, *, numbers: bool = False) -> list[int]:
     """Where a line of code (without indentation) may be cut so the model writes the rest:
     after an opening bracket, a comma or an ``=``, and before a number. Never at 0 or the end;
-    ``[]`` if the line does not tokenize."""
+    ``[]`` if the line does not tokenize. With ``numbers``, only the points with a number
+    literal somewhere after them (the model then has a constant to change)."""
     points: set[int] = set()
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text + "\n").readline))
     except (tokenize.TokenError, SyntaxError, ValueError):
         return []
+    tokens = [tok for tok in tokens if tok.start[0] == 1]
     for tok in tokens:
-        if tok.start[0] != 1:
-            continue
         if tok.type == tokenize.OP and tok.string in ("(", "[", ",", "=", "+=", "-=", "*="):
             end = tok.end[1]
             points.add(end + 1 if text[end : end + 1] == " " else end)
         elif tok.type == tokenize.NUMBER:
             points.add(tok.start[1])
+    if numbers:
+        last = max((t.start[1] for t in tokens if t.type == tokenize.NUMBER), default=-1)
+        points = {p for p in points if p <= last}
     return sorted(p for p in points if 0 < p < len(text.rstrip()))
 
 
@@ -283,12 +294,23 @@ class LineEdit(Operator):
         context: the domain's prompt context.
         mode: ``"completion"`` (recommended for small models) or ``"chat"``.
         insert_rate: probability of writing a new line rather than rewriting one (0 to 1).
+        partial_rate: in completion mode, probability that a rewrite of a line that binds no
+            name starts with a head of the old line (a line that binds names always does).
+        cuts: where such a head may end. ``"numbers"``: only before a number literal is left
+            (after an opening bracket, a comma or an ``=`` that has one after it, or just
+            before it), so the model has a constant to change; a line without one is rewritten
+            whole (after its ``x = `` if it binds names). ``"any"``: at any
+            :func:`cut_points` point.
+        avoid_copy: a rewrite may not begin like the text it replaces (completion mode, on
+            backends that support :attr:`Request.avoid`).
+        show_parent: the completion prompt shows the whole parent before the edited copy.
         max_tokens: cap on the answer's tokens; each request gets 32 plus one token per two
             characters of the line it replaces (32 characters for an insert), at most this.
         temperature, top_p, repeat_penalty: sampling parameters.
 
     Raises:
-        ValueError: bad mode, an ``insert_rate`` outside [0, 1], or bad sampling parameters.
+        ValueError: bad mode, a rate outside [0, 1], unknown ``cuts``, or bad sampling
+            parameters.
     """
 
     name = "line_edit"
@@ -301,6 +323,7 @@ class LineEdit(Operator):
         *,
         insert_rate: float = 0.3,
         partial_rate: float = 0.5,
+        cuts: str = "numbers",
         avoid_copy: bool = False,
         show_parent: bool = False,
         max_tokens: int = 96,
@@ -312,7 +335,10 @@ class LineEdit(Operator):
         for name, rate in (("insert_rate", insert_rate), ("partial_rate", partial_rate)):
             if not (0.0 <= rate <= 1.0):
                 raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
+        if cuts not in CUTS:
+            raise ValueError(f"cuts must be one of {', '.join(map(repr, CUTS))}, got {cuts!r}")
         check_sampling(max_tokens, temperature, top_p, repeat_penalty)
+        self.cuts = cuts
         self.insert_rate = float(insert_rate)
         self.partial_rate = float(partial_rate)
         self.avoid_copy = bool(avoid_copy)
@@ -335,11 +361,13 @@ class LineEdit(Operator):
         line = lines[site.index]
         old = line.strip()
         head = ""
+        numbers = self.cuts == "numbers"
         if self.mode == "completion" and site.bound:  # keep the names it binds
-            points = [p for p in cut_points(old) if p >= site.bound] or [site.bound]
+            points = [p for p in cut_points(old, numbers=numbers) if p >= site.bound]
+            points = points or [site.bound]
             head = old[: points[int(rng.integers(len(points)))]]
         elif self.mode == "completion" and rng.random() < self.partial_rate:
-            points = cut_points(old)
+            points = cut_points(old, numbers=numbers)
             if points:
                 head = old[: points[int(rng.integers(len(points)))]]
         return LineSpot(site.index, site.index + 1, indent_of(line), old, head)

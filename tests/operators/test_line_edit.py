@@ -125,6 +125,23 @@ def test_a_rewrite_ends_its_prompt_before_a_number_unless_told_otherwise(cuts: s
         assert not all(with_number)  # `wc.add_muscle(joints[0], ` leaves only names
 
 
+@pytest.mark.parametrize("cuts", ["numbers", "any"])
+def test_a_line_that_binds_names_without_a_number_is_only_written_after(cuts: str) -> None:
+    edit = op(insert_rate=0.3, cuts=cuts)
+    rewritten, added = set(), set()
+    for seed in range(300):
+        keep, resume, _ = edit.propose([parent()], np.random.default_rng(seed)).detail
+        assert isinstance(keep, int) and isinstance(resume, int)
+        (rewritten if resume > keep else added).add(LINES[resume - 1].strip())
+    no_number = {"wc = walker_creator()", "out = []"}
+    assert no_number <= added  # lines still go in after them
+    if cuts == "numbers":
+        assert not rewritten & no_number
+        assert "joints = helper(wc, 3)" in rewritten
+    else:
+        assert no_number <= rewritten
+
+
 def test_unknown_cuts_are_refused() -> None:
     with pytest.raises(ValueError, match="cuts must be one of 'numbers', 'any'"):
         op(cuts="brackets")

@@ -349,14 +349,29 @@ class LineEdit(Operator):
         self.repeat_penalty = float(repeat_penalty)
 
     # -- proposing ------------------------------------------------------------------------
+    def _rewritable(self, site: Site, lines: list[str]) -> bool:
+        """With ``cuts="numbers"`` (completion mode), a line that binds names is rewritten only
+        if its value holds a number: otherwise the model copies it (``phase = phase_func(...)``)
+        or rebinds the name to something else (``wc = walker_creator()``)."""
+        if self.mode != "completion" or self.cuts != "numbers" or not site.bound:
+            return True
+        old = lines[site.index].strip()
+        return any(p >= site.bound for p in cut_points(old, numbers=True))
+
     def _edit(self, code: str, rng: np.random.Generator) -> LineSpot:
         sites = edit_sites(code, self.context.function_name)
         if not sites:  # nothing to edit (it does not parse): a line added at the end
             end = len(code.split("\n"))
             return LineSpot(end, end, "", "")
-        site = sites[int(rng.integers(len(sites)))]
         lines = code.split("\n")
-        if rng.random() < self.insert_rate and site.whole:
+        inserts = [s for s in sites if s.whole]
+        rewrites = [s for s in sites if self._rewritable(s, lines)]
+        insert = rng.random() < self.insert_rate
+        if not (inserts if insert else rewrites):  # the other kind, if this one has no site
+            insert = not insert
+        pool = (inserts if insert else rewrites) or sites
+        site = pool[int(rng.integers(len(pool)))]
+        if insert and site.whole:
             return LineSpot(site.index + 1, site.index + 1, site.indent, "")
         line = lines[site.index]
         old = line.strip()

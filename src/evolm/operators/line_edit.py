@@ -16,16 +16,18 @@ lines. Nested functions count as helpers. The ``return`` lines of helpers are si
 amplitude function is one line), those of the domain's function are not. Docstrings, ``pass``,
 ``break``, ``continue`` and ``def`` lines are never sites. A rewrite of a line that binds names
 (``x = ...``, ``for i in ...``, ``return ...``) keeps the text up to its value. Two kinds of
-edit:
+edit, the kind drawn first, then a site that allows it:
 
 * ``replace`` (probability ``1 - insert_rate``): the prompt ends just before the site's text,
   at its indentation; the model's line takes its place. In completion mode the prompt may also
   end inside the old line (after its ``x = `` always, for a line that binds names; otherwise
   with probability ``partial_rate``), and by default only where a number literal is still to
-  come (``cuts="numbers"``): the model then finishes the line with a new constant, or more.
-  Measured on Sodarace with the shipped adapter, 71 to 75 % of the rewrites cut before a number
-  were valid against 0 to 27 % of those cut where only names or closing brackets were left
-  (which the model mostly copied or broke). An answer that only repeats the line is rejected
+  come (``cuts="numbers"``): the model then finishes the line with a new constant, or more. A
+  line that binds names with no number in its value (``wc = walker_creator()``) is then not
+  rewritten, only written after. Measured on Sodarace with the shipped adapter, 71 to 75 % of
+  the rewrites cut before a number were valid against 0 to 27 % of those cut where only names
+  or closing brackets were left (which the model mostly copied or broke), and none of the
+  rewrites of such binding lines. An answer that only repeats the line is rejected
   (``unchanged``), as is one that does not parse in place.
 * ``insert`` (probability ``insert_rate``): the prompt ends after the site, on a new line at the
   indentation of the statement that would follow it (the body's for a header); the model's line

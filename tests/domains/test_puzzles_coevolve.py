@@ -24,6 +24,8 @@ from evolm.domains.puzzles.coevolve import (
     SOLVER_INTRO,
     WRITER_INTRO,
     PuzzleCoevolveDomain,
+    PuzzleSolver,
+    PuzzleWriter,
     check_job,
     solve_job,
     split_pair,
@@ -91,6 +93,24 @@ def test_the_registry_builds_either_mode() -> None:
         get_domain("puzzles", {"mode": "both"})
     with pytest.raises(ValueError, match=r"k \(solver attempts per puzzle\) must be an int"):
         get_domain("puzzles", {"mode": "coevolve", "k": 0})
+
+
+@pytest.mark.parametrize("cls", [PuzzleWriter, PuzzleSolver])
+@pytest.mark.parametrize(
+    ("param", "bad", "message"),
+    [
+        ("temperature", -1.0, "temperature must be >= 0"),
+        ("top_p", 0.0, r"top_p must be in \(0, 1\]"),
+        ("max_tokens", 0, "max_tokens must be an int >= 1"),
+        ("repeat_penalty", float("nan"), "repeat_penalty must be > 0"),
+    ],
+)
+def test_writer_and_solver_refuse_bad_sampling(
+    cls: type[PuzzleWriter] | type[PuzzleSolver], param: str, bad: float, message: str
+) -> None:
+    context = get_domain("puzzles", {"mode": "coevolve"}).context()
+    with pytest.raises(ValueError, match=message):
+        cls(context, **{param: bad})
 
 
 def test_jobs_keep_the_solution_apart_from_its_judge() -> None:

@@ -43,7 +43,7 @@ from evolm.domains.puzzles.puzzle import (
 )
 from evolm.domains.puzzles.skills import SKILLS
 from evolm.llm.base import Request
-from evolm.operators.base import Operator, Proposal, Result
+from evolm.operators.base import Operator, Proposal, Result, check_sampling
 from evolm.operators.extract import extract_code
 from evolm.types import DescriptorSpace, Evaluation, Individual, Status
 
@@ -250,6 +250,7 @@ class _PuzzleOperator(Operator):
         repeat_penalty: float = 1.0,
     ) -> None:
         super().__init__(context, mode)
+        check_sampling(max_tokens, temperature, top_p, repeat_penalty)
         self.max_tokens = max_tokens
         self.temperature = float(temperature)
         self.top_p = float(top_p)

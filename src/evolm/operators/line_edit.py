@@ -351,23 +351,27 @@ class LineEdit(Operator):
         self.repeat_penalty = float(repeat_penalty)
 
     # -- proposing ------------------------------------------------------------------------
-    def _rewritable(self, site: Site, lines: list[str]) -> bool:
-        """With ``cuts="numbers"`` (completion mode), a line that binds names is rewritten only
-        if its value holds a number: otherwise the model copies it (``phase = phase_func(...)``)
-        or rebinds the name to something else (``wc = walker_creator()``)."""
-        if self.mode != "completion" or self.cuts != "numbers" or not site.bound:
-            return True
-        old = lines[site.index].strip()
-        return any(p >= site.bound for p in cut_points(old, numbers=True))
-
     def _edit(self, code: str, rng: np.random.Generator) -> LineSpot:
         sites = edit_sites(code, self.context.function_name)
         if not sites:  # nothing to edit (it does not parse): a line added at the end
             end = len(code.split("\n"))
             return LineSpot(end, end, "", "")
         lines = code.split("\n")
+        completion, numbers = self.mode == "completion", self.cuts == "numbers"
+        # where the prompt may end in a line that binds names (completion mode): after the
+        # names, at a cut point (before a number only, with cuts="numbers")
+        bound_cuts = {
+            s.index: [
+                p for p in cut_points(lines[s.index].strip(), numbers=numbers) if p >= s.bound
+            ]
+            for s in sites
+            if completion and s.bound
+        }
         inserts = [s for s in sites if s.whole]
-        rewrites = [s for s in sites if self._rewritable(s, lines)]
+        # with cuts="numbers", a line that binds names is rewritten only if its value holds a
+        # number: otherwise the model copies it (`phase = phase_func(...)`) or rebinds the
+        # name to something else (`wc = walker_creator()`)
+        rewrites = [s for s in sites if not numbers or bound_cuts.get(s.index) != []]
         insert = rng.random() < self.insert_rate
         if not (inserts if insert else rewrites):  # the other kind, if this one has no site
             insert = not insert
@@ -378,12 +382,10 @@ class LineEdit(Operator):
         line = lines[site.index]
         old = line.strip()
         head = ""
-        numbers = self.cuts == "numbers"
-        if self.mode == "completion" and site.bound:  # keep the names it binds
-            points = [p for p in cut_points(old, numbers=numbers) if p >= site.bound]
-            points = points or [site.bound]
+        if completion and site.bound:  # keep the names it binds
+            points = bound_cuts[site.index] or [site.bound]
             head = old[: points[int(rng.integers(len(points)))]]
-        elif self.mode == "completion" and rng.random() < self.partial_rate:
+        elif completion and rng.random() < self.partial_rate:
             points = cut_points(old, numbers=numbers)
             if points:
                 head = old[: points[int(rng.integers(len(points)))]]

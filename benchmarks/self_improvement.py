@@ -7,9 +7,19 @@ for each *setting* and each seed, at an equal budget, and prints per setting the
 - ``parsed``, ``valid``, ``inserted``: shares of the LLM-written (or GP-written) candidates
   whose completion gave code, whose code ran and was scored, and that entered the archive;
 - ``new elites``: elites at the end that are not seeds (written by the setting's operator);
-- ``QD score``, ``best`` fitness, and ``best - seeds``: how far the best program beats the
-  best seed (positive: evolution found something better than every seed);
+- ``QD score``: the run's own archive's (for best-of-N: the seeds plus the champion);
+- ``grid QD``: every valid program of the run inserted into one MAP-Elites archive, the same
+  for every setting (``--archive``, default the preset's), so that best-of-N's samples are
+  scored cell for cell against MAP-Elites' (for a MAP-Elites run in that archive it equals
+  ``QD score``);
+- ``best`` fitness, and ``best - seeds``: how far the best program beats the best seed
+  (positive: evolution found something better than every seed);
 - seconds per run.
+
+``--archive JSON`` replaces the preset's archive in the MAP-Elites and GP settings (e.g.
+``'{"kind": "grid", "bins": 12, "selection": "uniform"}'``); ``--measure DB [DB ...]`` prints
+the figures of finished run databases without running anything (runs extended with
+``evolm resume DB --budget-llm-calls N`` included).
 
 Settings (``--settings``, comma-separated; each starts from ``--preset``):
 
@@ -86,6 +96,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         llm = {"lora": args.adapter}
     elif setting == "gp":
         return {
+            **({"archive": json.loads(args.archive)} if args.archive else {}),
             "domain": domain,
             "operators": [{"kind": "gp", "params": {}}],
             # no LLM call is made; the backend is only built (no adapter loaded)
@@ -109,6 +120,8 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         out["operators"] = operators
     if setting in ("best_of_n", "adapter_best_of_n"):
         out["archive"] = {"kind": "best_of_n"}
+    elif args.archive:
+        out["archive"] = json.loads(args.archive)
     return out
 
 
@@ -123,8 +136,12 @@ def adapter_operator(spec: str | None, domain: str) -> str | None:
     return FORMAT_OPERATORS.get(json.loads(card.read_text()).get("format", ""))
 
 
-def measure(db: Path) -> dict[str, float]:
-    """Rates and archive figures of one finished run, read from its database."""
+def measure(db: Path, grid: dict[str, Any]) -> dict[str, float]:
+    """Rates and archive figures of one finished run, read from its database.
+
+    ``grid`` is the MAP-Elites archive config (``[archive]`` table) that ``grid QD`` is measured
+    in, the same for every setting.
+    """
     from evolm.store import RunStore
 
     with RunStore(db, readonly=True) as store:
@@ -151,9 +168,32 @@ def measure(db: Path) -> dict[str, float]:
         "inserted": inserted / n,
         "new elites": len(elite_ids - seed_ids),
         "QD score": step.qd_score,
+        "grid QD": grid_qd(db, grid),
         "best": float("nan") if step.max_fitness is None else step.max_fitness,
         "best - seeds": (step.max_fitness or float("nan")) - best_seed,
     }
+
+
+def grid_qd(db: Path, grid: dict[str, Any]) -> float:
+    """QD score of every valid program of a run, inserted into the MAP-Elites archive ``grid``.
+
+    For a MAP-Elites run in that archive this is its own QD score. For best-of-N, whose archive
+    keeps only the seeds and the champion, it measures everything its samples found in the same
+    map, so that the two settings compare cell for cell.
+    """
+    from evolm.config import RunConfig
+    from evolm.domains.base import get_domain
+    from evolm.scheduler.rebuild import build_archive, stored_batches
+    from evolm.store import RunStore
+
+    with RunStore(db, create=False) as store:
+        data = store.run_info()["config"]
+        config = RunConfig.model_validate({**data, "archive": grid})
+        domain = get_domain(config.domain.name, config.domain.params)
+        archive = build_archive(config, domain)
+        for _, individuals in stored_batches(store):
+            archive.add(individuals)
+    return archive.stats.qd_score
 
 
 def _elite_ids(db: Path) -> set[int]:
@@ -202,14 +242,33 @@ def main() -> None:
         "--model", default=None, help="a GGUF file instead of the bundled SmolLM2 (LLM settings)"
     )
     ap.add_argument("--max-tokens", type=int, default=None, help="llm.max_tokens (a cap)")
+    ap.add_argument(
+        "--archive",
+        default=None,
+        help='the archive of the MAP-Elites settings, as JSON, e.g. \'{"kind": "grid", "bins": 6, '
+        '"selection": "uniform"}\' (default: the preset\'s; best-of-N settings keep theirs)',
+    )
     ap.add_argument("--label", default="", help="a suffix for the run files and the table rows")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run databases here")
+    ap.add_argument(
+        "--measure",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the figures of these finished run databases (no run)",
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = args.settings.split(",")
-    if args.adapter is None:
-        from evolm.config import load_preset
+    from evolm.config import load_preset
 
+    grid = json.loads(args.archive) if args.archive else load_preset(args.preset)["archive"]
+    if args.measure:
+        for db in args.measure:
+            row = measure(db, grid)
+            print(f"  {db}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
+        return
+    if args.adapter is None:
         args.adapter = load_preset(args.preset).get("llm", {}).get("lora")
     if args.adapter_operator is None:
         args.adapter_operator = adapter_operator(args.adapter, args.domain) or args.operator
@@ -234,10 +293,11 @@ def main() -> None:
             t0 = time.perf_counter()
             cfg = overrides(setting, args) | {"seed": seed}
             evolm.run(cfg, preset=args.preset, out=str(db))
-            row = measure(db) | {"seconds": time.perf_counter() - t0}
+            row = measure(db, grid) | {"seconds": time.perf_counter() - t0}
             results.setdefault(setting + args.label, []).append(row)
             print(f"  {setting} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
-    keys = ["parsed", "valid", "inserted", "new elites", "QD score", "best", "best - seeds"]
+    keys = ["parsed", "valid", "inserted", "new elites", "QD score", "grid QD", "best"]
+    keys.append("best - seeds")
     keys.append("seconds")
     print()
     print("| setting | " + " | ".join(keys) + " |")

@@ -19,7 +19,9 @@ for each *setting* and each seed, at an equal budget, and prints per setting the
 ``--archive JSON`` replaces the preset's archive in the MAP-Elites and GP settings (e.g.
 ``'{"kind": "grid", "bins": 12, "selection": "uniform"}'``); ``--measure DB [DB ...]`` prints
 the figures of finished run databases without running anything (runs extended with
-``evolm resume DB --budget-llm-calls N`` included).
+``evolm resume DB --budget-llm-calls N`` included). ``--extend`` with ``--keep DIR`` resumes
+the runs already kept in ``DIR`` up to ``--calls`` instead of starting them again, so that a
+128-call comparison grows into a 256-call one.
 
 Settings (``--settings``, comma-separated; each starts from ``--preset``):
 
@@ -251,6 +253,12 @@ def main() -> None:
     ap.add_argument("--label", default="", help="a suffix for the run files and the table rows")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run databases here")
     ap.add_argument(
+        "--extend",
+        action="store_true",
+        help="resume the run databases already in --keep up to this budget instead of "
+        "starting them again (the seconds are then those of the extension)",
+    )
+    ap.add_argument(
         "--measure",
         type=Path,
         nargs="+",
@@ -289,10 +297,13 @@ def main() -> None:
     for setting in settings:
         for seed in seeds:
             db = out_dir / f"{args.domain}-{setting}{args.label}-{seed}.db"
-            db.unlink(missing_ok=True)
             t0 = time.perf_counter()
             cfg = overrides(setting, args) | {"seed": seed}
-            evolm.run(cfg, preset=args.preset, out=str(db))
+            if args.extend and db.exists():
+                evolm.resume(db, budget=cfg["budget"])
+            else:
+                db.unlink(missing_ok=True)
+                evolm.run(cfg, preset=args.preset, out=str(db))
             row = measure(db, grid) | {"seconds": time.perf_counter() - t0}
             results.setdefault(setting + args.label, []).append(row)
             print(f"  {setting} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))

@@ -21,7 +21,8 @@ for each *setting* and each seed, at an equal budget, and prints per setting the
 the figures of finished run databases without running anything (runs extended with
 ``evolm resume DB --budget-llm-calls N`` included). ``--extend`` with ``--keep DIR`` resumes
 the runs already kept in ``DIR`` up to ``--calls`` instead of starting them again, so that a
-128-call comparison grows into a 256-call one.
+128-call comparison grows into a 256-call one; it refuses a kept run whose stored configuration
+differs from the setting's in anything but the budget.
 
 Settings (``--settings``, comma-separated; each starts from ``--preset``):
 
@@ -136,6 +137,30 @@ def adapter_operator(spec: str | None, domain: str) -> str | None:
     if card is None or not card.is_file():
         return None
     return FORMAT_OPERATORS.get(json.loads(card.read_text()).get("format", ""))
+
+
+def check_extendable(db: Path, overrides: dict[str, Any], preset: str) -> None:
+    """Refuse to extend a kept run whose configuration is not the one asked for.
+
+    ``--extend`` resumes ``db`` with its stored configuration and only the budget raised; if
+    anything else differs (another adapter, operator or archive), the figures would belong to
+    a setting other than the one printed.
+    """
+    from evolm.config import load_config
+    from evolm.store import RunStore
+
+    wanted = load_config(preset=preset, overrides=overrides).model_dump(mode="json")
+    with RunStore(db, readonly=True) as store:
+        stored = store.run_info()["config"]
+    differ = sorted(
+        k for k in wanted.keys() | stored.keys() if k != "budget" and wanted.get(k) != stored.get(k)
+    )
+    if differ:
+        raise SystemExit(
+            f"--extend: {db} was run with a different {', '.join(differ)} than this setting "
+            f"asks for; use another --keep directory or --label, or drop --extend to start "
+            f"it again"
+        )
 
 
 def measure(db: Path, grid: dict[str, Any]) -> dict[str, float]:
@@ -300,6 +325,7 @@ def main() -> None:
             t0 = time.perf_counter()
             cfg = overrides(setting, args) | {"seed": seed}
             if args.extend and db.exists():
+                check_extendable(db, cfg, args.preset)
                 evolm.resume(db, budget=cfg["budget"])
             else:
                 db.unlink(missing_ok=True)

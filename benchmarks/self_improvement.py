@@ -116,7 +116,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         llm["max_tokens"] = args.max_tokens
     out: dict[str, Any] = {
         "domain": domain,
-        "llm": {"backend": "llama_cpp", **llm},
+        "llm": {"backend": "llama_cpp", **llm, **json.loads(args.llm_params)},
         "budget": budget,
     }
     if operators is not None:
@@ -260,6 +260,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--op-params", default="{}", help="the operator's params, as JSON (LLM settings)"
+    )
+    ap.add_argument(
+        "--llm-params",
+        default="{}",
+        help="more [llm] settings of the LLM settings, as JSON, e.g. '{\"prefix_cache_mb\": 0}'",
     )
     ap.add_argument("--calls", type=int, default=32, help="LLM calls per run")
     ap.add_argument("--seeds", default="1,2,3")

@@ -293,6 +293,12 @@ class LlamaCppLLMConfig(LLMConfig):
         None, ge=16, description="context tokens (default: the model's, at most 8192)"
     )
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: one per core)")
+    prefix_cache_mb: float = Field(
+        256.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="MB of earlier prompts' KV cache kept to resume from (0: only the last)",
+    )
 
 
 class HFLLMConfig(LLMConfig):

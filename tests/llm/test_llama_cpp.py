@@ -276,3 +276,57 @@ def test_repeat_penalty_reaches_llama_cpp(llm: LlamaCppLLM) -> None:
 def test_a_missing_lora_adapter_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(LLMError, match="evolm finetune"):
         LlamaCppLLM(lora_path=tmp_path / "adapter.gguf")
+
+
+def test_an_earlier_prompt_is_resumed_from_its_snapshot(llm: LlamaCppLLM) -> None:
+    """A, B, A: the second A restores A's snapshot (B shares no prefix with A), and every
+    completion is the one a backend without any reuse gives."""
+    from evolm.domains.sodarace import seed_code
+
+    def req(text: str, seed: int) -> Request:
+        return Request(kind="completion", prompt=text, max_tokens=8, temperature=1.0, seed=seed)
+
+    a, b = req(seed_code("cppn_fixed"), 3), req(seed_code("radial"), 4)
+    n_a = llm.count_tokens(a)
+    assert n_a > 100 and llm.count_tokens(b) > 100
+    ca, cb, ca2 = run(llm, [a, b, a])
+    assert cb.extras["reused_tokens"] < 8  # at most a shared first line
+    assert ca2.extras["reused_tokens"] >= n_a - 12
+    without = LlamaCppLLM(prefix_cache_mb=0)  # the same loaded model, only the previous prompt
+    assert without._loaded is llm._loaded
+    wa, wb, wa2 = run(without, [a, b, a])
+    assert wa2.extras["reused_tokens"] < 8
+    fresh = LlamaCppLLM(prefix_reuse=False)
+    texts = [c.text for c in run(fresh, [a, b, a])]
+    assert texts == [ca.text, cb.text, ca2.text] == [wa.text, wb.text, wa2.text]
+
+
+def test_the_prefix_cache_keeps_to_its_budget(llm: LlamaCppLLM) -> None:
+    tiny = LlamaCppLLM(prefix_cache_mb=0.01)  # 10 KB: less than one prompt's cells
+    tiny._loaded.snapshots.clear()
+    run(tiny, [Request(kind="completion", prompt="def add(a, b):", max_tokens=4, seed=1)])
+    assert tiny._loaded.snapshots == []
+    roomy = LlamaCppLLM(prefix_cache_mb=64)
+    prompts = [f"# task {k}: {'word ' * (10 + k)}\n" for k in range(4)]
+    run(roomy, [Request(kind="completion", prompt=p, max_tokens=2, seed=1) for p in prompts])
+    sizes = [s.size for s in roomy._loaded.snapshots]
+    assert 1 <= len(sizes) <= 4 and sum(sizes) <= 64 * 2**20
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_a_bad_prefix_cache_size_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="prefix_cache_mb"):
+        LlamaCppLLM(prefix_cache_mb=bad)
+
+
+def test_the_prefix_cache_size_comes_from_the_config() -> None:
+    from evolm.config import ConfigError, load_config
+    from evolm.llm.build import build_backend
+
+    cfg = load_config(overrides={"llm": {"backend": "llama_cpp", "prefix_cache_mb": 0}})
+    backend = build_backend(cfg)
+    assert isinstance(backend, LlamaCppLLM) and backend.prefix_cache_bytes == 0
+    default = build_backend(load_config(overrides={"llm": {"backend": "llama_cpp"}}))
+    assert isinstance(default, LlamaCppLLM) and default.prefix_cache_bytes == 256 * 2**20
+    with pytest.raises(ConfigError, match="prefix_cache_mb"):
+        load_config(overrides={"llm": {"backend": "llama_cpp", "prefix_cache_mb": -1}})

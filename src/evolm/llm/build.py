@@ -197,6 +197,7 @@ def build_backend(config: RunConfig, llm_config: LLMConfig | None = None) -> LLM
             ),
             lora_scale=c.lora_scale,
             token_healing=c.token_healing,
+            prefix_cache_mb=c.prefix_cache_mb,
             seed=seed,
         )
     if isinstance(c, cf.HFLLMConfig):

@@ -39,6 +39,17 @@ reuses only prompt tokens of the previous request, never generated ones. Complet
 bitwise the same as from a fresh context: same request and seed, same text, whatever ran before.
 ``benchmarks/llm.py`` measures what reuse saves.
 
+**Prefix cache.** Besides the previous prompt, the KV cache of earlier prompts is kept as
+snapshots of the sequence's cells (``llama_state_seq_get_data``; about 23 KB per token for
+SmolLM2-135M), up to ``prefix_cache_mb`` in all, least recently used dropped first. A request
+whose prompt shares a longer prefix with a snapshot than with the live cache restores that
+snapshot first. Evolution interleaves prompts from a few parents (best-of-N draws four seeds
+in turn), and on 2 cores each prompt token not reused costs about 10 ms: in 256-call Sodarace
+runs, best-of-N reused 52 to 63 % of its prompt tokens from the previous prompt alone at 3.9 to
+4.6 s per call, MAP-Elites (whose parents repeat) 86 to 94 % at 1.0 to 3.7 s. A restored
+snapshot holds exactly the cells an earlier evaluation wrote, so completions stay bitwise the
+same as from a fresh context.
+
 One model is loaded once per process and shared by every backend built with the same file and
 settings. Its calls run on one worker thread, under a lock.
 
@@ -59,7 +70,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +108,15 @@ def plain_chat_prompt(messages: Sequence[Message]) -> str:
     return "\n\n".join(p for p in parts if p) + "\n\n"
 
 
+@dataclass(eq=False)  # compared by identity (list.remove)
+class _Snapshot:
+    """The KV cells of one earlier prompt (sequence 0), to resume a later prompt from."""
+
+    tokens: np.ndarray  # the prompt's tokens, whose cells ``data`` holds
+    data: Any  # a ctypes byte array from llama_state_seq_get_data
+    size: int
+
+
 @dataclass
 class _Loaded:
     """One loaded model, shared by the backends that use it."""
@@ -111,6 +131,7 @@ class _Loaded:
     tokens_reused: int = 0
     tokens_evaluated: int = 0
     vocab: list[bytes] | None = None  # every token's bytes, built on first use (token healing)
+    snapshots: list[_Snapshot] = field(default_factory=list)  # least recently used first
 
     def token_bytes(self) -> list[bytes]:
         if self.vocab is None:
@@ -166,6 +187,18 @@ def extra_buffers_off() -> None:
             lib.llama_model_default_params = _params_without_extra_buffers(
                 lib.llama_model_default_params
             )
+
+
+RECALL_MIN_GAIN = 16
+"""Tokens a snapshot must save beyond the live cache to be restored (a restore costs about as
+much as evaluating a few tokens)."""
+
+
+def _shared(cached: np.ndarray, tokens: Sequence[int]) -> int:
+    """Length of the common prefix of ``cached`` and ``tokens[: len(cached)]``."""
+    k = len(cached)
+    diff = np.flatnonzero(cached != np.asarray(tokens[:k]))
+    return int(diff[0]) if diff.size else k
 
 
 _LOADED: weakref.WeakValueDictionary[tuple[Any, ...], _Loaded] = weakref.WeakValueDictionary()
@@ -311,6 +344,9 @@ class LlamaCppLLM(LLMBackend):
         concurrency: requests queued at once (they run one after another on the model).
         prefix_reuse: reuse the KV cache of the previous prompt's shared prefix (see the
             module docstring); ``False`` evaluates every prompt from scratch.
+        prefix_cache_mb: megabytes of KV snapshots of earlier prompts to keep and resume from
+            (the module docstring's prefix cache), shared by the backends that share the loaded
+            model; 0 keeps only the previous prompt's cache. Ignored without ``prefix_reuse``.
         prices: USD per million (input, output) tokens, for cost budgets; default: cost 0.
         lora_path: a GGUF LoRA adapter for this model (``evolm finetune`` writes one as
             ``adapter.gguf``); default: none.
@@ -323,7 +359,7 @@ class LlamaCppLLM(LLMBackend):
     Raises:
         LLMError: llama-cpp-python, the model file or the adapter is missing, or llama.cpp cannot
             load them.
-        ValueError: bad ``n_ctx``, ``n_threads`` or ``prices``.
+        ValueError: bad ``n_ctx``, ``n_threads``, ``prefix_cache_mb`` or ``prices``.
     """
 
     name = "llama_cpp"
@@ -337,6 +373,7 @@ class LlamaCppLLM(LLMBackend):
         n_threads: int | None = None,
         concurrency: int = 4,
         prefix_reuse: bool = True,
+        prefix_cache_mb: float = 256.0,
         prices: tuple[float, float] | None = None,
         lora_path: str | Path | None = None,
         lora_scale: float = 1.0,
@@ -353,6 +390,8 @@ class LlamaCppLLM(LLMBackend):
             raise ValueError(f"n_ctx must be >= 16 tokens, got {n_ctx}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        if not (math.isfinite(prefix_cache_mb) and prefix_cache_mb >= 0):
+            raise ValueError(f"prefix_cache_mb must be a number >= 0, got {prefix_cache_mb}")
         meta = read_gguf_metadata(path)
         self.n_ctx_train = gguf_context_length(meta)
         if n_ctx is None:
@@ -369,6 +408,7 @@ class LlamaCppLLM(LLMBackend):
         self.token_healing = token_healing
         self.n_threads = n_threads or max(1, default_threads() - 1)
         self.prefix_reuse = prefix_reuse
+        self.prefix_cache_bytes = int(prefix_cache_mb * 2**20) if prefix_reuse else 0
         self._loaded = _load(path, n_ctx, self.n_threads, verbose, lora, self.lora_scale)
 
     def __repr__(self) -> str:
@@ -426,17 +466,87 @@ class LlamaCppLLM(LLMBackend):
         """How many leading tokens to keep from the KV cache (see the module docstring)."""
         m = self._loaded
         llm = m.llm
-        n = len(tokens)
-        k = min(int(llm.n_tokens), m.prompt_len, n)
+        k = min(int(llm.n_tokens), m.prompt_len, len(tokens))
         if not self.prefix_reuse or k == 0:
             return 0
-        diff = np.flatnonzero(llm.input_ids[:k] != np.asarray(tokens[:k]))
-        reuse = min(int(diff[0]) if diff.size else k, n - 1)
-        if n % m.ubatch == 1:
-            reuse -= reuse % m.ubatch
-        elif (n - reuse) % m.ubatch == 1:
+        return self._aligned(_shared(llm.input_ids[:k], tokens), len(tokens))
+
+    def _aligned(self, shared: int, n: int) -> int:
+        """Of ``shared`` cached leading tokens of an ``n``-token prompt, how many to keep so
+        that the rest is evaluated in the same final micro-batch as a fresh evaluation."""
+        ubatch = self._loaded.ubatch
+        reuse = min(shared, n - 1)
+        if n % ubatch == 1:
+            reuse -= reuse % ubatch
+        elif (n - reuse) % ubatch == 1:
             reuse -= 1
         return max(reuse, 0)
+
+    def _recall(self, tokens: list[int]) -> None:
+        """Restore the snapshot that shares the longest prefix with ``tokens``, if it beats the
+        live cache by more than :data:`RECALL_MIN_GAIN` tokens."""
+        m = self._loaded
+        if self.prefix_cache_bytes <= 0 or not m.snapshots:
+            return
+        best, pick = self._reusable(tokens) + RECALL_MIN_GAIN, None
+        for snap in m.snapshots:
+            k = min(len(snap.tokens), len(tokens))
+            reuse = self._aligned(_shared(snap.tokens[:k], tokens), len(tokens))
+            if reuse > best:
+                best, pick = reuse, snap
+        if pick is None:
+            return
+        import llama_cpp
+
+        llm = m.llm
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        m.prompt_len = 0
+        done = llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, pick.data, pick.size, 0)
+        if int(done) != pick.size:  # the cache is empty now: evaluate from scratch
+            llm.n_tokens = 0
+            return
+        n = len(pick.tokens)
+        llm.input_ids[:n] = pick.tokens
+        llm.n_tokens = n
+        m.prompt_len = n
+        m.snapshots.remove(pick)
+        m.snapshots.append(pick)
+
+    def _remember(self) -> None:
+        """Keep the live cache's prompt as a snapshot (after a request; drops the generated
+        tokens' cells), evicting the least recently used beyond ``prefix_cache_mb``."""
+        m = self._loaded
+        llm = m.llm
+        n = m.prompt_len
+        if self.prefix_cache_bytes <= 0 or n == 0:
+            return
+        import ctypes
+
+        import llama_cpp
+
+        llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        llm.n_tokens = n
+        tokens = llm.input_ids[:n].copy()
+        # a snapshot this prompt extends is superseded; one that extends it already covers it
+        for snap in list(m.snapshots):
+            k = min(len(snap.tokens), n)
+            if _shared(snap.tokens[:k], tokens[:k]) == k:
+                if len(snap.tokens) >= n:
+                    m.snapshots.remove(snap)
+                    m.snapshots.append(snap)
+                    return
+                m.snapshots.remove(snap)
+        size = int(llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0))
+        if size <= 0 or size > self.prefix_cache_bytes:
+            return
+        data = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, data, size, 0))
+        if written != size:
+            return
+        m.snapshots.append(_Snapshot(tokens, data, size))
+        total = sum(snap.size for snap in m.snapshots)
+        while total > self.prefix_cache_bytes:
+            total -= m.snapshots.pop(0).size
 
     def _generate_sync(self, request: Request, seed: int, cancel: threading.Event) -> Completion:
         from llama_cpp import LogitsProcessorList, StoppingCriteriaList
@@ -475,6 +585,7 @@ class LlamaCppLLM(LLMBackend):
             processors = LogitsProcessorList(
                 [_answer_start(len(tokens), first_allowed, healed, then, vocab)]
             )
+        self._recall(tokens)
         reuse = self._reusable(tokens)
         llm.n_tokens = reuse
         m.prompt_len = 0  # until the new prompt is in the cache
@@ -511,6 +622,7 @@ class LlamaCppLLM(LLMBackend):
         m.prompts += 1
         m.tokens_reused += reuse
         m.tokens_evaluated += len(tokens) - reuse
+        self._remember()
         if cancel.is_set():
             raise LLMError("generation cancelled")
         elapsed = time.perf_counter() - t0
@@ -620,6 +732,7 @@ class LlamaCppLLM(LLMBackend):
                 f"context overflow: the prompt and its longest option need {need} tokens but the "
                 f"context of {self.model} is {n_ctx}; raise llm.n_ctx or shorten the prompt"
             )
+        self._recall(context)
         reuse = self._reusable(context)
         llm.n_tokens = reuse
         m.prompt_len = 0
@@ -637,6 +750,7 @@ class LlamaCppLLM(LLMBackend):
                 llm.eval([prev])
                 total += float(_log_softmax(_last_logits(llm))[tok])
             logps[option] = total
+        self._remember()
         tokens_in = k + sum(len(r) for r in rest)
         return option_completion(
             self.model,

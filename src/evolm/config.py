@@ -665,7 +665,9 @@ class RunConfig(_Strict):
 _LEGACY_ARCHIVE = frozenset(
     {"kind", "bins", "cells", "per_cell", "size", "tournament_size", "selection", "qd_offset"}
 )
-_LLM_KEYS_SINCE_FLAT = frozenset({"deadline", "max_retry_wait", "endpoint_backoff"})
+_LLM_KEYS_SINCE_FLAT = frozenset(
+    {"deadline", "max_retry_wait", "endpoint_backoff", "prefix_cache_mb"}
+)
 """``[llm]`` keys added after the flat form was retired: a stored flat section never holds them,
 so they must not count towards recognising one (add every new backend key here)."""
 _LEGACY_LLM = (

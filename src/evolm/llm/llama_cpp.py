@@ -482,20 +482,22 @@ class LlamaCppLLM(LLMBackend):
             reuse -= 1
         return max(reuse, 0)
 
-    def _recall(self, tokens: list[int]) -> None:
-        """Restore the snapshot that shares the longest prefix with ``tokens``, if it beats the
-        live cache by more than :data:`RECALL_MIN_GAIN` tokens."""
+    def _resume(self, tokens: list[int]) -> int:
+        """How many leading tokens of ``tokens`` to keep from the KV cache, after restoring the
+        snapshot that shares the longest prefix with them if it beats the live cache by more
+        than :data:`RECALL_MIN_GAIN` tokens."""
         m = self._loaded
+        live = self._reusable(tokens)
         if self.prefix_cache_bytes <= 0 or not m.snapshots:
-            return
-        best, pick = self._reusable(tokens) + RECALL_MIN_GAIN, None
+            return live
+        best, pick = live + RECALL_MIN_GAIN, None
         for snap in m.snapshots:
             k = min(len(snap.tokens), len(tokens))
             reuse = self._aligned(_shared(snap.tokens[:k], tokens), len(tokens))
             if reuse > best:
                 best, pick = reuse, snap
         if pick is None:
-            return
+            return live
         import llama_cpp
 
         llm = m.llm
@@ -504,13 +506,14 @@ class LlamaCppLLM(LLMBackend):
         done = llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, pick.data, pick.size, 0)
         if int(done) != pick.size:  # the cache is empty now: evaluate from scratch
             llm.n_tokens = 0
-            return
+            return 0
         n = len(pick.tokens)
         llm.input_ids[:n] = pick.tokens
         llm.n_tokens = n
         m.prompt_len = n
         m.snapshots.remove(pick)
         m.snapshots.append(pick)
+        return best
 
     def _remember(self) -> None:
         """Keep the live cache's prompt as a snapshot (after a request; drops the generated
@@ -526,6 +529,9 @@ class LlamaCppLLM(LLMBackend):
 
         llm._ctx.kv_cache_seq_rm(-1, n, -1)
         llm.n_tokens = n
+        size = int(llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0))
+        if size <= 0 or size > self.prefix_cache_bytes:
+            return
         tokens = llm.input_ids[:n].copy()
         # a snapshot this prompt extends is superseded; one that extends it already covers it
         for snap in list(m.snapshots):
@@ -536,9 +542,6 @@ class LlamaCppLLM(LLMBackend):
                     m.snapshots.append(snap)
                     return
                 m.snapshots.remove(snap)
-        size = int(llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0))
-        if size <= 0 or size > self.prefix_cache_bytes:
-            return
         data = (ctypes.c_uint8 * size)()
         written = int(llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, data, size, 0))
         if written != size:
@@ -585,8 +588,7 @@ class LlamaCppLLM(LLMBackend):
             processors = LogitsProcessorList(
                 [_answer_start(len(tokens), first_allowed, healed, then, vocab)]
             )
-        self._recall(tokens)
-        reuse = self._reusable(tokens)
+        reuse = self._resume(tokens)
         llm.n_tokens = reuse
         m.prompt_len = 0  # until the new prompt is in the cache
         first: list[float] = []
@@ -732,8 +734,7 @@ class LlamaCppLLM(LLMBackend):
                 f"context overflow: the prompt and its longest option need {need} tokens but the "
                 f"context of {self.model} is {n_ctx}; raise llm.n_ctx or shorten the prompt"
             )
-        self._recall(context)
-        reuse = self._reusable(context)
+        reuse = self._resume(context)
         llm.n_tokens = reuse
         m.prompt_len = 0
         llm.eval(context[reuse:])

@@ -99,7 +99,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         llm = {"lora": args.adapter}
     elif setting == "gp":
         return {
-            **({"archive": json.loads(args.archive)} if args.archive else {}),
+            **({"archive": args.archive} if args.archive else {}),
             "domain": domain,
             "operators": [{"kind": "gp", "params": {}}],
             # no LLM call is made; the backend is only built (no adapter loaded)
@@ -124,7 +124,7 @@ def overrides(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     if setting in ("best_of_n", "adapter_best_of_n"):
         out["archive"] = {"kind": "best_of_n"}
     elif args.archive:
-        out["archive"] = json.loads(args.archive)
+        out["archive"] = args.archive
     return out
 
 
@@ -146,12 +146,13 @@ def check_extendable(db: Path, overrides: dict[str, Any], preset: str) -> None:
     anything else differs (another adapter, operator or archive), the figures would belong to
     a setting other than the one printed.
     """
-    from evolm.config import load_config
+    from evolm.config import RunConfig, load_config
     from evolm.store import RunStore
 
     wanted = load_config(preset=preset, overrides=overrides).model_dump(mode="json")
     with RunStore(db, readonly=True) as store:
-        stored = store.run_info()["config"]
+        # validated, so that keys added since the run was stored compare at their defaults
+        stored = RunConfig.model_validate(store.run_info()["config"]).model_dump(mode="json")
     differ = sorted(
         k for k in wanted.keys() | stored.keys() if k != "budget" and wanted.get(k) != stored.get(k)
     )
@@ -208,34 +209,28 @@ def grid_qd(db: Path, grid: dict[str, Any]) -> float:
     keeps only the seeds and the champion, it measures everything its samples found in the same
     map, so that the two settings compare cell for cell.
     """
-    from evolm.config import RunConfig
-    from evolm.domains.base import get_domain
-    from evolm.scheduler.rebuild import build_archive, stored_batches
-    from evolm.store import RunStore
-
-    with RunStore(db, create=False) as store:
-        data = store.run_info()["config"]
-        config = RunConfig.model_validate({**data, "archive": grid})
-        domain = get_domain(config.domain.name, config.domain.params)
-        archive = build_archive(config, domain)
-        for _, individuals in stored_batches(store):
-            archive.add(individuals)
-    return archive.stats.qd_score
+    return _rebuilt(db, grid).stats.qd_score
 
 
 def _elite_ids(db: Path) -> set[int]:
     """Program ids of the archive's elites at the end of the run (rebuilt from the database)."""
+    return {ind.program.id for ind in _rebuilt(db)}
+
+
+def _rebuilt(db: Path, archive: dict[str, Any] | None = None) -> Any:
+    """The run's archive rebuilt from its database: the stored ``[archive]``, or ``archive``."""
     from evolm.config import RunConfig
     from evolm.domains.base import get_domain
     from evolm.scheduler.rebuild import build_archive, rebuild_archive
     from evolm.store import RunStore
 
     with RunStore(db, create=False) as store:
-        config = RunConfig.model_validate(store.run_info()["config"])
+        data = store.run_info()["config"]
+        config = RunConfig.model_validate(data if archive is None else {**data, "archive": archive})
         domain = get_domain(config.domain.name, config.domain.params)
-        archive = build_archive(config, domain)
-        rebuild_archive(archive, store)
-        return {ind.program.id for ind in archive}
+        built = build_archive(config, domain)
+        rebuild_archive(built, store)
+    return built
 
 
 def interval(values: list[float]) -> str:
@@ -300,7 +295,8 @@ def main() -> None:
     settings = args.settings.split(",")
     from evolm.config import load_preset
 
-    grid = json.loads(args.archive) if args.archive else load_preset(args.preset)["archive"]
+    args.archive = json.loads(args.archive) if args.archive else None
+    grid = args.archive or load_preset(args.preset)["archive"]
     if args.measure:
         for db in args.measure:
             row = measure(db, grid)
@@ -338,9 +334,17 @@ def main() -> None:
             row = measure(db, grid) | {"seconds": time.perf_counter() - t0}
             results.setdefault(setting + args.label, []).append(row)
             print(f"  {setting} seed {seed}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
-    keys = ["parsed", "valid", "inserted", "new elites", "QD score", "grid QD", "best"]
-    keys.append("best - seeds")
-    keys.append("seconds")
+    keys = [
+        "parsed",
+        "valid",
+        "inserted",
+        "new elites",
+        "QD score",
+        "grid QD",
+        "best",
+        "best - seeds",
+        "seconds",
+    ]
     print()
     print("| setting | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")

@@ -14,6 +14,9 @@ for each *setting* and each seed, at an equal budget, and prints per setting the
   ``QD score``);
 - ``best`` fitness, and ``best - seeds``: how far the best program beats the best seed
   (positive: evolution found something better than every seed);
+- ``reused``: the share of prompt tokens the model took from its KV cache instead of
+  evaluating them (the embedded backend's prefix reuse), and ``s / call``: mean seconds per
+  LLM call (both NaN for GP);
 - seconds per run.
 
 ``--archive JSON`` replaces the preset's archive in the MAP-Elites and GP settings (e.g.
@@ -179,7 +182,10 @@ def measure(db: Path, grid: dict[str, Any]) -> dict[str, float]:
             if r["status"] is not None
         ]
         step = store.last_step()
+        calls = [c.completion for c in store.llm_calls() if c.completion.ok]
     assert step is not None, f"{db} holds no told batch"
+    prompt_tokens = sum(c.tokens_in for c in calls)
+    reused = sum(int(c.extras.get("reused_tokens", 0)) for c in calls)
 
     seeds = [r for r in rows if r[0] == SEED_OPERATOR]
     children = [r for r in rows if r[0] != SEED_OPERATOR]
@@ -199,6 +205,8 @@ def measure(db: Path, grid: dict[str, Any]) -> dict[str, float]:
         "grid QD": grid_qd(db, grid),
         "best": float("nan") if step.max_fitness is None else step.max_fitness,
         "best - seeds": (step.max_fitness or float("nan")) - best_seed,
+        "reused": reused / prompt_tokens if prompt_tokens else float("nan"),
+        "s / call": sum(c.latency for c in calls) / len(calls) if calls else float("nan"),
     }
 
 
@@ -343,6 +351,8 @@ def main() -> None:
         "grid QD",
         "best",
         "best - seeds",
+        "reused",
+        "s / call",
         "seconds",
     ]
     print()

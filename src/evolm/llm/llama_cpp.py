@@ -44,9 +44,9 @@ snapshots of the sequence's cells (``llama_state_seq_get_data``; about 23 KB per
 SmolLM2-135M), up to ``prefix_cache_mb`` in all, least recently used dropped first. A request
 whose prompt shares a longer prefix with a snapshot than with the live cache restores that
 snapshot first. Evolution interleaves prompts from a few parents (best-of-N draws four seeds
-in turn), and on 2 cores each prompt token not reused costs about 10 ms: in 256-call Sodarace
-runs, best-of-N reused 52 to 63 % of its prompt tokens from the previous prompt alone at 3.9 to
-4.6 s per call, MAP-Elites (whose parents repeat) 86 to 94 % at 1.0 to 3.7 s. A restored
+in turn), and on 2 cores each prompt token not reused costs about 10 ms: in 64-call Sodarace
+runs, 65 to 67 % of the prompt tokens were reused from the previous prompt alone (4.1 to 4.7 s
+per call) and 96 % with the cache (0.8 to 0.9 s; docs/benchmarks.md, "Prefix cache"). A restored
 snapshot holds exactly the cells an earlier evaluation wrote, so completions stay bitwise the
 same as from a fresh context.
 

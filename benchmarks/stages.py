@@ -47,15 +47,17 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cut", type=float, default=0.5)
-    parser.add_argument("--s2-steps", type=int, default=16)
+    parser.add_argument("--s2-steps", type=int, default=120)
     parser.add_argument("--s2-lr", type=float, default=1e-3)
     parser.add_argument("--s2-batch", type=int, default=2)
-    parser.add_argument("--rl-steps", type=int, default=3)
-    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--rl-steps", type=int, default=24)
+    parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--beta", type=float, default=0.04)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--max-tokens", type=int, default=384)
-    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--k", type=int, default=8, help="samples per terrain and model (ELM 6)")
+    parser.add_argument("--s2-k", type=int, default=16, help="samples per model (Stage 2)")
+    parser.add_argument("--save-steps", type=int, default=4)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     import torch
@@ -92,13 +94,14 @@ def main() -> None:
                 lr=args.s2_lr,
                 batch_size=args.s2_batch,
                 max_len=512,
+                seed=args.seed,
                 device=args.device,
             ),
         )
         minutes["Stage 2 training"] = (time.perf_counter() - t0) / 60
     t0 = time.perf_counter()
     ev2 = record.get("evaluation") or evaluate_stage2(
-        s2, k=args.k, max_tokens=args.max_tokens, seed=args.seed
+        s2, k=args.s2_k, max_tokens=args.max_tokens, seed=args.seed
     )
     if "evaluation" not in record:
         minutes["Stage 2 evaluation"] = (time.perf_counter() - t0) / 60
@@ -111,7 +114,7 @@ def main() -> None:
         beta=args.beta,
         lr=args.lr,
         max_completion_length=args.max_tokens,
-        save_steps=args.rl_steps,
+        save_steps=args.save_steps,
         seed=args.seed,
         device=args.device,
     )

@@ -149,14 +149,16 @@ def test_the_scorer_runs_programs_in_the_sandbox_per_terrain():
     assert not bad.ok and "returned int" in (bad.error or "")
 
 
-def test_stage_prompts_name_the_terrain_after_the_stage2_prompt(soda_db):
+def test_stage_prompts_put_the_terrain_inside_the_stage2_prompt(soda_db):
     from evolm.domains.sodarace import make_terrain
 
     source = rebuilt_source(soda_db)
-    base = stage_prompt(source)
-    wall = stage_prompt(source, terrain=make_terrain("left-wall"))
-    assert wall.startswith(base)
-    assert wall[len(base) :] == (
+    base = stage_prompt(source).splitlines(keepends=True)
+    wall = stage_prompt(source, terrain=make_terrain("left-wall")).splitlines(keepends=True)
+    terrain_line = (
         "# Terrain: left-wall: level ground with a tall wall just to the left of the robot, "
         "so it must move right\n"
     )
+    # the Stage-2 prompt's lines with the terrain's after the first: it still ends with the
+    # line the Stage-2 model learnt to answer with a program
+    assert wall == [base[0], terrain_line, *base[1:]]

@@ -11,7 +11,9 @@ size of the policy would double the cost).
 
 **Conditioning.** One prompt per terrain: the Stage-2 prompt (:func:`~evolm.finetune.distill.
 stage_prompt`) with the line ``# Terrain: NAME: DESCRIPTION`` (the terrain's own description,
-e.g. "level ground with a tall wall just to the left of the robot, so it must move right"). The
+e.g. "level ground with a tall wall just to the left of the robot, so it must move right")
+inserted after its first line, so the prompt still ends with the line the Stage-2 model learnt
+to answer with a program. The
 dataset row also carries the terrain's name, which trl hands to the reward function with the
 completions.
 

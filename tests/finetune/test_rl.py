@@ -46,10 +46,12 @@ def test_a_few_steps_raise_the_reward_with_a_logged_kl_term(stage2_dir, peaked_b
         return lowercase_share(codes, terrains)
 
     out = tmp_path / "s3"
-    run = train_rl(stage2_dir, out, config=_config(), reward=reward)
-    assert run["status"] == "completed" and run["steps_done"] == 5
+    # eight steps: at five the sampled share rose by only 0.03 (0.24 to 0.27), too close to
+    # sampling noise to tell; at eight it is about 0.65
+    run = train_rl(stage2_dir, out, config=_config(steps=8, save_steps=8), reward=reward)
+    assert run["status"] == "completed" and run["steps_done"] == 8
     metrics = read_metrics(out)
-    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5]
+    assert [m["step"] for m in metrics] == list(range(1, 9))
     assert all("kl" in m and "reward" in m for m in metrics)
     assert metrics[0]["kl"] == 0.0  # the policy starts as the Stage-2 model, its reference
     assert all(m["kl"] > 0 for m in metrics[1:])
@@ -65,7 +67,7 @@ def test_a_few_steps_raise_the_reward_with_a_logged_kl_term(stage2_dir, peaked_b
             ModelSpec(f"hf:{peaked_base}", str(adapter)), [prompt], 48, max_tokens=12, seed=1
         )[0]
         means[label] = sum(lowercase_share(codes, [])) / len(codes)
-    assert means["stage3"] > means["stage2"] + 0.05
+    assert means["stage3"] > means["stage2"] + 0.2
     assert (out / "adapter.gguf").is_file()
 
 

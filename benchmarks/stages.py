@@ -28,6 +28,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import evolm
 from evolm.finetune.distill import distill, evaluate_stage2, read_stage2
@@ -154,16 +155,25 @@ def main() -> None:
         f"{args.beta}; reward per step {[round(x['reward'], 2) for x in _metrics(s3)]}, "
         f"kl per step {[round(x['kl'], 4) for x in _metrics(s3)]}"
     )
-    print("| terrain | stage 3 mean (valid) | stage 2 mean (valid) | single best | oracle |")
+    on = [x.get("terrain_rewards") for x in _metrics(s3)]
+    if any(on):
+        print(f"terrain(s) and reward per step: {on}")
+    print("mean distance ± the 95 % t half-width over the samples (valid samples)")
+    print("| terrain | stage 3 | stage 2 | single best | oracle |")
     print("|---|---|---|---|---|")
     for name, row in ev3["terrains"].items():
         print(
-            f"| {name} | {row['stage3']['mean']:.2f} ({row['stage3']['valid']}/{args.k}) | "
-            f"{row['stage2']['mean']:.2f} ({row['stage2']['valid']}/{args.k}) | "
+            f"| {name} | {_cell(row['stage3'])} | {_cell(row['stage2'])} | "
             f"{_n(row.get('single_best'))} | {_n(row.get('oracle'))} |"
         )
     print("minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
     print(f"total: {sum(minutes.values()):.1f} minutes")
+
+
+def _cell(s: dict[str, Any]) -> str:
+    half = s.get("ci95")
+    spread = f" ± {half:.2f}" if half is not None else ""
+    return f"{s['mean']:.2f}{spread} ({s['valid']}/{s['samples']})"
 
 
 def _metrics(out: Path) -> list[dict[str, float]]:

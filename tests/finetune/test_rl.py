@@ -58,6 +58,12 @@ def test_a_few_steps_raise_the_reward_with_a_logged_kl_term(stage2_dir, peaked_b
     recorded = json.loads((out / RL_FILE).read_text())
     assert recorded["config"]["beta"] == 0.04 and recorded["summary"]["kl_mean"] > 0
     assert set(seen) == {"flat", "left-wall"}
+    # each step records the terrain it prompted and the mean reward there (one prompt per step)
+    on = [m["terrain_rewards"] for m in metrics]
+    assert all(len(t) == 1 for t in on)
+    assert {name for t in on for name in t} == {"flat", "left-wall"}
+    for step_on, line in zip(on, metrics, strict=True):
+        assert next(iter(step_on.values())) == pytest.approx(line["reward"])
 
     # the trained model loads back (peft adapter on the base) and writes what the reward likes
     prompt = terrain_prompts(read_stage2(stage2_dir), ["flat"])[0]["prompt"]

@@ -46,11 +46,14 @@ def test_rl_rewards_walkers_in_the_sandbox_and_prints_the_elm6_table(tmp_path, s
     out = tmp_path / "s3"
     code, text = evolm(
         "rl", stage2_dir, "--out", out, "--terrains", "flat,tunnel", "--steps", "1",
-        "--generations", "2", "--max-completion-length", "8", "--samples", "1",
+        "--generations", "2", "--prompts-per-step", "2", "--max-completion-length", "8",
+        "--samples", "2",
         "--eval-llm", "hf", "--device", "cpu",
     )  # fmt: skip
     assert code == 0, text
-    assert "step 1: reward -1.00" in text  # 8 characters are no walker: the invalid reward
+    # 8 characters are no walker: the invalid reward, on both terrains the step prompted
+    assert "step 1: reward -1.00 (flat -1.00, tunnel -1.00)" in text, text
+    assert json.loads((out / "rl.json").read_text())["config"]["prompts_per_step"] == 2
     assert "Stage 3: mean distance per terrain" in text and "tunnel" in text
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["valid_share"] == 0.0 and metrics[0]["reward"] == -1.0
@@ -58,6 +61,11 @@ def test_rl_rewards_walkers_in_the_sandbox_and_prints_the_elm6_table(tmp_path, s
     assert set(evaluation["terrains"]) == {"flat", "tunnel"}
     for row in evaluation["terrains"].values():
         assert row["oracle"] >= row["single_best"] >= 0
+        for model in ("stage3", "stage2"):  # each sample's distance, their mean and interval
+            s = row[model]
+            assert len(s["distances"]) == s["samples"] == 2
+            assert s["mean"] == pytest.approx(sum(s["distances"]) / 2)
+            assert s["ci95"] is not None and s["ci95"] >= 0
 
 
 def test_rl_names_bad_input(tmp_path, stage2_dir):
@@ -65,5 +73,7 @@ def test_rl_names_bad_input(tmp_path, stage2_dir):
     assert code == 2 and "give --out DIR for a new Stage-3 run, or --resume DIR" in text
     code, text = evolm("rl", stage2_dir, "--out", tmp_path / "o", "--beta", "0")
     assert code == 2 and "KL coefficient" in text
+    code, text = evolm("rl", stage2_dir, "--out", tmp_path / "o", "--prompts-per-step", "0")
+    assert code == 2 and "prompts_per_step" in text
     code, text = evolm("rl", "--resume", tmp_path / "none")
     assert code == 2 and "nothing to resume" in text

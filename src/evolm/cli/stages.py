@@ -150,6 +150,13 @@ def distill(
     console.print(table)
 
 
+def _model_cell(s: dict[str, Any]) -> str:
+    """A model's mean distance, its 95 % interval's half-width and its valid samples."""
+    half = s.get("ci95")
+    spread = f" ± {half:.2f}" if half is not None else ""
+    return f"{s['mean']:.2f}{spread} ({s['valid']}/{s['samples']})"
+
+
 def rl(
     stage2: Annotated[
         Path | None,
@@ -167,6 +174,9 @@ def rl(
     ] = "flat,left-wall,right-wall,bumpy,tunnel",
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 10,
     generations: Annotated[int, typer.Option(help="Completions per prompt (GRPO group).")] = 4,
+    prompts_per_step: Annotated[
+        int, typer.Option(help="Prompts (terrains) per step, each with its own group.")
+    ] = 1,
     beta: Annotated[float, typer.Option(help="KL coefficient to the Stage-2 model (> 0).")] = 0.04,
     lr: Annotated[float, typer.Option(help="Learning rate of the adapter.")] = 5e-5,
     max_completion_length: Annotated[int, typer.Option(help="Most tokens per program.")] = 512,
@@ -206,6 +216,7 @@ def rl(
                 terrains=tuple(t.strip() for t in terrains.split(",") if t.strip()),
                 steps=steps,
                 generations=generations,
+                prompts_per_step=prompts_per_step,
                 beta=beta,
                 lr=lr,
                 max_completion_length=max_completion_length,
@@ -222,8 +233,10 @@ def rl(
 
     def on_step(line: dict[str, Any]) -> None:
         valid = line.get("valid_share")
+        on = line.get("terrain_rewards") or {}
+        where = " (" + ", ".join(f"{t} {_num(r)}" for t, r in on.items()) + ")" if on else ""
         _say(
-            f"step {line['step']}: reward {_num(line.get('reward'))} "
+            f"step {line['step']}: reward {_num(line.get('reward'))}{where} "
             f"(std {_num(line.get('reward_std'))}), kl {_num(line.get('kl'), '.4f')}, "
             f"valid {_num(valid) if valid is not None else '-'}"
         )
@@ -255,8 +268,8 @@ def rl(
     for name, row in ev["terrains"].items():
         table.add_row(
             name,
-            f"{row['stage3']['mean']:.2f} ({row['stage3']['valid']}/{row['stage3']['samples']})",
-            f"{row['stage2']['mean']:.2f} ({row['stage2']['valid']}/{row['stage2']['samples']})",
+            _model_cell(row["stage3"]),
+            _model_cell(row["stage2"]),
             _num(row.get("single_best")),
             _num(row.get("oracle")),
         )

@@ -34,7 +34,8 @@ LoRA adapter, trained further; trl keeps a frozen copy of it as the reference ad
 **Recorded and resumable.** ``out_dir`` holds ``rl.json`` (the hyper-parameters, the Stage-2
 directory, the base model, the terrains and prompts; at the end the summary), ``prompts.jsonl``
 (the dataset), ``metrics.jsonl`` (one line per step: ``step``, ``reward``, ``reward_std``,
-``kl``, ``loss``, ``valid_share``, ``learning_rate`` ...), and ``checkpoints/checkpoint-N/``
+``kl``, ``loss``, ``valid_share``, ``terrain_rewards`` (the mean reward on each terrain
+prompted at that step), ``learning_rate`` ...), and ``checkpoints/checkpoint-N/``
 every ``save_steps`` steps (trl's adapter, optimizer, scheduler and random states, plus
 ``evolm-rl.json`` with the step, the hyper-parameters and the metrics so far). ``resume=True``
 reads ``rl.json``, drops metric lines past the last checkpoint and continues from it. The
@@ -180,6 +181,10 @@ def terrain_prompts(record: dict[str, Any], terrains: Sequence[str]) -> list[dic
     ]
 
 
+TERRAIN_METRIC = "terrain_reward/"
+"""The prefix of the per-terrain mean rewards the reward function logs through trl."""
+
+
 def terrain_params(record: dict[str, Any], terrain: str) -> dict[str, Any]:
     """The Stage-2 run's Sodarace parameters with ``terrain`` in place of its own (its terrain
     geometry and direction dropped: each terrain comes with its own)."""
@@ -233,10 +238,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _metrics_line(step: int, logs: dict[str, Any]) -> dict[str, Any]:
-    """A step's trl logs with short names: ``reward``, ``reward_std``, ``kl``, ``loss`` ..."""
+    """A step's trl logs with short names: ``reward``, ``reward_std``, ``kl``, ``loss`` ...,
+    and ``terrain_rewards``: the mean reward on each terrain prompted at that step."""
     out: dict[str, Any] = {"step": step}
     for key, value in logs.items():
         name = key
+        if key.startswith(TERRAIN_METRIC):
+            out.setdefault("terrain_rewards", {})[key[len(TERRAIN_METRIC) :]] = value
+            continue
         if key.startswith("rewards/") and key.endswith("/mean"):
             name = "reward_" + key.split("/")[1]
         elif key.startswith("rewards/"):
@@ -392,8 +401,12 @@ def train_rl(
     ) -> list[float]:
         rewards, valid = score([extract_program(c) for c in completions], terrain)
         log_metric = kwargs.get("log_metric")
-        if log_metric is not None and not math.isnan(valid):
-            log_metric("valid_share", valid)
+        if log_metric is not None:
+            if not math.isnan(valid):
+                log_metric("valid_share", valid)
+            for name in sorted(set(terrain)):
+                mine = [r for r, t in zip(rewards, terrain, strict=True) if t == name]
+                log_metric(TERRAIN_METRIC + name, sum(mine) / len(mine))
         return rewards
 
     threads = torch.get_num_threads()

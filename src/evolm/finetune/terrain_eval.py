@@ -29,6 +29,7 @@ from typing import Any
 from evolm.finetune.distill import read_stage2, rebuilt_source, stage_prompt
 from evolm.finetune.rl import RL_FILE, RLError, terrain_params, terrain_prompts
 from evolm.finetune.sampling import ModelSpec, Scorer, adapter_for, sample_programs
+from evolm.stats import t_interval
 from evolm.types import Evaluation
 
 __all__ = ["EVAL_FILE", "evaluate_terrains"]
@@ -42,11 +43,14 @@ def _distances(evaluations: Sequence[Evaluation]) -> list[float]:
 
 def _summary(evaluations: Sequence[Evaluation]) -> dict[str, Any]:
     d = _distances(evaluations)
+    mean, half = t_interval(d) if d else (0.0, None)
     return {
-        "mean": sum(d) / len(d) if d else 0.0,
+        "mean": mean,
+        "ci95": half,
         "max": max(d) if d else 0.0,
         "valid": sum(1 for ev in evaluations if ev.ok),
         "samples": len(d),
+        "distances": d,
     }
 
 
@@ -72,7 +76,9 @@ def evaluate_terrains(
     Returns:
         ``{"terrains": {name: {"stage3", "stage2", "single_best", "oracle"}}, "single_best_id",
         "oracle_ids", "k", "llm", "archive_elites", "seconds"}``; ``stage3`` and ``stage2`` hold
-        ``mean``, ``max``, ``valid``, ``samples``.
+        ``mean``, ``ci95`` (the half-width of the mean's 95 % Student-t interval over the
+        samples; None for one sample), ``max``, ``valid``, ``samples`` and ``distances`` (each
+        sample's, in order).
 
     Raises:
         RLError: the directory holds no finished Stage-3 run, or an adapter is missing.

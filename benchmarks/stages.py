@@ -1,7 +1,7 @@
 """ELM Stages 2 and 3 on the bundled SmolLM2-135M-Instruct, at a scale two CPU cores can run.
 
-Run: ``.venv/bin/python benchmarks/stages.py --out /tmp/stages-bench`` (about 15 minutes on two
-cores with the defaults).
+Run: ``.venv/bin/python benchmarks/stages.py --out /tmp/stages-bench`` (52 minutes on two cores
+with the defaults, measured: Stage 2 training 11, Stage 3 training 36, the evaluations 6).
 
 1. A Sodarace run with the GP operator (no LLM; ``--evaluations``, seed ``--seed``), or the run
    database given with ``--run``.

@@ -153,3 +153,13 @@ def test_stage3_trains_the_bundled_gguf_model_and_exports_its_adapter(soda_db, t
         ModelSpec("llama_cpp", str(out / "adapter.gguf")), ["# walker.py\n"], 1, max_tokens=4
     )
     assert len(codes[0]) == 1
+
+
+def test_the_gpu_path_is_refused_with_its_reason_where_no_cuda_gpu_is(stage2_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the run would start")
+    with pytest.raises(RLError, match="torch sees no CUDA GPU; use cpu or auto"):
+        train_rl(stage2_dir, tmp_path / "a", config=_config(device="cuda"), reward=lowercase_share)
+    with pytest.raises(RLError, match="vLLM generation needs a CUDA GPU"):
+        train_rl(stage2_dir, tmp_path / "b", config=_config(use_vllm=True), reward=lowercase_share)

@@ -172,19 +172,19 @@ def rl(
     terrains: Annotated[
         str, typer.Option(help="Comma-separated terrains to condition on.")
     ] = "flat,left-wall,right-wall,bumpy,tunnel",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 10,
-    generations: Annotated[int, typer.Option(help="Completions per prompt (GRPO group).")] = 4,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 24,
+    generations: Annotated[int, typer.Option(help="Completions per prompt (GRPO group).")] = 8,
     prompts_per_step: Annotated[
         int, typer.Option(help="Prompts (terrains) per step, each with its own group.")
     ] = 1,
     beta: Annotated[float, typer.Option(help="KL coefficient to the Stage-2 model (> 0).")] = 0.04,
-    lr: Annotated[float, typer.Option(help="Learning rate of the adapter.")] = 5e-5,
-    max_completion_length: Annotated[int, typer.Option(help="Most tokens per program.")] = 512,
+    lr: Annotated[float, typer.Option(help="Learning rate of the adapter.")] = 1e-4,
+    max_completion_length: Annotated[int, typer.Option(help="Most tokens per program.")] = 384,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     invalid_reward: Annotated[
         float, typer.Option(help="Reward of a program that is not a valid walker.")
     ] = -1.0,
-    save_steps: Annotated[int, typer.Option(help="A checkpoint every this many steps.")] = 5,
+    save_steps: Annotated[int, typer.Option(help="A checkpoint every this many steps.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of trl and of the evaluation.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     vllm: Annotated[bool, typer.Option(help="Generate with vLLM (CUDA GPU).")] = False,

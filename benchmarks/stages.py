@@ -28,12 +28,11 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
 import evolm
 from evolm.finetune.distill import distill, evaluate_stage2, read_stage2
-from evolm.finetune.rl import RL_FILE, RLConfig, train_rl
-from evolm.finetune.terrain_eval import evaluate_terrains
+from evolm.finetune.rl import RL_FILE, RLConfig, read_metrics, train_rl
+from evolm.finetune.terrain_eval import evaluate_terrains, model_cell
 from evolm.finetune.train import TrainConfig
 
 
@@ -136,8 +135,10 @@ def main() -> None:
     c, m = record["dataset"], record["metrics"]
     print(
         f"Stage 2: cut {args.cut:g}: {c['qualifying']} distinct valid programs in {c['niches']} "
-        f"niches -> {c['train']} train / {c['val']} val; {m['steps']} steps, validation loss "
-        f"{_n(m['val_loss_before'])} -> {_n(m['val_loss_after'])}"
+        f"niches ({c['skipped'].get('below cut', 0)} below the cut, {c['duplicates']} "
+        f"duplicates) -> {c['train']} train / {c['val']} val; {m['steps']} steps, validation loss "
+        f"{_n(m['val_loss_before'])} -> {_n(m['val_loss_after'])}, "
+        f"{m['tokens_per_s']:.0f} tokens/s"
     )
     print("| model | valid | niches | new niches | mean fitness | best fitness |")
     print("|---|---|---|---|---|---|")
@@ -149,37 +150,38 @@ def main() -> None:
         )
     a = ev2["archive"]
     print(f"| archive | - | {a['niches']} | - | {_n(a['fitness_mean'])} | {_n(a['fitness_max'])} |")
-    s = run["summary"]
+    steps = read_metrics(s3)
     print(
         f"Stage 3: {run['steps_done']} GRPO steps x {args.generations} completions, beta "
-        f"{args.beta}; reward per step {[round(x['reward'], 2) for x in _metrics(s3)]}, "
-        f"kl per step {[round(x['kl'], 4) for x in _metrics(s3)]}"
+        f"{args.beta}; reward per step {[round(x['reward'], 2) for x in steps]}, "
+        f"kl per step {[round(x['kl'], 4) for x in steps]}"
     )
-    on = [x.get("terrain_rewards") for x in _metrics(s3)]
+    third = max(1, len(steps) // 3)
+    thirds = [steps[i : i + third] for i in range(0, len(steps), third)]
+    print(
+        "mean reward per third of the steps: "
+        + ", ".join(f"{sum(x['reward'] for x in t) / len(t):.1f}" for t in thirds)
+        + f"; seconds per step {min(x['step_time'] for x in steps):.0f} to "
+        f"{max(x['step_time'] for x in steps):.0f}; valid share "
+        f"{sum(x['valid_share'] for x in steps) / len(steps):.2f}"
+    )
+    on = [x.get("terrain_rewards") for x in steps]
     if any(on):
         print(f"terrain(s) and reward per step: {on}")
-    print("mean distance ± the 95 % t half-width over the samples (valid samples)")
-    print("| terrain | stage 3 | stage 2 | single best | oracle |")
-    print("|---|---|---|---|---|")
+    print(
+        "mean distance ± the 95 % t half-width over the samples (valid samples); single best: "
+        f"program {ev3['single_best_id']}, oracle: {ev3['oracle_ids']}"
+    )
+    print("| terrain | stage 3 | stage 2 | single best | oracle | stage 3's best sample |")
+    print("|---|---|---|---|---|---|")
     for name, row in ev3["terrains"].items():
         print(
-            f"| {name} | {_cell(row['stage3'])} | {_cell(row['stage2'])} | "
-            f"{_n(row.get('single_best'))} | {_n(row.get('oracle'))} |"
+            f"| {name} | {model_cell(row['stage3'])} | {model_cell(row['stage2'])} | "
+            f"{_n(row.get('single_best'))} | {_n(row.get('oracle'))} | "
+            f"{row['stage3']['max']:.1f} |"
         )
     print("minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
     print(f"total: {sum(minutes.values()):.1f} minutes")
-
-
-def _cell(s: dict[str, Any]) -> str:
-    half = s.get("ci95")
-    spread = f" ± {half:.2f}" if half is not None else ""
-    return f"{s['mean']:.2f}{spread} ({s['valid']}/{s['samples']})"
-
-
-def _metrics(out: Path) -> list[dict[str, float]]:
-    from evolm.finetune.rl import read_metrics
-
-    return read_metrics(out)
 
 
 if __name__ == "__main__":

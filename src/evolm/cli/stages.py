@@ -150,13 +150,6 @@ def distill(
     console.print(table)
 
 
-def _model_cell(s: dict[str, Any]) -> str:
-    """A model's mean distance, its 95 % interval's half-width and its valid samples."""
-    half = s.get("ci95")
-    spread = f" ± {half:.2f}" if half is not None else ""
-    return f"{s['mean']:.2f}{spread} ({s['valid']}/{s['samples']})"
-
-
 def rl(
     stage2: Annotated[
         Path | None,
@@ -198,7 +191,7 @@ def rl(
     """ELM Stage 3: terrain-conditioned RL of the Stage-2 model (KL penalty), then ELM §6."""
     from evolm.finetune.dataset import DatasetError
     from evolm.finetune.rl import RLConfig, RLError, train_rl
-    from evolm.finetune.terrain_eval import evaluate_terrains
+    from evolm.finetune.terrain_eval import evaluate_terrains, model_cell
 
     _need_packages("rl", (*TRAIN_PACKAGES, "trl", "datasets"))
     if (resume is None) == (out is None):
@@ -268,8 +261,8 @@ def rl(
     for name, row in ev["terrains"].items():
         table.add_row(
             name,
-            _model_cell(row["stage3"]),
-            _model_cell(row["stage2"]),
+            model_cell(row["stage3"]),
+            model_cell(row["stage2"]),
             _num(row.get("single_best")),
             _num(row.get("oracle")),
         )

@@ -32,13 +32,21 @@ from evolm.finetune.sampling import ModelSpec, Scorer, adapter_for, sample_progr
 from evolm.stats import t_interval
 from evolm.types import Evaluation
 
-__all__ = ["EVAL_FILE", "evaluate_terrains"]
+__all__ = ["EVAL_FILE", "evaluate_terrains", "model_cell"]
 
 EVAL_FILE = "evaluation.json"
 
 
 def _distances(evaluations: Sequence[Evaluation]) -> list[float]:
     return [float(ev.fitness) if ev.ok and ev.fitness is not None else 0.0 for ev in evaluations]
+
+
+def model_cell(entry: dict[str, Any]) -> str:
+    """A model's entry of the table as text: its mean distance, the 95 % interval's half-width
+    (when there is one) and its valid samples, e.g. ``57.46 ± 51.02 (8/8)``."""
+    half = entry.get("ci95")
+    spread = f" ± {half:.2f}" if half is not None else ""
+    return f"{entry['mean']:.2f}{spread} ({entry['valid']}/{entry['samples']})"
 
 
 def _summary(evaluations: Sequence[Evaluation]) -> dict[str, Any]:

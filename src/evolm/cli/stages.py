@@ -251,7 +251,9 @@ def rl(
         return
     _say(f"ELM §6 evaluation: {samples} samples per terrain and model ...")
     try:
-        ev = evaluate_terrains(target, k=samples, llm=eval_llm, seed=seed)
+        # as long a program as the run trained the model to write
+        max_tokens = run["config"]["max_completion_length"]
+        ev = evaluate_terrains(target, k=samples, llm=eval_llm, max_tokens=max_tokens, seed=seed)
     except (RLError, DatasetError) as exc:
         _fail(str(exc))
         return
